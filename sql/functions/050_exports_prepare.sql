@@ -1,0 +1,51 @@
+-- Runs as the requester (not security definer): it records the role the request
+-- was made as, which is the role the worker exports as, so RLS decides what the
+-- export contains whichever way it was requested (GraphQL, REST, SQL).
+create or replace function app_private.tg_exports__prepare() returns trigger
+language plpgsql
+set search_path = pg_catalog
+as $$
+declare
+  max_per_minute constant int := 10;
+  recent int;
+  unknown_options text;
+begin
+  if new.user_id is null then
+    raise exception 'Sign in to request an export.' using errcode = 'PRLGN';
+  end if;
+  if not exists (select from app_public.export_kinds where name = new.kind) then
+    raise exception 'Unknown export kind "%"; choose one of: %.', new.kind,
+      (select string_agg(name, ', ' order by name) from app_public.export_kinds)
+      using errcode = 'PRKND';
+  end if;
+  if new.options is null or jsonb_typeof(new.options) <> 'object' then
+    raise exception 'Export options must be an object such as {"gzip": true, "excel": false}.'
+      using errcode = 'PROPT';
+  end if;
+  select string_agg(key, ', ' order by key) into unknown_options
+    from jsonb_each(new.options)
+   where key not in ('gzip', 'excel') or jsonb_typeof(value) <> 'boolean';
+  if unknown_options is not null then
+    raise exception 'Unknown or non-boolean export options: %. Allowed: gzip, excel (true or false).',
+      unknown_options using errcode = 'PROPT';
+  end if;
+
+  -- Serialise this user's requests so concurrent ones cannot all slip under the limit.
+  perform pg_advisory_xact_lock(hashtextextended('prompter.exports.rate', new.user_id));
+  select count(*) into recent from app_public.exports
+   where user_id = new.user_id and requested_at > clock_timestamp() - interval '1 minute';
+  if recent >= max_per_minute then
+    raise exception 'Too many exports: at most % per minute. Try again in a minute.', max_per_minute
+      using errcode = 'PRRTL';
+  end if;
+
+  new.options := jsonb_build_object(
+    'gzip', coalesce((new.options ->> 'gzip')::boolean, false),
+    'excel', coalesce((new.options ->> 'excel')::boolean, false));
+  new.status := 'queued';
+  new.requested_role := current_user;
+  new.is_global := app_public.current_user_is_admin();
+  new.requested_at := clock_timestamp();
+  return new;
+end;
+$$;

@@ -1,0 +1,30 @@
+do $$
+declare
+  tracked text;
+  op text;
+begin
+  foreach tracked in array array['prompts', 'prompt_versions', 'judge_scores', 'best_heads'] loop
+    foreach op in array array['insert', 'update', 'delete'] loop
+      execute format(
+        'create or replace trigger _500_track_%2$s after %2$s on app_public.%1$I referencing %3$s
+           for each statement execute function app_private.tg__track_changes()',
+        tracked, op,
+        case op when 'insert' then 'new table as new_rows'
+                when 'delete' then 'old table as old_rows'
+                else 'new table as new_rows old table as old_rows' end);
+    end loop;
+  end loop;
+end
+$$;
+
+create or replace trigger _100_fill_source before insert on app_public.judge_scores
+  for each row when (new.source is null) execute function app_private.tg__fill_version_source();
+create or replace trigger _100_fill_source before insert on app_public.best_heads
+  for each row when (new.source is null) execute function app_private.tg__fill_version_source();
+create or replace trigger _100_refill_source before update of prompt_version_id on app_public.best_heads
+  for each row execute function app_private.tg__fill_version_source();
+
+create or replace trigger _100_prepare before insert on app_public.exports
+  for each row execute function app_private.tg_exports__prepare();
+create or replace trigger _500_enqueue after insert on app_public.exports
+  for each row execute function app_private.tg_exports__enqueue();

@@ -1,0 +1,31 @@
+// `npx prompter <command>`: the operator's entry point. Each command lives in
+// src/commands/<name>.ts and default-exports a function of its arguments.
+import { ConfigError } from "./config.ts";
+import { UsageError } from "./commands/args.ts";
+
+const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: (args: string[]) => Promise<void> }> }> = {
+  start: { summary: "start [--no-worker]       database (embedded if no DATABASE_URL), migrations, gateway and worker", load: () => import("./commands/start.ts") },
+  migrate: { summary: "migrate                   bring the database to the current schema", load: () => import("./commands/migrate.ts") },
+  user: { summary: "user add <username> [--admin]   create a user; password from stdin or a prompt", load: () => import("./commands/user.ts") },
+  demo: { summary: "demo --username U --prompts N   generate demo prompts, versions, scores and best heads", load: () => import("./commands/demo.ts") },
+};
+
+function usage(): string {
+  return ["Usage: npx prompter <command> [options]", "", ...Object.values(COMMANDS).map((c) => `  ${c.summary}`)].join("\n");
+}
+
+const [name, ...args] = process.argv.slice(2);
+const command = name ? COMMANDS[name] : undefined;
+if (!command) {
+  process.stderr.write(`${name && name !== "help" && name !== "--help" ? `Unknown command "${name}".\n\n` : ""}${usage()}\n`);
+  process.exit(name && name !== "help" && name !== "--help" ? 2 : 0);
+}
+try {
+  await (await command.load()).default(args);
+} catch (error) {
+  if (error instanceof ConfigError || error instanceof UsageError) {
+    process.stderr.write(`prompter ${name}: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}

@@ -1,0 +1,87 @@
+// Brings a database to the current schema: graphile-migrate's committed
+// migrations (tables, data), graphile-worker's schema (the job queue), then every
+// file of sql/functions and sql/rules (functions, triggers, policies, views),
+// which are idempotent and re-applied each time so each has one home.
+import { migrate as runCommittedMigrations } from "graphile-migrate";
+// graphile-migrate keeps its pool for a moment after use and exits the process
+// if a pooled connection errors (say the database is dropped or restarted).
+import { clearAllPools } from "graphile-migrate/dist/pgReal.js";
+import { runMigrations as installWorkerSchema } from "graphile-worker";
+import { readdir, readFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import JSON5 from "json5";
+import { Logger } from "@graphile/logger";
+
+const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
+const REPEATABLE_FOLDERS = ["sql/functions", "sql/rules"];
+
+async function gmrc() {
+  return JSON5.parse(await readFile(path.join(projectRoot, ".gmrc"), "utf8"));
+}
+
+async function repeatableSql(): Promise<{ file: string; sql: string }[]> {
+  const files: { file: string; sql: string }[] = [];
+  for (const folder of REPEATABLE_FOLDERS) {
+    const names = (await readdir(path.join(projectRoot, folder))).filter((f) => f.endsWith(".sql")).sort();
+    for (const name of names) {
+      const file = path.join(folder, name);
+      files.push({ file, sql: await readFile(path.join(projectRoot, file), "utf8") });
+    }
+  }
+  return files;
+}
+
+export async function applyRepeatableSql(connectionString: string): Promise<void> {
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    await client.query("begin");
+    // Several processes may start at once; one applies, the others wait.
+    await client.query("select pg_advisory_xact_lock(hashtextextended('prompter.apply_sql', 0))");
+    for (const { file, sql } of await repeatableSql()) {
+      try {
+        await client.query(sql);
+      } catch (error) {
+        throw new Error(`${file}: ${(error as Error).message}`, { cause: error });
+      }
+    }
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    await client.end();
+  }
+}
+
+// Migrations report only what needs attention; "Already up to date" on every start is noise.
+const quietLogger = new Logger(() => (level, message) => {
+  if (level === "error" || level === "warning") process.stderr.write(`graphile-migrate: ${message}\n`);
+});
+
+export async function migrateDatabase(connectionString: string): Promise<void> {
+  const settings = {
+    ...(await gmrc()),
+    connectionString,
+    migrationsFolder: path.join(projectRoot, "migrations"),
+    logger: quietLogger,
+  };
+  try {
+    await runCommittedMigrations(settings);
+  } finally {
+    clearAllPools();
+  }
+  await installWorkerSchema({ connectionString, logger: undefined });
+  await applyRepeatableSql(connectionString);
+}
+
+/** True when every committed migration has been applied (for /readyz). */
+export async function migrationsAreCurrent(client: pg.ClientBase): Promise<boolean> {
+  const committed = (await readdir(path.join(projectRoot, "migrations/committed"))).filter((f) => f.endsWith(".sql"));
+  const { rows } = await client.query<{ count: string }>(
+    "select count(*) from graphile_migrate.migrations",
+  );
+  return Number(rows[0].count) >= committed.length;
+}
