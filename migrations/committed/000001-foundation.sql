@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:b5ddaebfff50cf018395a49f1b963b66520d77b6
+--! Hash: sha1:61089fadf4b8092483a13d3207f54c45d6e80831
 --! Message: foundation
 
 -- Foundation: roles, schemas, tables, constraints, grants.
@@ -105,7 +105,7 @@ insert into app_public.agents (name, description) values
 create table app_public.prompts (
   id bigint primary key generated always as identity,
   user_id bigint not null references app_public.users on delete cascade,
-  text text not null constraint prompts_text_not_blank check (btrim(text) <> ''),
+  text text not null constraint prompts_text_not_blank check (text ~ '\S'),
   created_at timestamptz not null default now(),
   unique (user_id, id)
 );
@@ -118,8 +118,8 @@ create table app_public.prompt_versions (
   id bigint primary key generated always as identity,
   prompt_id bigint not null,
   user_id bigint not null,
-  text text not null constraint prompt_versions_text_not_blank check (btrim(text) <> ''),
-  explanation text constraint prompt_versions_explanation_not_blank check (btrim(explanation) <> ''),
+  text text not null constraint prompt_versions_text_not_blank check (text ~ '\S'),
+  explanation text constraint prompt_versions_explanation_not_blank check (explanation ~ '\S'),
   source text not null constraint prompt_versions_source_fkey references app_public.agents (name),
   created_at timestamptz not null default now(),
   constraint prompt_versions_prompt_fkey foreign key (user_id, prompt_id)

@@ -1,0 +1,179 @@
+// agent_effectiveness reads per-(user, agent) counters that triggers maintain.
+// This drives random writes (inserts, updates, deletes, source changes, best-head
+// moves) and after every step compares each column of the view, for each user
+// and for an admin, with a plain recomputation of the seed's algorithm.
+import { beforeAll, describe, expect, it } from "vitest";
+import fc from "fast-check";
+import type pg from "pg";
+import { createUser, useTestDatabase } from "./support/db.ts";
+
+const db = useTestDatabase();
+const AGENTS = ["domain", "structure", "syntax"];
+let users: string[];
+let admin: string;
+
+beforeAll(async () => {
+  users = [await createUser(db.pool), await createUser(db.pool)];
+  admin = await createUser(db.pool, { admin: true });
+});
+
+interface Version { id: string; prompt_id: string; user_id: string; source: string }
+interface Score { prompt_version_id: string; total: string }
+interface Head { prompt_version_id: string }
+interface Effectiveness { wins: number; total: number; win_rate: number; avg_score: number; scored: number }
+
+/** The seed's per-version loop, over plain rows: total, wins, win_rate, avg_score per agent. */
+function recompute(versions: Version[], scores: Score[], heads: Head[]): Record<string, Effectiveness> {
+  const scoreOf = new Map(scores.map((s) => [s.prompt_version_id, Number(s.total)]));
+  const winners = new Set(heads.map((h) => h.prompt_version_id));
+  const stats: Record<string, { wins: number; total: number; scores: number[] }> = {};
+  for (const agent of AGENTS) stats[agent] = { wins: 0, total: 0, scores: [] };
+  for (const version of versions) {
+    const agent = stats[version.source];
+    agent.total += 1;
+    if (scoreOf.has(version.id)) agent.scores.push(scoreOf.get(version.id)!);
+    if (winners.has(version.id)) agent.wins += 1;
+  }
+  return Object.fromEntries(Object.entries(stats).map(([name, s]) => [name, {
+    wins: s.wins,
+    total: s.total,
+    win_rate: s.total > 0 ? s.wins / s.total : 0,
+    avg_score: s.scores.length ? s.scores.reduce((a, b) => a + b, 0) / s.scores.length : 0,
+    scored: s.scores.length,
+  }]));
+}
+
+const criterion = fc.integer({ min: 0, max: 100 }).map((n) => n / 10);
+const operation = fc.oneof(
+  fc.record({ op: fc.constant("prompt" as const), user: fc.nat(1) }),
+  fc.record({ op: fc.constant("version" as const), pick: fc.nat(), agent: fc.constantFrom(...AGENTS) }),
+  fc.record({ op: fc.constant("score" as const), pick: fc.nat(), values: fc.array(criterion, { minLength: 5, maxLength: 5 }) }),
+  fc.record({ op: fc.constant("rescore" as const), pick: fc.nat(), value: criterion }),
+  fc.record({ op: fc.constant("unscore" as const), pick: fc.nat() }),
+  fc.record({ op: fc.constant("head" as const), pick: fc.nat() }),
+  fc.record({ op: fc.constant("unhead" as const), pick: fc.nat() }),
+  fc.record({ op: fc.constant("resource" as const), pick: fc.nat(), agent: fc.constantFrom(...AGENTS) }),
+  fc.record({ op: fc.constant("dropVersion" as const), pick: fc.nat() }),
+  fc.record({ op: fc.constant("dropPrompt" as const), pick: fc.nat() }),
+  fc.record({ op: fc.constant("bulk" as const), user: fc.nat(1), prompts: fc.integer({ min: 1, max: 4 }) }),
+);
+type Operation = typeof operation extends fc.Arbitrary<infer T> ? T : never;
+
+async function as(client: pg.PoolClient, userId: string, role: string, sql: string, params: unknown[] = []) {
+  await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [role, userId]);
+  try {
+    return await client.query(sql, params);
+  } finally {
+    await client.query("reset role");
+  }
+}
+
+async function pick<T extends { user_id: string }>(client: pg.PoolClient, sql: string, index: number): Promise<T | undefined> {
+  const { rows } = await client.query<T>(sql);
+  return rows.length ? rows[index % rows.length] : undefined;
+}
+
+/** Applies one random write as the user who owns the row it touches. */
+async function apply(client: pg.PoolClient, step: Operation): Promise<void> {
+  const version = () => pick<Version>(client, "select id, prompt_id, user_id, source from app_public.prompt_versions order by id", "pick" in step ? step.pick : 0);
+  switch (step.op) {
+    case "prompt":
+      await as(client, users[step.user], "app_user", "insert into app_public.prompts (text) values ('p')");
+      return;
+    case "bulk":
+      await client.query("select app_private.generate_demo($1, $2)", [users[step.user], step.prompts]);
+      return;
+    case "version": {
+      const prompt = await pick<{ id: string; user_id: string }>(client, "select id, user_id from app_public.prompts order by id", step.pick);
+      if (prompt) await as(client, prompt.user_id, "app_user",
+        "insert into app_public.prompt_versions (prompt_id, text, source) values ($1, 'v', $2)", [prompt.id, step.agent]);
+      return;
+    }
+    case "dropPrompt": {
+      const prompt = await pick<{ id: string; user_id: string }>(client, "select id, user_id from app_public.prompts order by id", step.pick);
+      if (prompt) await as(client, prompt.user_id, "app_user", "delete from app_public.prompts where id = $1", [prompt.id]);
+      return;
+    }
+  }
+  const v = await version();
+  if (!v) return;
+  const run = (sql: string, params: unknown[]) => as(client, v.user_id, "app_user", sql, params);
+  switch (step.op) {
+    case "score":
+      await run(`insert into app_public.judge_scores (prompt_version_id, clarity, specificity, actionability, structure, context_use)
+                 values ($1, $2, $3, $4, $5, $6) on conflict (prompt_version_id) do nothing`, [v.id, ...step.values]);
+      break;
+    case "rescore":
+      await run("update app_public.judge_scores set clarity = $2 where prompt_version_id = $1", [v.id, step.value]);
+      break;
+    case "unscore":
+      await run("delete from app_public.judge_scores where prompt_version_id = $1", [v.id]);
+      break;
+    case "head":
+      await run("select app_public.set_best_head($1)", [v.id]);
+      break;
+    case "unhead":
+      await run("delete from app_public.best_heads where prompt_id = $1", [v.prompt_id]);
+      break;
+    case "resource":
+      await run("update app_public.prompt_versions set source = $2 where id = $1", [v.id, step.agent]);
+      break;
+    case "dropVersion":
+      await run("delete from app_public.prompt_versions where id = $1", [v.id]);
+      break;
+  }
+}
+
+async function expectViewMatches(client: pg.PoolClient) {
+  const versions = (await client.query<Version>("select id, prompt_id, user_id, source from app_public.prompt_versions")).rows;
+  const scores = (await client.query<Score & { user_id: string }>("select prompt_version_id, total, user_id from app_public.judge_scores")).rows;
+  const heads = (await client.query<Head & { user_id: string }>("select prompt_version_id, user_id from app_public.best_heads")).rows;
+  const viewers = [...users.map((id) => ({ id, role: "app_user", mine: (row: { user_id: string }) => row.user_id === id })),
+    { id: admin, role: "app_admin", mine: () => true }];
+  for (const viewer of viewers) {
+    const expected = recompute(versions.filter(viewer.mine), scores.filter(viewer.mine), heads.filter(viewer.mine));
+    const { rows } = await as(client, viewer.id, viewer.role, "select * from app_public.agent_effectiveness");
+    expect(rows.map((r) => r.agent)).toEqual(AGENTS);
+    for (const row of rows) {
+      const want = expected[row.agent];
+      expect({ wins: Number(row.wins), total: Number(row.total), scored: Number(row.scored) })
+        .toEqual({ wins: want.wins, total: want.total, scored: want.scored });
+      expect(row.win_rate).toBeCloseTo(want.win_rate, 9);
+      expect(row.avg_score).toBeCloseTo(want.avg_score, 9);
+    }
+  }
+}
+
+describe("agent_effectiveness", () => {
+  it("matches a recomputation from the rows after every random write", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(operation, { minLength: 1, maxLength: 25 }), async (steps) => {
+        const client = await db.pool.connect();
+        try {
+          await client.query("begin");
+          for (const step of steps) {
+            await apply(client, step);
+            await expectViewMatches(client);
+          }
+        } finally {
+          await client.query("rollback");
+          client.release();
+        }
+      }),
+      { numRuns: 40 },
+    );
+  });
+
+  it("shows every registered agent, with zeros when it has no versions", async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query("begin");
+      await client.query("insert into app_public.agents (name, description) values ('tone', 'Adjusts tone.')");
+      const { rows } = await as(client, users[0], "app_user", "select * from app_public.agent_effectiveness where agent = 'tone'");
+      expect(rows).toEqual([{ agent: "tone", wins: "0", total: "0", win_rate: 0, avg_score: 0, scored: "0" }]);
+    } finally {
+      await client.query("rollback");
+      client.release();
+    }
+  });
+});
