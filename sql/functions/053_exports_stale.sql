@@ -1,8 +1,10 @@
 -- Whether the data an export saw has changed since: compares the data version
 -- recorded in the export's snapshot with the current one, for the owner's data
--- or, for an export made by an admin, everyone's.
+-- or, for an export made by an admin, everyone's. Runs as the caller, not as
+-- definer: the row is an argument anyone can forge, so RLS on data_versions
+-- must decide whose counters it may compare with.
 create or replace function app_public.exports_stale(e app_public.exports) returns boolean
-language sql stable security definer
+language sql stable
 set search_path = pg_catalog
 as $$
   select case
