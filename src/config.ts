@@ -75,6 +75,8 @@ export function loadConfig(env: Env = process.env) {
     metricsToken: env.METRICS_TOKEN || undefined,
     alertWebhookUrl: env.ALERT_WEBHOOK_URL || undefined,
     logLevel: env.LOG_LEVEL || "info",
+    /** Grafast's mode: "development" adds planning checks that cost speed. */
+    graphileEnv: env.GRAPHILE_ENV || (env.NODE_ENV === "development" || env.NODE_ENV === "test" ? "development" : "production"),
   };
 }
 

@@ -1,0 +1,67 @@
+// The GraphQL API: app_public as PostGraphile V5 sees it (Amber), with
+// aggregates and connection filters. Each request runs as its caller.
+import type { Request } from "express";
+import type pg from "pg";
+import { postgraphile } from "postgraphile";
+import { makePgService } from "postgraphile/adaptors/pg";
+import { defaultMaskError } from "postgraphile/grafserv";
+import { GraphQLError, type GraphQLFormattedError } from "postgraphile/graphql";
+import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
+import { PgAggregatesPreset } from "@graphile/pg-aggregates";
+import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
+import type { Config } from "../config.ts";
+import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
+import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
+
+/** grafserv's maskError: pass the public database errors through, mask the rest. */
+function maskError(error: GraphQLError): GraphQLError | GraphQLFormattedError {
+  const visible = publicDatabaseError(error.originalError) ?? rowNotFound(error.originalError);
+  if (visible) {
+    return new GraphQLError(visible.message, {
+      nodes: error.nodes,
+      source: error.source,
+      positions: error.positions,
+      path: error.path,
+      originalError: error.originalError,
+      extensions: { code: visible.code },
+    });
+  }
+  const masked = defaultMaskError(error);
+  if (masked === error) return error; // validation and other GraphQL errors are safe as they are
+  return { ...masked.toJSON(), extensions: { ...masked.extensions, code: "INTERNAL" } };
+}
+
+// A delete that RLS (or a wrong id) leaves without a row fails with a plain
+// Error in PostGraphile, where an update answers null; both mean "not found".
+function rowNotFound(error: Error | undefined) {
+  const missing = error && /^No values were deleted in collection '\w+'/.test(error.message);
+  return missing ? { code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
+}
+
+export function createPostGraphile(config: Config, pool: pg.Pool) {
+  return postgraphile({
+    extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
+    // Introspect as app_admin (who holds every grant app_user has, and more), so
+    // the schema offers only what the grants allow: no createUser, no updateExport.
+    pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],
+    gather: { pgJwtTypes: "app_public.jwt_token" },
+    // No expiresIn: app_public.jwt_token carries exp (from JWT_EXPIRES_IN via prompter.jwt_ttl).
+    schema: { pgJwtSecret: config.jwtSecret, pgJwtSignOptions: SIGN_OPTIONS },
+    grafast: {
+      context(requestContext) {
+        const req = requestContext.expressv4?.req as Request | undefined;
+        return { pgSettings: pgSettingsFor(req && callerOf(req), config) };
+      },
+    },
+    grafserv: {
+      graphqlPath: "/graphql",
+      // Both switches, or GET /graphql with Accept: text/html still serves Ruru.
+      graphiql: !config.production,
+      graphiqlOnGraphQLGET: !config.production,
+      graphiqlPath: "/graphiql",
+      websockets: false,
+      maxRequestLength: MAX_BODY_BYTES,
+      maskError,
+    },
+  });
+}

@@ -1,0 +1,40 @@
+// The whole export path in one `prompter start` process: REST queues the export,
+// the worker writes the file and notifies, the waiting request answers, and the
+// download is the file the worker described.
+import { afterAll, beforeAll, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import { createUser, useTestDatabase } from "../support/db.ts";
+import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
+
+const db = useTestDatabase();
+let server: RunningServer;
+const tokens = { owner: "", other: "" };
+
+beforeAll(async () => {
+  const owner = await createUser(db.pool);
+  tokens.owner = signTestToken(owner);
+  tokens.other = signTestToken(await createUser(db.pool));
+  await db.pool.query("select app_private.generate_demo($1, 3)", [owner]);
+  server = await startServer({ databaseUrl: db.url, args: ["start"], env: { EXPORT_WAIT_SECONDS: "30" } });
+});
+afterAll(() => server?.stop());
+
+it("?wait=true answers once the worker has written the file, which only its owner can download", async () => {
+  const queued = await fetch(`${server.baseUrl}/api/storage/export-multi-agent?wait=true`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${tokens.owner}` },
+  });
+  const body = await queued.json();
+  expect(queued.status).toBe(200);
+  expect(body).toMatchObject({ success: true, records: 3, status: "succeeded", export: { rows: 3, stale: false } });
+
+  const download = await fetch(`${server.baseUrl}${body.export.download_url}`, { headers: { authorization: `Bearer ${tokens.owner}` } });
+  const content = Buffer.from(await download.arrayBuffer());
+  expect(download.status).toBe(200);
+  expect(content.length).toBe(body.export.bytes);
+  expect(createHash("sha256").update(content).digest("hex")).toBe(body.export.sha256);
+  expect(download.headers.get("etag")).toBe(`"${body.export.sha256}"`);
+
+  const stranger = await fetch(`${server.baseUrl}${body.export.download_url}`, { headers: { authorization: `Bearer ${tokens.other}` } });
+  expect(stranger.status).toBe(404);
+});

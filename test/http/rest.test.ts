@@ -1,0 +1,296 @@
+// The REST endpoints: their exact shapes, what each caller may see (RLS as the
+// caller), export waiting and downloads, and the error codes for bad input.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createHash } from "node:crypto";
+import { rm, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { createUser, useTestDatabase } from "../support/db.ts";
+import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
+
+const db = useTestDatabase();
+let server: RunningServer;
+/** A second gateway that waits at most a second for an export. */
+let impatient: RunningServer;
+const users: Record<"a" | "b" | "admin" | "waiter" | "limited", { id: string; token: string }> = {} as never;
+
+async function call(method: string, url: string, token?: string, init: { body?: string; headers?: Record<string, string>; on?: RunningServer } = {}) {
+  const response = await fetch(`${(init.on ?? server).baseUrl}${url}`, {
+    method,
+    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...init.headers },
+    body: init.body,
+  });
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, text, body: /json/.test(response.headers.get("content-type") ?? "") ? JSON.parse(text) : undefined };
+}
+const postJson = (url: string, token: string, body: string) => call("POST", url, token, { body, headers: { "content-type": "application/json" } });
+
+/** Setup as the database owner: a prompt with versions, scores and a best head. */
+async function seedPrompt(userId: string, versions: { source: string; score?: number; best?: boolean }[]) {
+  const { rows: [prompt] } = await db.pool.query("insert into app_public.prompts (user_id, text) values ($1, 'Seeded prompt') returning id", [userId]);
+  for (const version of versions) {
+    const { rows: [v] } = await db.pool.query(
+      "insert into app_public.prompt_versions (prompt_id, user_id, text, source) values ($1, $2, 'Improved', $3) returning id",
+      [prompt.id, userId, version.source]);
+    if (version.score !== undefined) {
+      const c = version.score / 5;
+      await db.pool.query(
+        "insert into app_public.judge_scores (prompt_version_id, user_id, clarity, specificity, actionability, structure, context_use) values ($1, $2, $3, $3, $3, $3, $3)",
+        [v.id, userId, c]);
+    }
+    if (version.best) {
+      await db.pool.query("insert into app_public.best_heads (prompt_id, prompt_version_id, user_id) values ($1, $2, $3)", [prompt.id, v.id, userId]);
+    }
+  }
+}
+
+/**
+ * Setup standing in for the worker, which `prompter server` does not run: records
+ * an outcome as the database owner and notifies as the worker does.
+ */
+async function recordOutcome(exportId: number, outcome: { status: "running" | "failed"; error?: string } | { status: "succeeded"; content: string }) {
+  if (outcome.status !== "succeeded") {
+    await db.pool.query("update app_public.exports set status = $2, error_message = $3, started_at = now() where id = $1", [exportId, outcome.status, outcome.error ?? null]);
+  } else {
+    const fileName = `multi_agent_log-${exportId}.csv`;
+    await writeFile(path.join(server.exportDir, fileName), outcome.content);
+    await db.pool.query(
+      `update app_public.exports set status = 'succeeded', finished_at = now(), rows = $2, bytes = $3, sha256 = $4, file_name = $5 where id = $1`,
+      [exportId, outcome.content.split("\n").length - 2, Buffer.byteLength(outcome.content), createHash("sha256").update(outcome.content).digest("hex"), fileName]);
+  }
+  await db.pool.query("select pg_notify('prompter_exports', $1)", [String(exportId)]);
+}
+
+/** Starts `request` and, while it runs, returns the id of the export it created. */
+async function exportCreatedBy<T>(userId: string, request: () => Promise<T>): Promise<{ id: number; response: Promise<T> }> {
+  const newest = "select coalesce(max(id), 0)::int as id from app_public.exports where user_id = $1";
+  const before = (await db.pool.query(newest, [userId])).rows[0].id;
+  const response = request();
+  for (let attempt = 0; attempt < 400; attempt++) {
+    const { id } = (await db.pool.query(newest, [userId])).rows[0];
+    if (id > before) return { id, response };
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`no export appeared; the request answered ${JSON.stringify(await response)}`);
+}
+
+async function queueExport(user: { token: string }): Promise<number> {
+  const response = await call("POST", "/api/storage/export-multi-agent", user.token);
+  expect(response.status).toBe(202);
+  return response.body.export_id;
+}
+
+const exportCount = async (userId: string) =>
+  (await db.pool.query("select count(*)::int as n from app_public.exports where user_id = $1", [userId])).rows[0].n;
+
+beforeAll(async () => {
+  for (const name of ["a", "b", "admin", "waiter", "limited"] as const) {
+    const id = await createUser(db.pool, { admin: name === "admin" });
+    users[name] = { id, token: signTestToken(id, { admin: name === "admin" }) };
+  }
+  // Agent figures of a: syntax 2 versions, 1 win, scores 40 and 20; structure 2
+  // versions, 1 win, scores 30 and 45; domain 1 version, unscored.
+  await seedPrompt(users.a.id, [{ source: "syntax", score: 40, best: true }, { source: "structure", score: 30 }, { source: "domain" }]);
+  await seedPrompt(users.a.id, [{ source: "syntax", score: 20 }, { source: "structure", score: 45, best: true }]);
+  await seedPrompt(users.b.id, [{ source: "domain", score: 50, best: true }]);
+  [server, impatient] = await Promise.all([
+    startServer({ databaseUrl: db.url, env: { EXPORT_WAIT_SECONDS: "30" } }),
+    startServer({ databaseUrl: db.url, env: { EXPORT_WAIT_SECONDS: "1" } }),
+  ]);
+});
+afterAll(() => Promise.all([server?.stop(), impatient?.stop()]));
+
+describe("GET /api/agents/effectiveness", () => {
+  it("answers the caller's own figures in the seed's shape", async () => {
+    expect(await call("GET", "/api/agents/effectiveness", users.a.token)).toMatchObject({
+      status: 200,
+      body: {
+        success: true,
+        effectiveness: {
+          syntax: { wins: 1, total: 2, win_rate: 0.5, avg_score: 30 },
+          structure: { wins: 1, total: 2, win_rate: 0.5, avg_score: 37.5 },
+          domain: { wins: 0, total: 1, win_rate: 0, avg_score: 0 },
+        },
+      },
+    });
+    expect((await call("GET", "/api/agents/effectiveness", users.b.token)).body.effectiveness).toEqual({
+      syntax: { wins: 0, total: 0, win_rate: 0, avg_score: 0 },
+      structure: { wins: 0, total: 0, win_rate: 0, avg_score: 0 },
+      domain: { wins: 1, total: 1, win_rate: 1, avg_score: 50 },
+    });
+  });
+
+  it("gives an admin everyone's figures", async () => {
+    const { body } = await call("GET", "/api/agents/effectiveness", users.admin.token);
+    expect(body.effectiveness.domain).toEqual({ wins: 1, total: 2, win_rate: 0.5, avg_score: 50 });
+  });
+});
+
+const EXPORT_SHAPE = {
+  id: expect.any(Number),
+  user_id: expect.any(Number),
+  kind: expect.any(String),
+  options: { gzip: expect.any(Boolean), excel: expect.any(Boolean) },
+  status: expect.any(String),
+  is_global: expect.any(Boolean),
+  requested_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+  started_at: null,
+  finished_at: null,
+  rows: null,
+  bytes: null,
+  sha256: null,
+  file_name: null,
+  attempts: 0,
+  error: null,
+  progress_rows: 0,
+  stale: null,
+  status_url: expect.stringMatching(/^\/api\/exports\/\d+$/),
+  download_url: null,
+};
+
+describe("queueing exports", () => {
+  it("POST /api/storage/export-multi-agent answers 202 with the queued export", async () => {
+    const response = await postJson("/api/storage/export-multi-agent", users.a.token, '{"gzip": true}');
+    const id = response.body.export_id;
+    expect(response).toMatchObject({ status: 202 });
+    expect(response.body).toEqual({
+      success: true,
+      export_id: id,
+      status: "queued",
+      status_url: `/api/exports/${id}`,
+      export: { ...EXPORT_SHAPE, id, user_id: Number(users.a.id), kind: "multi_agent_log", options: { gzip: true, excel: false }, status: "queued" },
+    });
+  });
+
+  it("POST /api/storage/export-all queues an export of every kind, with no body needed", async () => {
+    const response = await call("POST", "/api/storage/export-all", users.a.token);
+    expect(response.status).toBe(202);
+    expect(response.body.export).toMatchObject({ kind: "all", options: { gzip: false, excel: false } });
+  });
+
+  it("?wait=true answers 200 with the file once the export has succeeded", async () => {
+    const { id, response: pending } = await exportCreatedBy(users.waiter.id,
+      () => call("POST", "/api/storage/export-multi-agent?wait=true", users.waiter.token));
+    await recordOutcome(id, { status: "running" });
+    await recordOutcome(id, { status: "succeeded", content: "request_id,original_prompt\n1,hello\n2,world\n" });
+    const response = await pending;
+    expect(response.status).toBe(200);
+    expect(response.body).toMatchObject({
+      success: true,
+      csv_path: path.join(server.exportDir, `multi_agent_log-${id}.csv`),
+      records: 2,
+      export_id: id,
+      status: "succeeded",
+      export: { status: "succeeded", rows: 2, download_url: `/api/exports/${id}/download`, stale: null },
+    });
+  });
+
+  it("?wait=true reports a failed export as EXPORT_FAILED", async () => {
+    const { id, response: pending } = await exportCreatedBy(users.b.id,
+      () => call("POST", "/api/storage/export-all?wait=true", users.b.token));
+    await recordOutcome(id, { status: "failed", error: "The disk is full." });
+    expect(await pending).toMatchObject({
+      status: 500,
+      body: { success: false, error: { code: "EXPORT_FAILED", message: "The disk is full." }, status: "failed" },
+    });
+  });
+
+  it("?wait=true gives up after EXPORT_WAIT_SECONDS and answers 202 with the export still queued", async () => {
+    const response = await call("POST", "/api/storage/export-all?wait=true", users.admin.token, { on: impatient });
+    expect(response).toMatchObject({ status: 202, body: { success: true, status: "queued", export: { is_global: true } } });
+  });
+
+  it("limits a user to 10 exports a minute (429 PRRTL)", async () => {
+    for (let i = 0; i < 10; i++) expect((await call("POST", "/api/storage/export-all", users.limited.token)).status).toBe(202);
+    expect(await call("POST", "/api/storage/export-all", users.limited.token)).toMatchObject({
+      status: 429, body: { success: false, error: { code: "PRRTL", message: expect.stringMatching(/at most 10 per minute/) } },
+    });
+    expect(await exportCount(users.limited.id)).toBe(10);
+  });
+});
+
+describe("reading exports", () => {
+  it("GET /api/exports lists what the caller may see: their own, or everyone's for an admin", async () => {
+    await queueExport(users.a);
+    await queueExport(users.b);
+    const own = async (user: { id: string; token: string }) => {
+      const { body } = await call("GET", "/api/exports", user.token);
+      return body.exports.map((e: { id: number; user_id: number }) => e.user_id);
+    };
+    expect(new Set(await own(users.a))).toEqual(new Set([Number(users.a.id)]));
+    expect(new Set(await own(users.b))).toEqual(new Set([Number(users.b.id)]));
+    const all = await call("GET", "/api/exports?limit=100", users.admin.token);
+    expect(all.body.exports).toHaveLength((await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n);
+    const paged = await call("GET", "/api/exports?limit=1&offset=1", users.admin.token);
+    expect(paged.body.exports).toEqual([all.body.exports[1]]);
+  });
+
+  it("GET /api/exports/:id shows the export to its owner and an admin, 404 to anyone else", async () => {
+    const id = await queueExport(users.a);
+    const owner = await call("GET", `/api/exports/${id}`, users.a.token);
+    expect(owner).toMatchObject({ status: 200, body: { success: true, export: { id, user_id: Number(users.a.id) } } });
+    expect(Object.keys(owner.body.export).sort()).toEqual(Object.keys(EXPORT_SHAPE).sort());
+    expect((await call("GET", `/api/exports/${id}`, users.admin.token)).status).toBe(200);
+    expect(await call("GET", `/api/exports/${id}`, users.b.token)).toMatchObject({
+      status: 404, body: { success: false, error: { code: "NOT_FOUND" } },
+    });
+  });
+});
+
+describe("GET /api/exports/:id/download", () => {
+  it("streams the file to its owner and an admin, with Content-Disposition and the sha256 as ETag", async () => {
+    const id = await queueExport(users.waiter);
+    await recordOutcome(id, { status: "succeeded", content: "request_id,original_prompt\n1,hello\n2,world\n" });
+    const { rows: [row] } = await db.pool.query("select sha256, file_name from app_public.exports where id = $1", [id]);
+    for (const user of [users.waiter, users.admin]) {
+      const response = await call("GET", `/api/exports/${id}/download`, user.token);
+      expect(response.status).toBe(200);
+      expect(response.text).toBe("request_id,original_prompt\n1,hello\n2,world\n");
+      expect(response.headers.get("etag")).toBe(`"${row.sha256}"`);
+      expect(response.headers.get("content-disposition")?.replaceAll('"', "")).toBe(`attachment; filename=${row.file_name}`);
+      expect(response.headers.get("content-type")).toMatch(/^text\/csv/);
+    }
+    const unchanged = await call("GET", `/api/exports/${id}/download`, users.waiter.token, { headers: { "if-none-match": `"${row.sha256}"` } });
+    expect(unchanged.status).toBe(304);
+    const stranger = await call("GET", `/api/exports/${id}/download`, users.b.token);
+    expect(stranger).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+    expect(stranger.text).not.toContain("hello");
+  });
+
+  it("answers 409 for an export that has not succeeded, and 410 once the file is gone", async () => {
+    const id = await queueExport(users.waiter);
+    expect(await call("GET", `/api/exports/${id}/download`, users.waiter.token)).toMatchObject({
+      status: 409, body: { success: false, error: { code: "EXPORT_NOT_READY" } },
+    });
+    await recordOutcome(id, { status: "succeeded", content: "request_id\n" });
+    expect((await call("GET", `/api/exports/${id}/download`, users.waiter.token)).status).toBe(200);
+    const { rows: [row] } = await db.pool.query("select file_name from app_public.exports where id = $1", [id]);
+    await rm(path.join(server.exportDir, row.file_name));
+    expect(await call("GET", `/api/exports/${id}/download`, users.waiter.token)).toMatchObject({
+      status: 410, body: { success: false, error: { code: "EXPORT_FILE_GONE" } },
+    });
+  });
+});
+
+describe("bad requests", () => {
+  const cases: [string, () => ReturnType<typeof call>, number, string][] = [
+    ["no token", () => call("GET", "/api/exports"), 401, "SIGN_IN_REQUIRED"],
+    ["malformed JSON", () => postJson("/api/storage/export-all", users.b.token, '{"gzip": tru'), 400, "BAD_JSON"],
+    ["an unknown option", () => postJson("/api/storage/export-all", users.b.token, '{"gzip": true, "format": "xml"}'), 400, "PROPT"],
+    ["an option of the wrong type", () => postJson("/api/storage/export-all", users.b.token, '{"excel": "yes"}'), 400, "PROPT"],
+    ["options that are not an object", () => postJson("/api/storage/export-all", users.b.token, "[true]"), 400, "PROPT"],
+    ["a huge body", () => postJson("/api/storage/export-all", users.b.token, JSON.stringify({ gzip: true, pad: "x".repeat(200_000) })), 413, "BODY_TOO_LARGE"],
+    ["a body that is not JSON", () => call("POST", "/api/storage/export-all", users.b.token, { body: "gzip=true", headers: { "content-type": "text/plain" } }), 415, "UNSUPPORTED_MEDIA_TYPE"],
+    ["wait=maybe", () => call("POST", "/api/storage/export-all?wait=maybe", users.b.token), 400, "BAD_PARAMETER"],
+    ["an unknown query parameter", () => call("GET", "/api/exports?sort=id", users.b.token), 400, "UNKNOWN_PARAMETER"],
+    ["limit out of range", () => call("GET", "/api/exports?limit=1000", users.b.token), 400, "BAD_PARAMETER"],
+    ["an id that is not a number", () => call("GET", "/api/exports/1%20or%201=1", users.b.token), 400, "BAD_PARAMETER"],
+    ["an unknown endpoint", () => call("GET", "/api/nothing-here", users.b.token), 404, "NOT_FOUND"],
+  ];
+  it.each(cases)("%s gets a clear error and changes nothing", async (_name, request, status, code) => {
+    const before = await exportCount(users.b.id);
+    const response = await request();
+    expect(response).toMatchObject({ status, body: { success: false, error: { code, message: expect.any(String) } } });
+    expect(Object.keys(response.body)).toEqual(["success", "error"]);
+    expect(await exportCount(users.b.id)).toBe(before);
+  });
+});
