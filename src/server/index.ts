@@ -10,6 +10,7 @@ import { authenticate } from "./auth.ts";
 import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
 import { restRoutes } from "./rest.ts";
+import { uiRoutes } from "./ui.ts";
 
 /** One more condition for /readyz (say, that a worker is running); true when met. */
 export type ReadinessCheck = (client: pg.PoolClient) => Promise<boolean>;
@@ -60,6 +61,7 @@ export async function startGateway(
       checks,
     });
   });
+  app.use(await uiRoutes());
   app.use(authenticate(config));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", restRoutes(config, pool, events));

@@ -18,7 +18,6 @@ const CONTENT_SECURITY_POLICY = [
   "style-src 'self'",
   "img-src 'self'",
   "connect-src 'self'",
-  "manifest-src 'self'",
   "base-uri 'none'",
   "form-action 'self'",
   "frame-ancestors 'none'",
@@ -35,26 +34,21 @@ const SECURITY_HEADERS = {
 interface Asset {
   body: Buffer;
   contentType: string;
-  etag: string;
   cacheControl: string;
+  /** sha256 of the body, hex. */
+  digest: string;
 }
 
 function asset(body: Buffer | string, contentType: string, cacheControl: string): Asset {
   const content = Buffer.from(body);
-  const etag = `"${createHash("sha256").update(content).digest("base64url").slice(0, 27)}"`;
-  return { body: content, contentType, etag, cacheControl };
-}
-
-/** `/assets/<name>.<hash>.<ext>` for an asset's content. */
-function hashedPath(name: string, body: Buffer | string): string {
-  const hash = createHash("sha256").update(body).digest("hex").slice(0, 12);
-  const dot = name.lastIndexOf(".");
-  return `/assets/${name.slice(0, dot)}.${hash}${name.slice(dot)}`;
+  return { body: content, contentType, cacheControl, digest: createHash("sha256").update(content).digest("hex") };
 }
 
 async function bundle(): Promise<{ script: string; styles: string }> {
-  // A development dependency: imported here only, so nothing else loads it.
-  const esbuild = await import("esbuild");
+  const esbuild = await import("esbuild").catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "ERR_MODULE_NOT_FOUND") throw error;
+    throw new Error("The web UI is built when the gateway starts, with esbuild: install it with `npm install` (or `npm ci`).");
+  });
   const result = await esbuild.build({
     entryPoints: [`${UI_DIR}app.ts`, `${UI_DIR}styles.css`],
     bundle: true,
@@ -90,17 +84,20 @@ export async function uiRoutes(): Promise<Router> {
   const assets = new Map<string, Asset>();
   let html = template;
   for (const [name, body, contentType] of sources) {
-    const served = hashedPath(name, body);
-    const reference = `/assets/${name}`;
-    if (!html.includes(`"${reference}"`)) throw new Error(`src/ui/index.html does not refer to ${reference}`);
-    html = html.replace(`"${reference}"`, `"${served}"`);
-    assets.set(served, asset(body, contentType, immutable));
+    const served = asset(body, contentType, immutable);
+    // `/assets/<name>.<hash>.<ext>`: a new build gets new names, so old copies can be cached for good.
+    const dot = name.lastIndexOf(".");
+    const servedPath = `/assets/${name.slice(0, dot)}.${served.digest.slice(0, 12)}${name.slice(dot)}`;
+    const reference = `"/assets/${name}"`;
+    if (!html.includes(reference)) throw new Error(`src/ui/index.html does not refer to ${reference}`);
+    html = html.replace(reference, `"${servedPath}"`);
+    assets.set(servedPath, served);
   }
   const page = asset(html, "text/html; charset=utf-8", "no-cache");
 
   // res.send answers 304 itself when If-None-Match matches the ETag set here.
   const send = (res: Response, served: Asset) => {
-    res.set({ ...SECURITY_HEADERS, ETag: served.etag, "Cache-Control": served.cacheControl, "Content-Type": served.contentType });
+    res.set({ ...SECURITY_HEADERS, ETag: `"${served.digest}"`, "Cache-Control": served.cacheControl, "Content-Type": served.contentType });
     res.send(served.body);
   };
 

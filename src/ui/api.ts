@@ -1,0 +1,100 @@
+// Every call to the gateway goes through here: it adds the tab's token, turns
+// error bodies into ApiError, and ends the session on any 401.
+import { currentSession } from "./session.ts";
+
+/** A failure the gateway explained: a stable code (the REST error code, or the SQLSTATE) and a message. */
+export class ApiError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+/** The token was refused: the page has already gone back to sign-in and says why. */
+export class SessionEnded extends ApiError {}
+
+let onSessionEnded: (message: string) => void = () => {};
+
+export function whenSessionEnds(handler: (message: string) => void): void {
+  onSessionEnded = handler;
+}
+
+interface ErrorBody {
+  error?: { code?: unknown; message?: unknown };
+}
+
+async function errorFrom(response: Response): Promise<ApiError> {
+  const body = (await response.json().catch(() => ({}))) as ErrorBody;
+  const code = typeof body.error?.code === "string" ? body.error.code : `HTTP_${response.status}`;
+  const message = typeof body.error?.message === "string" ? body.error.message : `The server answered ${response.status} ${response.statusText}.`;
+  return new ApiError(code, message);
+}
+
+async function send(path: string, init: RequestInit = {}): Promise<Response> {
+  const session = currentSession();
+  const headers = new Headers(init.headers);
+  if (!headers.has("Accept")) headers.set("Accept", "application/json");
+  if (session) headers.set("Authorization", `Bearer ${session.token}`);
+  let response: Response;
+  try {
+    response = await fetch(path, { ...init, headers, cache: "no-store" });
+  } catch {
+    throw new ApiError("NETWORK", "The server cannot be reached. Check the connection and try again.");
+  }
+  if (response.ok) return response;
+  const error = await errorFrom(response);
+  if (response.status === 401 && session) {
+    onSessionEnded(error.message);
+    throw new SessionEnded(error.code, error.message);
+  }
+  throw error;
+}
+
+export async function getJson<T>(path: string): Promise<T> {
+  return (await send(path)).json() as Promise<T>;
+}
+
+export async function postJson<T>(path: string, body: unknown): Promise<T> {
+  const response = await send(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return response.json() as Promise<T>;
+}
+
+interface GraphqlResponse<T> {
+  data?: T | null;
+  errors?: { message: string; extensions?: { code?: unknown } }[];
+}
+
+/** GraphQL answers errors with 200 and `errors`; the first one becomes an ApiError with its SQLSTATE as code. */
+export async function graphql<T>(query: string, variables: Record<string, unknown>): Promise<T> {
+  const result = await postJson<GraphqlResponse<T>>("/graphql", { query, variables });
+  const [first] = result.errors ?? [];
+  if (first) {
+    const code = typeof first.extensions?.code === "string" ? first.extensions.code : "GRAPHQL";
+    throw new ApiError(code, first.message);
+  }
+  if (!result.data) throw new ApiError("GRAPHQL", "The server sent no data.");
+  return result.data;
+}
+
+/**
+ * Downloads through fetch, so the token travels in the Authorization header and
+ * never in a URL (where logs and browser history would keep it).
+ */
+export async function download(path: string, fallbackName: string): Promise<void> {
+  const response = await send(path, { headers: { Accept: "*/*" } });
+  const disposition = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
+  const url = URL.createObjectURL(await response.blob());
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = disposition?.[1] ?? fallbackName;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  // The click has handed the blob to the download manager; free it on the next turn.
+  setTimeout(() => URL.revokeObjectURL(url));
+}
