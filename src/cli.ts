@@ -5,9 +5,14 @@ import { UsageError } from "./commands/args.ts";
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default: (args: string[]) => Promise<void> }> }> = {
   start: { summary: "start [--no-worker]       database (embedded if no DATABASE_URL), migrations, gateway and worker", load: () => import("./commands/start.ts") },
+  server: { summary: "server                    the gateway alone (GraphQL and REST), no migrations, no worker", load: () => import("./commands/server.ts") },
+  worker: { summary: "worker                    run queued exports and the retention schedule (any number of workers)", load: () => import("./commands/worker.ts") },
+  export: { summary: "export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]   queue an export as U; wait for it, copy it", load: () => import("./commands/export.ts") },
   migrate: { summary: "migrate                   bring the database to the current schema", load: () => import("./commands/migrate.ts") },
   user: { summary: "user add <username> [--admin]   create a user; password from stdin or a prompt", load: () => import("./commands/user.ts") },
+  token: { summary: "token <username>          print a signed token (JWT) for the user", load: () => import("./commands/token.ts") },
   demo: { summary: "demo --username U --prompts N   generate demo prompts, versions, scores and best heads", load: () => import("./commands/demo.ts") },
+  "sql-user": { summary: "sql-user add <login> --as <username> [--admin] | list | remove <login>   read-only database logins", load: () => import("./commands/sql-user.ts") },
 };
 
 function usage(): string {

@@ -1,0 +1,133 @@
+// `npx prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]`:
+// queues an export as that user (their role and claims, so the SQL rules and
+// RLS apply as for any other request), and with --wait or --out waits for a
+// worker to write it.
+import { copyFile } from "node:fs/promises";
+import path from "node:path";
+import type pg from "pg";
+import { loadConfig } from "../config.ts";
+import { parseCommandArgs, UsageError } from "./args.ts";
+import { withDatabase } from "./connect.ts";
+
+const USAGE = "usage: prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]";
+const EXPORTS_CHANNEL = "prompter_exports";
+
+interface ExportRow {
+  id: string;
+  status: "queued" | "running" | "succeeded" | "failed";
+  rows: string | null;
+  bytes: string | null;
+  sha256: string | null;
+  file_name: string | null;
+  progress_rows: string;
+  attempts: number;
+  error_message: string | null;
+}
+
+export default async function exportCommand(args: string[]): Promise<void> {
+  const { values, positionals } = parseCommandArgs(args, {
+    username: { type: "string" },
+    out: { type: "string" },
+    wait: { type: "boolean", default: false },
+    gzip: { type: "boolean", default: false },
+    excel: { type: "boolean", default: false },
+  });
+  const [kind] = positionals;
+  if (!kind || positionals.length > 1 || !values.username) throw new UsageError(USAGE);
+  const { exportDir } = loadConfig();
+  await withDatabase(async (client) => {
+    const id = await requestExportFor(client, values.username!, kind, { gzip: values.gzip, excel: values.excel });
+    process.stdout.write(`Queued export ${id} (${kind}) for ${values.username}.\n`);
+    if (!values.wait && !values.out) return;
+    process.stderr.write("Waiting for a worker to run it (npx prompter worker, or npx prompter start)...\n");
+    const done = await waitForExport(client, id, showProgress);
+    if (done.status === "failed") {
+      process.stderr.write(`Export ${id} failed after ${done.attempts} attempt(s): ${done.error_message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const file = path.join(exportDir, done.file_name!);
+    process.stdout.write(
+      `Export ${id} succeeded: ${done.rows} rows, ${done.bytes} bytes, sha256 ${done.sha256}\n  ${file}\n`,
+    );
+    if (values.out) {
+      await copyFile(file, values.out).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== "ENOENT" || error.path !== file) throw error;
+        throw new UsageError(`${file} is missing: the worker writes to its own EXPORT_DIR, so share it with this machine.`);
+      });
+      process.stdout.write(`Copied to ${values.out}\n`);
+    }
+  }).catch((error) => {
+    // The schema's own errors (unknown kind, bad options, rate limit) are messages for the operator.
+    if (typeof error?.code === "string" && error.code.startsWith("PR")) throw new UsageError(error.message);
+    throw error;
+  });
+}
+
+async function requestExportFor(client: pg.Client, username: string, kind: string, options: object): Promise<string> {
+  const {
+    rows: [user],
+  } = await client.query<{ id: string; is_admin: boolean }>(
+    "select id, is_admin from app_public.users where lower(username) = lower($1)",
+    [username],
+  );
+  if (!user) throw new UsageError(`No user "${username}"; create one with: npx prompter user add ${username}`);
+  return requestExportAs(client, { role: user.is_admin ? "app_admin" : "app_user", userId: user.id }, kind, options);
+}
+
+/** Requests an export in a transaction of its own, as the given role and user. */
+export async function requestExportAs(
+  client: pg.ClientBase,
+  actor: { role: string; userId: string | number },
+  kind: string,
+  options: object,
+): Promise<string> {
+  await client.query("begin");
+  try {
+    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [
+      actor.role,
+      String(actor.userId),
+    ]);
+    const { rows } = await client.query<{ id: string }>("select id from app_public.request_export($1, $2)", [
+      kind,
+      JSON.stringify(options),
+    ]);
+    await client.query("commit");
+    return rows[0].id;
+  } catch (error) {
+    await client.query("rollback");
+    throw error;
+  }
+}
+
+/** Re-reads the export whenever the worker notifies a change to it, until it has finished. */
+async function waitForExport(client: pg.Client, id: string, onChange: (row: ExportRow) => void): Promise<ExportRow> {
+  let wake = () => {};
+  client.on("notification", (message) => {
+    if (message.channel === EXPORTS_CHANNEL && message.payload === id) wake();
+  });
+  await client.query(`listen ${EXPORTS_CHANNEL}`);
+  for (;;) {
+    // Armed before reading, so a change between the read and the wait is not missed.
+    const changed = new Promise<void>((resolve) => (wake = resolve));
+    const {
+      rows: [row],
+    } = await client.query<ExportRow>(
+      "select id, status, rows, bytes, sha256, file_name, progress_rows, attempts, error_message from app_public.exports where id = $1",
+      [id],
+    );
+    if (!row) throw new Error(`Export ${id} was deleted while waiting for it.`);
+    onChange(row);
+    if (row.status === "succeeded" || row.status === "failed") return row;
+    await changed;
+  }
+}
+
+/** One line rewritten in place on a terminal; nothing when stderr is a file or pipe. */
+function showProgress(row: ExportRow): void {
+  if (!process.stderr.isTTY) return;
+  const rows = Number(row.progress_rows).toLocaleString("en");
+  const retry = row.status === "queued" && row.error_message ? ` (retrying: ${row.error_message})` : "";
+  const line = `Export ${row.id}: ${row.status}, ${rows} rows written${retry}`;
+  process.stderr.write(`\r\x1b[2K${line}${row.status === "succeeded" || row.status === "failed" ? "\n" : ""}`);
+}

@@ -1,0 +1,307 @@
+// The "export" job, queued with each row of app_public.exports: writes the export
+// to EXPORT_DIR from one REPEATABLE READ snapshot read as the requester, so RLS
+// decides what it holds. What each kind contains is defined in SQL
+// (app_hidden.export_parts); this streams it: COPY -> (gzip) -> sha256 and byte
+// count -> temporary file -> fsync -> rename. A reader never sees a partial
+// file, and memory does not grow with the number of rows.
+import type { JobHelpers } from "graphile-worker";
+import { createHash, randomBytes } from "node:crypto";
+import { open, readdir, rename, unlink } from "node:fs/promises";
+import path from "node:path";
+import { Readable, Transform, type TransformCallback } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { createGzip } from "node:zlib";
+import type pg from "pg";
+import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
+import yazl from "yazl";
+import type { TaskContext } from "../worker.ts";
+
+interface ExportJob {
+  id: string;
+  user_id: string;
+  kind: string;
+  options: { gzip: boolean; excel: boolean };
+  requested_role: string;
+}
+
+interface WrittenExport {
+  fileName: string;
+  rows: number;
+  bytes: number;
+  sha256: string;
+  dataVersion: string;
+}
+
+const PROGRESS_INTERVAL_MS = 1000;
+const TEMPORARY_SUFFIX = ".partial";
+const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
+const QUOTE = 0x22;
+const NEWLINE = 0x0a;
+// A fixed entry time in local DOS format (no UTC extra field), so zipping
+// unchanged data gives the same bytes on any machine.
+const ZIP_ENTRY_TIME = new Date(1980, 0, 1);
+
+/** Names of the files this task writes: `<kind>-<export id>-<random>.<csv|csv.gz|zip>[.partial]`. */
+export const EXPORT_FILE_NAME = /^[a-z_]+-\d+-[0-9a-f]{8}\.(csv|csv\.gz|zip)(\.partial)?$/;
+
+export default async function exportTask(payload: unknown, helpers: JobHelpers, context: TaskContext): Promise<void> {
+  const exportId = exportIdOf(payload);
+  const attempt = helpers.job.attempts;
+  const { pool, log } = context;
+  const {
+    rows: [job],
+  } = await pool.query<ExportJob>(
+    "select id, user_id, kind, options, requested_role from app_private.export_started($1, $2)",
+    [exportId, attempt],
+  );
+  if (job.id === null) {
+    log.info({ exportId }, "export skipped: it was deleted or has finished already");
+    return;
+  }
+  const fields = { exportId, userId: job.user_id, kind: job.kind, attempt };
+  const started = performance.now();
+  try {
+    await removeEarlierAttempts(context.exportDir, job);
+    const written = await writeExport(context, job, attempt, helpers.abortSignal);
+    const target = path.join(context.exportDir, written.fileName);
+    const recorded = await pool
+      .query<{ recorded: boolean }>(
+        "select app_private.export_succeeded($1, $2, $3, $4, $5, $6, $7) as recorded",
+        [exportId, attempt, written.fileName, written.rows, written.bytes, written.sha256, written.dataVersion],
+      )
+      .then((result) => result.rows[0].recorded)
+      .catch(async (error) => {
+        await unlink(target).catch(() => {});
+        throw error;
+      });
+    const outcome = { ...fields, rows: written.rows, bytes: written.bytes, durationMs: Math.round(performance.now() - started) };
+    if (recorded) {
+      log.info(outcome, "export succeeded");
+    } else {
+      // This worker was presumed dead and its job was run again; that attempt owns the export.
+      await unlink(target);
+      log.warn(outcome, "export finished after a newer attempt took over; discarded its file");
+    }
+  } catch (error) {
+    const final = attempt >= helpers.job.max_attempts;
+    await pool
+      .query("select app_private.export_failed($1, $2, $3, $4)", [
+        exportId,
+        attempt,
+        messageForUser(error, exportId, attempt, helpers.job.max_attempts),
+        final,
+      ])
+      .catch((recordError) => log.warn({ ...fields, error: recordError.message }, "could not record the export's failure"));
+    const failure = { ...fields, maxAttempts: helpers.job.max_attempts, error: (error as Error).message };
+    if (final) log.error(failure, "export failed for good");
+    else log.warn(failure, "export attempt failed; it will be retried");
+    throw error;
+  }
+}
+
+function exportIdOf(payload: unknown): number {
+  const exportId = (payload as { exportId?: unknown } | null)?.exportId;
+  if (typeof exportId !== "number" || !Number.isSafeInteger(exportId) || exportId <= 0) {
+    throw new Error(`The export job's payload must be {"exportId": <positive integer>}, not ${JSON.stringify(payload)}.`);
+  }
+  return exportId;
+}
+
+/** The schema's own errors explain themselves; anything else may name files or internals, so users get a summary. */
+function messageForUser(error: unknown, exportId: number, attempt: number, maxAttempts: number): string {
+  const { code, message } = error as { code?: unknown; message?: string };
+  if (typeof code === "string" && code.startsWith("PR") && message) return message;
+  return attempt >= maxAttempts
+    ? `The export failed ${attempt} times; try again later, or ask your operator about export ${exportId}.`
+    : `Attempt ${attempt} of ${maxAttempts} failed; the export will be retried shortly.`;
+}
+
+/**
+ * Files of earlier attempts of this export: temporary files of a worker that
+ * was killed, or a file renamed just before a crash. The export has not
+ * succeeded (or it would not run), so none of them is the export's file.
+ */
+async function removeEarlierAttempts(exportDir: string, job: ExportJob): Promise<void> {
+  const prefix = `${job.kind}-${job.id}-`;
+  for (const name of await readdir(exportDir)) {
+    if (name.startsWith(prefix) && EXPORT_FILE_NAME.test(name)) await unlink(path.join(exportDir, name)).catch(() => {});
+  }
+}
+
+async function writeExport(context: TaskContext, job: ExportJob, attempt: number, signal: AbortSignal): Promise<WrittenExport> {
+  const client = await context.pool.connect();
+  // A failed COPY or file write can leave the connection mid-protocol: destroy it
+  // instead of returning it to the pool (release(true)) unless all went well.
+  let reusable = false;
+  const files: CsvFile[] = [];
+  const progress = reportProgress(context, job.id, attempt, () => files.reduce((sum, file) => sum + file.rowsSeen, 0));
+  try {
+    await client.query("begin isolation level repeatable read read only");
+    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [
+      job.requested_role,
+      job.user_id,
+    ]);
+    const {
+      rows: [{ data_version: dataVersion }],
+    } = await client.query<{ data_version: string }>("select app_hidden.current_data_version() as data_version");
+    const { rows: parts } = await client.query<{ file_name: string; query: string }>(
+      "select file_name, query from app_hidden.export_parts($1, $2)",
+      [job.kind, job.options.excel],
+    );
+    const startFile = (query: string) => {
+      const file = new CsvFile(client, query, job.options.excel);
+      files.push(file);
+      return file.stream;
+    };
+    let stages: [Readable, ...Transform[]];
+    let extension: string;
+    if (job.kind === "all") {
+      stages = [zipOf(parts.map((part) => ({ name: part.file_name, open: () => startFile(part.query) })))];
+      extension = "zip";
+    } else if (job.options.gzip) {
+      stages = [startFile(parts[0].query), createGzip()];
+      extension = "csv.gz";
+    } else {
+      stages = [startFile(parts[0].query)];
+      extension = "csv";
+    }
+    const fileName = `${job.kind}-${job.id}-${randomBytes(4).toString("hex")}.${extension}`;
+    const { bytes, sha256 } = await writeAtomically(context.exportDir, fileName, stages, signal);
+    await client.query("commit");
+    reusable = true;
+    return { fileName, rows: files.reduce((sum, file) => sum + file.copy!.rowCount, 0), bytes, sha256, dataVersion };
+  } finally {
+    await progress.stop();
+    client.release(!reusable);
+  }
+}
+
+/** One COPY of a query as CSV with a header, counting records as they pass (for progress). */
+class CsvFile {
+  /** Set once the file is first read: COPY starts then, so nothing is left running if the file is never read. */
+  copy: CopyToStreamQuery | undefined;
+  readonly stream: Readable;
+  private records = 0;
+  private quoted = false;
+
+  constructor(client: pg.PoolClient, query: string, excel: boolean) {
+    this.stream = Readable.from(this.chunks(client, query, excel), { objectMode: false });
+  }
+
+  /** Data rows so far: records minus the header. Exact, since quoted newlines are not counted. */
+  get rowsSeen(): number {
+    return Math.max(this.records - 1, 0);
+  }
+
+  private async *chunks(client: pg.PoolClient, query: string, excel: boolean) {
+    if (excel) yield UTF8_BOM;
+    this.copy = client.query(copyTo(`COPY (${query}) TO STDOUT WITH (FORMAT csv, HEADER)`));
+    for await (const chunk of this.copy as AsyncIterable<Buffer>) {
+      this.count(chunk);
+      yield chunk;
+    }
+  }
+
+  // A record ends at a newline outside quotes. Quotes inside a quoted field are
+  // doubled, so toggling on every quote tracks whether we are inside one.
+  // Each quote and newline is found once, so this is linear in the chunk.
+  private count(chunk: Buffer) {
+    let quote = chunk.indexOf(QUOTE);
+    let newline = chunk.indexOf(NEWLINE);
+    while (newline !== -1) {
+      if (quote !== -1 && quote < newline) {
+        this.quoted = !this.quoted;
+        quote = chunk.indexOf(QUOTE, quote + 1);
+      } else {
+        if (!this.quoted) this.records++;
+        newline = chunk.indexOf(NEWLINE, newline + 1);
+      }
+    }
+    for (; quote !== -1; quote = chunk.indexOf(QUOTE, quote + 1)) this.quoted = !this.quoted;
+  }
+}
+
+/**
+ * A zip of the entries, each opened only when the zip reaches it: the COPYs
+ * share one connection and one snapshot, so they must run one after another.
+ */
+function zipOf(entries: { name: string; open: () => Readable }[]): Readable {
+  const zip = new yazl.ZipFile();
+  const output = zip.outputStream as Readable;
+  // yazl reports its own errors on the ZipFile and none of its entries' errors.
+  zip.on("error", (error: Error) => output.destroy(error));
+  for (const entry of entries) {
+    zip.addReadStreamLazy(entry.name, { mtime: ZIP_ENTRY_TIME, forceDosTimestamp: true }, (callback) => {
+      const stream = entry.open();
+      stream.on("error", (error) => output.destroy(error));
+      callback(null, stream);
+    });
+  }
+  zip.end();
+  return output;
+}
+
+class Meter extends Transform {
+  bytes = 0;
+  private readonly hash = createHash("sha256");
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    callback(null, chunk);
+  }
+
+  digest(): string {
+    return this.hash.digest("hex");
+  }
+}
+
+/** Streams the content into `<dir>/<fileName>` so the name only ever refers to the complete, synced file. */
+async function writeAtomically(dir: string, fileName: string, stages: [Readable, ...Transform[]], signal: AbortSignal) {
+  const target = path.join(dir, fileName);
+  const temporary = target + TEMPORARY_SUFFIX;
+  const file = await open(temporary, "wx");
+  const meter = new Meter();
+  try {
+    await pipeline([...stages, meter, file.createWriteStream({ flush: true })], { signal });
+    await rename(temporary, target);
+  } catch (error) {
+    await file.close().catch(() => {});
+    await unlink(temporary).catch(() => {});
+    throw error;
+  }
+  // The rename is durable once the directory is synced.
+  const directory = await open(dir, "r");
+  try {
+    await directory.sync();
+  } finally {
+    await directory.close();
+  }
+  return { bytes: meter.bytes, sha256: meter.digest() };
+}
+
+/** Records the rows written so far about every second, from the pool (the export's own connection is busy). */
+function reportProgress(context: TaskContext, exportId: string, attempt: number, rowsWritten: () => number) {
+  let reported = 0;
+  let inFlight: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    const rows = rowsWritten();
+    if (inFlight || rows === reported) return;
+    reported = rows;
+    inFlight = context.pool
+      .query("select app_private.export_progress($1, $2, $3)", [exportId, attempt, rows])
+      .then(
+        () => {},
+        (error) => context.log.warn({ exportId, error: error.message }, "could not record export progress"),
+      )
+      .finally(() => {
+        inFlight = undefined;
+      });
+  }, PROGRESS_INTERVAL_MS);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await inFlight;
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// `npx prompter export`: queues as the user (so the rules apply), waits, copies;
+// `npx prompter worker`: stops cleanly.
+import { execFile } from "node:child_process";
+import { once } from "node:events";
+import { readFile } from "node:fs/promises";
+import path from "node:path";
+import { promisify } from "node:util";
+import { beforeAll, expect, it } from "vitest";
+import { createUser, useTestDatabase } from "../support/db.ts";
+import { exportFile, readExport, spawnWorker, useExportWorker } from "./support.ts";
+
+const db = useTestDatabase();
+const exportWorker = useExportWorker(db);
+let username: string;
+
+beforeAll(async () => {
+  username = `cli_${Date.now()}`;
+  const userId = await createUser(db.pool, { username });
+  await db.pool.query("select app_private.generate_demo($1, 5)", [userId]);
+});
+
+function prompter(...args: string[]) {
+  return promisify(execFile)(process.execPath, ["src/cli.ts", ...args], {
+    env: { ...process.env, DATABASE_URL: db.url, EXPORT_DIR: exportWorker.dir },
+  }).then(
+    ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
+    (error: { code: number; stdout: string; stderr: string }) => error,
+  );
+}
+
+it("queues an export as the user, waits for the worker and copies the file to --out", async () => {
+  const out = path.join(exportWorker.dir, "copy.csv.gz");
+  const result = await prompter("export", "multi_agent_log", "--username", username, "--gzip", "--out", out);
+  expect(result.code).toBe(0);
+  const id = /^Queued export (\d+) \(multi_agent_log\)/.exec(result.stdout)![1];
+  const row = await readExport(db.pool, id);
+  expect(row).toMatchObject({ status: "succeeded", rows: "5", stale: false });
+  expect(row.file_name).toMatch(/\.csv\.gz$/);
+  expect(result.stdout).toContain(`sha256 ${row.sha256}`);
+  expect(await readFile(out)).toEqual(await exportFile(exportWorker.dir, row));
+});
+
+it("reports the rules' errors without a stack trace", async () => {
+  const unknownKind = await prompter("export", "everything", "--username", username);
+  expect(unknownKind.code).toBe(2);
+  expect(unknownKind.stderr).toMatch(/^prompter export: Unknown export kind "everything"/);
+  const unknownUser = await prompter("export", "all", "--username", "nobody_here");
+  expect(unknownUser.code).toBe(2);
+  expect(unknownUser.stderr).toContain('No user "nobody_here"');
+  expect(unknownKind.stderr + unknownUser.stderr).not.toMatch(/^\s+at /m);
+});
+
+it("`npx prompter worker` stops cleanly on SIGTERM", async () => {
+  const child = await spawnWorker(db.url, exportWorker.dir);
+  child.kill("SIGTERM");
+  const [code] = await once(child, "exit");
+  expect(code).toBe(0);
+});
