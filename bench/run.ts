@@ -1,0 +1,318 @@
+// `npm run bench`: builds its own data with the demo generator at several sizes
+// and measures, against baselines taken in the same run on the same database:
+//   1. export of multi_agent_log through the API vs psql \copy of the same SELECT,
+//      and the worker's peak RSS;
+//   2. agent_effectiveness latency (REST and SQL, user and admin) under concurrent
+//      load, vs the GROUP BY over all versions it replaces;
+//   3. job pickup: request_export commit -> task start;
+//   4. the write path through GraphQL with 20 clients.
+// Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
+import autocannon from "autocannon";
+import { spawn, execFile, type ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
+import { promisify } from "node:util";
+import { fileURLToPath } from "node:url";
+import pg from "pg";
+import { ensureDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { migrateDatabase } from "../src/db/migrate.ts";
+import { signToken } from "../src/server/auth.ts";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const node = path.join(root, "node_modules/.bin/node");
+const run = promisify(execFile);
+const SIZES = (process.env.BENCH_SIZES ?? "10000,100000,1000000").split(",").map(Number);
+const SECRET = "prompter-bench-secret-0123456789abcdef";
+const PORT = 8901;
+const base = `http://127.0.0.1:${PORT}`;
+
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+const median = (values: number[]) => quantile([...values].sort((a, b) => a - b), 0.5);
+const round = (n: number, digits = 2) => Number(n.toFixed(digits));
+const log = (message: string) => process.stderr.write(`${message}\n`);
+
+async function database(): Promise<{ url: string; stop(): Promise<void> }> {
+  if (process.env.DATABASE_URL) {
+    const server = new URL(process.env.DATABASE_URL);
+    server.pathname = "/prompter_bench";
+    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
+    await admin.connect();
+    await admin.query("drop database if exists prompter_bench with (force)");
+    await admin.query("create database prompter_bench");
+    await admin.end();
+    return { url: server.toString(), async stop() {} };
+  }
+  const embedded = await startEmbeddedPostgres({
+    dir: await mkdtemp(path.join(os.tmpdir(), "prompter-bench-pg-")),
+    port: Number(process.env.BENCH_PG_PORT ?? 54349),
+    ephemeral: true,
+  });
+  await ensureDatabase(embedded.url("postgres"), "prompter_bench");
+  return { url: embedded.url("prompter_bench"), stop: () => embedded.stop() };
+}
+
+function startProcess(command: string, url: string, exportDir: string): ChildProcess {
+  const child = spawn(node, ["src/cli.ts", command], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: url, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
+      LOG_LEVEL: "warn", NODE_ENV: "production" },
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  return child;
+}
+
+async function waitFor(check: () => Promise<boolean>, what: string, pollMs = 100) {
+  const deadline = Date.now() + 60_000;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function peakRssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmHWM:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+function tokenFor(role: "app_user" | "app_admin", userId: string) {
+  return signToken({ role, user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 * 6 }, SECRET);
+}
+
+async function api(pathname: string, token: string, init: RequestInit = {}) {
+  const response = await fetch(base + pathname, { ...init, headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...init.headers } });
+  const body = await response.json();
+  if (!response.ok) throw new Error(`${pathname}: ${response.status} ${JSON.stringify(body)}`);
+  return body;
+}
+
+/** The SELECT the multi_agent_log export copies from, as the task gets it. */
+async function multiAgentLogQuery(pool: pg.Pool): Promise<string> {
+  const { rows } = await pool.query("select app_hidden.multi_agent_log_query(false) as sql");
+  return rows[0].sql;
+}
+
+async function benchExport(pool: pg.Pool, url: string, userId: string, size: number, worker: ChildProcess) {
+  const token = tokenFor("app_user", userId);
+  const apiSeconds: number[] = [];
+  let records = 0;
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    const body = await api("/api/storage/export-multi-agent?wait=true", token, { method: "POST" });
+    apiSeconds.push((performance.now() - started) / 1000);
+    records = body.records;
+  }
+  if (records !== size) throw new Error(`export had ${records} records, expected ${size}`);
+  const sql = await multiAgentLogQuery(pool);
+  const psqlSeconds: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    await run("psql", [url, "-v", "ON_ERROR_STOP=1", "-qc", `\\copy (${sql.replace(/\s+/g, " ")}) to '/dev/null' with (format csv, header)`], {
+      env: { ...process.env, PGOPTIONS: `-c role=app_user -c jwt.claims.user_id=${userId}` },
+    });
+    psqlSeconds.push((performance.now() - started) / 1000);
+  }
+  const api_s = median(apiSeconds);
+  const psql_s = median(psqlSeconds);
+  return { api_s: round(api_s, 3), psql_copy_s: round(psql_s, 3), ratio: round(api_s / psql_s, 3), worker_peak_rss_mb: round(await peakRssMb(worker.pid!), 1) };
+}
+
+async function cannon(pathname: string, token: string) {
+  const result = await autocannon({ url: base + pathname, connections: 10, duration: 5, headers: { authorization: `Bearer ${token}` } });
+  if (result.non2xx) throw new Error(`${pathname}: ${result.non2xx} non-2xx responses`);
+  return { p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests_per_s: round(result.requests.average, 0) };
+}
+
+/** Latency of one SQL statement run as `role` by 10 concurrent clients for 5 s. */
+async function sqlLoad(url: string, role: string, userId: string, sql: string, seconds = 5) {
+  const latencies: number[] = [];
+  const deadline = Date.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: 10 }, async () => {
+    const client = new pg.Client({ connectionString: url, options: `-c role=${role} -c jwt.claims.user_id=${userId}` });
+    await client.connect();
+    while (Date.now() < deadline) {
+      const started = performance.now();
+      await client.query(sql);
+      latencies.push(performance.now() - started);
+    }
+    await client.end();
+  }));
+  latencies.sort((a, b) => a - b);
+  return { p50_ms: round(quantile(latencies, 0.5), 3), p99_ms: round(quantile(latencies, 0.99), 3), queries_per_s: round(latencies.length / seconds, 0) };
+}
+
+const GROUP_BY_BASELINE = `select v.source as agent, count(*) as total, count(b.prompt_id) as wins,
+  avg(s.total) as avg_score from app_public.prompt_versions v
+  left join app_public.best_heads b on b.prompt_version_id = v.id
+  left join app_public.judge_scores s on s.prompt_version_id = v.id group by v.source`;
+
+async function benchEffectiveness(url: string, userId: string, adminId: string) {
+  const view = "select * from app_public.agent_effectiveness";
+  return {
+    rest_user: await cannon("/api/agents/effectiveness", tokenFor("app_user", userId)),
+    rest_admin: await cannon("/api/agents/effectiveness", tokenFor("app_admin", adminId)),
+    sql_user: await sqlLoad(url, "app_user", userId, view),
+    sql_admin: await sqlLoad(url, "app_admin", adminId, view),
+    group_by_baseline_admin: await sqlLoad(url, "app_admin", adminId, GROUP_BY_BASELINE, 3),
+  };
+}
+
+/** request_export commit -> the task marks the export running, one job at a time (20 users x 10: the rate limit). */
+async function benchPickup(pool: pg.Pool, userIds: string[]) {
+  const pickups: number[] = [];
+  for (let i = 0; i < 200; i++) {
+    const userId = userIds[i % userIds.length];
+    const client = await pool.connect();
+    let id: string;
+    try {
+      await client.query("begin");
+      await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [userId]);
+      id = (await client.query("select id from app_public.request_export('agent_effectiveness')")).rows[0].id;
+      await client.query("commit");
+    } finally {
+      client.release();
+    }
+    const committed = Date.now();
+    let startedAt: Date | null = null;
+    await waitFor(async () => {
+      startedAt = (await pool.query("select started_at from app_public.exports where id = $1", [id])).rows[0].started_at;
+      return startedAt !== null;
+    }, `export ${id} to start`, 2);
+    pickups.push(startedAt!.getTime() - committed);
+  }
+  pickups.sort((a, b) => a - b);
+  return { jobs: pickups.length, p50_ms: quantile(pickups, 0.5), p99_ms: quantile(pickups, 0.99) };
+}
+
+async function graphql(token: string, query: string, variables: Record<string, unknown>) {
+  const body = await api("/graphql", token, { method: "POST", body: JSON.stringify({ query, variables }) });
+  if (body.errors) throw new Error(JSON.stringify(body.errors));
+  return body.data;
+}
+
+/** 20 clients each writing prompt -> 3 versions -> 3 scores -> best head through GraphQL for 10 s. */
+async function benchWrites(userIds: string[]) {
+  const deadline = Date.now() + 10_000;
+  let prompts = 0;
+  let mutations = 0;
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const token = tokenFor("app_user", userIds[i % userIds.length]);
+    while (Date.now() < deadline) {
+      const prompt = await graphql(token, "mutation($t: String!) { createPrompt(input: { prompt: { text: $t } }) { prompt { rowId } } }", { t: `bench prompt ${i}` });
+      const promptId = prompt.createPrompt.prompt.rowId;
+      let best: { id: string; total: number } | undefined;
+      for (const source of ["syntax", "structure", "domain"]) {
+        const version = await graphql(token, "mutation($p: BigInt!, $s: String!) { createPromptVersion(input: { promptVersion: { promptId: $p, text: \"improved\", source: $s } }) { promptVersion { rowId } } }", { p: promptId, s: source });
+        const versionId = version.createPromptVersion.promptVersion.rowId;
+        const value = Math.round(Math.random() * 100) / 10;
+        await graphql(token, "mutation($v: BigInt!, $x: BigFloat!) { createJudgeScore(input: { judgeScore: { promptVersionId: $v, clarity: $x, specificity: $x, actionability: $x, structure: $x, contextUse: $x } }) { clientMutationId } }", { v: versionId, x: String(value) });
+        if (!best || value > best.total) best = { id: versionId, total: value };
+      }
+      await graphql(token, "mutation($v: BigInt!) { setBestHead(input: { promptVersionId: $v }) { clientMutationId } }", { v: best!.id });
+      prompts += 1;
+      mutations += 8;
+    }
+  }));
+  return { clients: 20, seconds: 10, prompts_per_s: round(prompts / 10, 1), mutations_per_s: round(mutations / 10, 1) };
+}
+
+async function versions(pool: pg.Pool) {
+  const pkg = (name: string) => readFile(path.join(root, "node_modules", name, "package.json"), "utf8").then((t) => JSON.parse(t).version);
+  return {
+    node: process.version,
+    postgres: (await pool.query("show server_version")).rows[0].server_version,
+    postgraphile: await pkg("postgraphile"),
+    "graphile-worker": await pkg("graphile-worker"),
+    "pg-copy-streams": await pkg("pg-copy-streams"),
+  };
+}
+
+function markdown(results: Record<string, any>): string {
+  const lines = [
+    "# Benchmark results", "",
+    `Run on ${results.date} (${results.machine.cpus} x ${results.machine.cpu}, ${results.machine.memory_gb} GiB, ${results.machine.os}).`,
+    `Versions: ${Object.entries(results.versions).map(([k, v]) => `${k} ${v}`).join(", ")}.`, "",
+    "Every figure is compared with a baseline measured in the same run on the same database; ratios matter more than absolute times on these noisy machines.", "",
+    "## 1. Export of multi_agent_log (API, queued, to finished file) vs psql \\copy of the same SELECT", "",
+    "| prompts | API (s) | psql \\copy (s) | ratio | worker peak RSS (MB) |", "| --- | --- | --- | --- | --- |",
+    ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.export.api_s} | ${s.export.psql_copy_s} | ${s.export.ratio} | ${s.export.worker_peak_rss_mb} |`), "",
+    "## 2. agent_effectiveness under load (10 concurrent clients)", "",
+    "| prompts | REST user p50/p99 ms (req/s) | REST admin p50/p99 ms (req/s) | SQL user p50/p99 ms | SQL admin p50/p99 ms (q/s) | GROUP BY baseline admin p50 ms | speed-up |",
+    "| --- | --- | --- | --- | --- | --- | --- |",
+    ...results.sizes.map((s: any) => {
+      const e = s.effectiveness;
+      return `| ${s.prompts} | ${e.rest_user.p50_ms}/${e.rest_user.p99_ms} (${e.rest_user.requests_per_s}) | ${e.rest_admin.p50_ms}/${e.rest_admin.p99_ms} (${e.rest_admin.requests_per_s}) | ${e.sql_user.p50_ms}/${e.sql_user.p99_ms} | ${e.sql_admin.p50_ms}/${e.sql_admin.p99_ms} (${e.sql_admin.queries_per_s}) | ${e.group_by_baseline_admin.p50_ms} | ${round(e.group_by_baseline_admin.p50_ms / e.sql_admin.p50_ms, 0)}x |`;
+    }), "",
+    "## 3. Job pickup (request_export commit to task start)", "",
+    `${results.pickup.jobs} jobs, one at a time: p50 ${results.pickup.p50_ms} ms, p99 ${results.pickup.p99_ms} ms.`, "",
+    "## 4. Write path through GraphQL", "",
+    `${results.writes.clients} clients for ${results.writes.seconds} s, each prompt = 1 prompt + 3 versions + 3 scores + best head (8 mutations): ${results.writes.prompts_per_s} prompts/s, ${results.writes.mutations_per_s} mutations/s.`, "",
+    "## Targets", "",
+    ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
+  ];
+  return lines.join("\n");
+}
+
+async function main() {
+  const db = await database();
+  const exportDir = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-exports-"));
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  const children: ChildProcess[] = [];
+  try {
+    log("migrating");
+    await migrateDatabase(db.url);
+    const users = (await pool.query<{ id: string }>(
+      "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
+    const [adminId, dataUser, ...others] = users;
+    children.push(startProcess("server", db.url, exportDir), startProcess("worker", db.url, exportDir));
+    const worker = children[1];
+    await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
+
+    const sizes = [];
+    let generated = 0;
+    for (const size of SIZES) {
+      log(`generating ${size} prompts`);
+      const started = performance.now();
+      await pool.query("select app_private.generate_demo($1, $2)", [dataUser, size - generated]);
+      await pool.query("vacuum analyze");
+      const demo_s = round((performance.now() - started) / 1000, 1);
+      generated = size;
+      log(`exporting at ${size}`);
+      const exportResult = await benchExport(pool, db.url, dataUser, size, worker);
+      log(`effectiveness at ${size}`);
+      sizes.push({ prompts: size, demo_generation_s: demo_s, export: exportResult, effectiveness: await benchEffectiveness(db.url, dataUser, adminId) });
+    }
+    log("job pickup");
+    const pickup = await benchPickup(pool, others);
+    log("write path");
+    const writes = await benchWrites(others);
+
+    const largest = sizes[sizes.length - 1];
+    const hundredK = sizes.find((s) => s.prompts === 100_000);
+    const results = {
+      date: new Date().toISOString(),
+      machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
+      versions: await versions(pool),
+      sizes, pickup, writes,
+      targets: [
+        { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
+        ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
+        { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },
+        { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (REST)`, measured: `${largest.effectiveness.rest_admin.p50_ms} ms`, met: largest.effectiveness.rest_admin.p50_ms < 10 },
+        { target: "job pickup p50 under 20 ms", measured: `${pickup.p50_ms} ms`, met: pickup.p50_ms < 20 },
+      ],
+    };
+    await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
+    await writeFile(path.join(root, "bench/RESULTS.md"), markdown(results));
+    log(markdown(results));
+  } finally {
+    for (const child of children) child.kill("SIGTERM");
+    await Promise.all(children.map((child) => new Promise((resolve) => child.exitCode !== null ? resolve(null) : child.once("exit", resolve))));
+    await pool.end();
+    await db.stop();
+    await rm(exportDir, { recursive: true, force: true });
+  }
+}
+
+await main();
