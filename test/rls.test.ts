@@ -1,7 +1,7 @@
 // The RLS matrix: for every table and operation, what the owner, another user,
 // an admin and anonymous get when they touch user A's rows.
 import { beforeAll, describe, expect, it } from "vitest";
-import type pg from "pg";
+import pg from "pg";
 import { actAs, createUser, errorOf, useTestDatabase, type Actor } from "./support/db.ts";
 
 const db = useTestDatabase();
@@ -178,5 +178,30 @@ describe("RLS on users, agents, exports and the effectiveness view", () => {
     expect(await syntax("admin")).toEqual({ wins: 1, total: 1 });
     const anonymous = await actAs(db.pool, actor("anonymous"), (c) => errorOf(c.query("select * from app_public.agent_effectiveness")));
     expect(anonymous.code).toBe("42501");
+  });
+});
+
+describe("the authenticator role", () => {
+  it("holds no privileges of its own and can only become an API role", async () => {
+    const password = `auth-${Math.random().toString(36).slice(2)}-secret`;
+    await db.pool.query(`alter role authenticator password '${password}'`);
+    const url = new URL(db.url);
+    url.username = "authenticator";
+    url.password = password;
+    const client = new pg.Client({ connectionString: url.toString() });
+    await client.connect();
+    try {
+      // noinherit: without switching role it reads nothing.
+      expect((await errorOf(client.query("select * from app_public.prompts"))).code).toBe("42501");
+      for (const role of ["app_anonymous", "app_user", "app_admin"]) {
+        await client.query(`set role ${role}`);
+        await client.query("reset role");
+      }
+      for (const role of ["postgres", "app_reader", "app_auditor"]) {
+        expect((await errorOf(client.query(`set role ${role}`))).code).toBe("42501");
+      }
+    } finally {
+      await client.end();
+    }
   });
 });
