@@ -44,6 +44,22 @@ function durationSeconds(env: Env, name: string, fallback: number): number {
   return Number(match[1]) * DURATION_UNITS[match[2] || "s"];
 }
 
+function webhookUrl(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return undefined;
+  const protocol = URL.canParse(raw) ? new URL(raw).protocol : "";
+  if (protocol !== "http:" && protocol !== "https:") throw new ConfigError(`${name} must be an http:// or https:// URL.`);
+  return raw;
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevel(env: Env): string {
+  const level = env.LOG_LEVEL || "info";
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, not "${level}".`);
+  return level;
+}
+
 const DEVELOPMENT_SECRET = "prompter-development-secret-do-not-use-in-production";
 
 export function loadConfig(env: Env = process.env) {
@@ -56,10 +72,20 @@ export function loadConfig(env: Env = process.env) {
   if (jwtPublicKey && !jwtPublicKey.includes("BEGIN PUBLIC KEY")) {
     throw new ConfigError("JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----).");
   }
+  const databaseUrl = connectionUrl(env, "DATABASE_URL");
+  const directDatabaseUrl = connectionUrl(env, "DIRECT_DATABASE_URL");
+  if (directDatabaseUrl && !databaseUrl) throw new ConfigError("DIRECT_DATABASE_URL needs DATABASE_URL (the embedded database is always direct).");
+  const workerConcurrency = integer(env, "WORKER_CONCURRENCY", 2, 1, 64);
+  const workerHeartbeatSeconds = durationSeconds(env, "WORKER_HEARTBEAT_INTERVAL", 10);
+  const workerDeadAfterSeconds = durationSeconds(env, "WORKER_DEAD_AFTER", 30);
+  if (workerDeadAfterSeconds < 2 * workerHeartbeatSeconds) {
+    // One late heartbeat must not get a live worker's jobs taken away.
+    throw new ConfigError("WORKER_DEAD_AFTER must be at least twice WORKER_HEARTBEAT_INTERVAL.");
+  }
   return {
     production,
     /** Unset: prompter starts an embedded PostgreSQL in .data/pg. */
-    databaseUrl: connectionUrl(env, "DATABASE_URL"),
+    databaseUrl,
     embeddedPgPort: integer(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
     embeddedPgDir: path.resolve(env.EMBEDDED_PG_DIR || ".data/pg"),
     port: integer(env, "PORT", 8001, 0, 65535),
@@ -70,11 +96,29 @@ export function loadConfig(env: Env = process.env) {
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),
-    workerConcurrency: integer(env, "WORKER_CONCURRENCY", 2, 1, 64),
+    workerConcurrency,
+    /** Per running job: its snapshot connection and a short-lived one; plus the LISTEN connection, heartbeats, metrics. */
+    workerPoolMax: integer(env, "WORKER_PG_POOL_MAX", workerConcurrency * 2 + 3, workerConcurrency + 2, 1000),
+    /** How often each worker records that it is alive. */
+    workerHeartbeatSeconds,
+    /** A worker silent this long is dead: its jobs are released to the others. */
+    workerDeadAfterSeconds,
+    /**
+     * On SIGTERM, how long in-flight requests and running jobs may take: then
+     * connections are closed and jobs aborted (to be retried by another worker).
+     */
+    shutdownGraceSeconds: durationSeconds(env, "SHUTDOWN_GRACE", 20),
+    /** `prompter worker` serves /metrics on this port when set (0: any free port). */
+    workerMetricsPort: env.WORKER_METRICS_PORT ? integer(env, "WORKER_METRICS_PORT", 0, 0, 65535) : undefined,
     poolMax: integer(env, "PG_POOL_MAX", 10, 1, 1000),
+    /**
+     * A connection that does not go through a transaction-mode pooler (PgBouncer):
+     * LISTEN, the worker and migrations need a session of their own. Defaults to DATABASE_URL.
+     */
+    directDatabaseUrl,
     metricsToken: env.METRICS_TOKEN || undefined,
-    alertWebhookUrl: env.ALERT_WEBHOOK_URL || undefined,
-    logLevel: env.LOG_LEVEL || "info",
+    alertWebhookUrl: webhookUrl(env, "ALERT_WEBHOOK_URL"),
+    logLevel: logLevel(env),
     /** Grafast's mode: "development" adds planning checks that cost speed. */
     graphileEnv: env.GRAPHILE_ENV || (env.NODE_ENV === "development" || env.NODE_ENV === "test" ? "development" : "production"),
   };

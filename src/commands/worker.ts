@@ -1,9 +1,12 @@
 // `npx prompter worker`: runs queued exports and the retention schedule until
-// SIGINT/SIGTERM. Start as many as you like against one database; they share the queue.
+// SIGINT/SIGTERM. Start as many as you like against one database; they share
+// the queue. With WORKER_METRICS_PORT it serves its own /metrics.
 import { loadConfig } from "../config.ts";
 import { openDatabase } from "../db/database.ts";
 import { migrateDatabase } from "../db/migrate.ts";
-import { startWorker, stderrLog } from "../worker.ts";
+import { createLogger, withoutPassword } from "../log.ts";
+import { createMetrics, serveMetrics } from "../metrics.ts";
+import { startWorker } from "../worker.ts";
 import { parseCommandArgs, UsageError } from "./args.ts";
 import { stopOnSignal } from "./start.ts";
 
@@ -11,14 +14,22 @@ export default async function worker(args: string[]): Promise<void> {
   const { positionals } = parseCommandArgs(args, {});
   if (positionals.length) throw new UsageError("usage: prompter worker");
   const config = loadConfig();
-  const log = (message: string) => stderrLog.info({}, message);
-  const database = await openDatabase(config, log);
-  await migrateDatabase(database.url);
-  const running = await startWorker(config, database.url, stderrLog);
-  log(`worker running ${config.workerConcurrency} job(s) at a time; exports in ${config.exportDir}`);
+  const log = createLogger(config).child({ component: "worker" });
+  const database = await openDatabase(config, (message) => log.info({}, message));
+  const databaseUrl = config.directDatabaseUrl ?? database.url;
+  await migrateDatabase(databaseUrl);
+  const metrics = createMetrics();
+  const metricsServer = config.workerMetricsPort === undefined
+    ? undefined
+    : await serveMetrics(metrics, { host: config.host, port: config.workerMetricsPort, token: config.metricsToken }, log);
+  const running = await startWorker(config, database.url, log, { metrics });
   running.done.catch((error: Error) => {
-    stderrLog.error({ error: error.message }, "worker stopped");
+    log.error({ err: error }, "worker stopped");
     process.exit(1);
   });
-  stopOnSignal(log, [() => running.stop(), () => database.stop()]);
+  stopOnSignal(log, [() => running.stop(), async () => metricsServer?.close(), () => database.stop()]);
+  log.info(
+    { poolId: running.poolId, concurrency: config.workerConcurrency, exportDir: config.exportDir, database: withoutPassword(databaseUrl) },
+    `worker running ${config.workerConcurrency} job(s) at a time; exports in ${config.exportDir}`,
+  );
 }

@@ -68,13 +68,23 @@ export async function migrateDatabase(connectionString: string): Promise<void> {
     migrationsFolder: path.join(projectRoot, "migrations"),
     logger: quietLogger,
   };
+  // Several processes may start at once (workers scaled out): one migrates and
+  // the others wait, where graphile-migrate would fail them ("Failed to get
+  // exclusive lock"). The lock lasts as long as this session.
+  const lock = new pg.Client({ connectionString });
+  await lock.connect();
   try {
-    await runCommittedMigrations(settings);
+    await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
+    try {
+      await runCommittedMigrations(settings);
+    } finally {
+      clearAllPools();
+    }
+    await installWorkerSchema({ connectionString, logger: undefined });
+    await applyRepeatableSql(connectionString);
   } finally {
-    clearAllPools();
+    await lock.end();
   }
-  await installWorkerSchema({ connectionString, logger: undefined });
-  await applyRepeatableSql(connectionString);
 }
 
 /** True when every committed migration has been applied (for /readyz). */

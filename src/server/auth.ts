@@ -24,11 +24,18 @@ export function callerOf(req: Request): Caller | undefined {
   return (req as Request & { caller?: Caller }).caller;
 }
 
-/** The settings each transaction runs with: the role, the claims RLS reads, and the token lifetime. */
-export function pgSettingsFor(caller: Caller | undefined, config: Config): Record<string, string> {
-  const ttl = { "prompter.jwt_ttl": `${config.jwtExpiresInSeconds} seconds` };
-  if (!caller) return { role: "app_anonymous", ...ttl };
-  return { role: caller.role, "jwt.claims.user_id": caller.userId, ...ttl };
+/**
+ * The settings each transaction runs with: the role, the claims RLS reads, the
+ * token lifetime, and the request id (seen in pg_stat_activity and recorded with exports).
+ */
+export function pgSettingsFor(caller: Caller | undefined, config: Config, requestId: string): Record<string, string> {
+  const common = {
+    "prompter.jwt_ttl": `${config.jwtExpiresInSeconds} seconds`,
+    "prompter.request_id": requestId,
+    application_name: `prompter-gateway ${requestId}`,
+  };
+  if (!caller) return { role: "app_anonymous", ...common };
+  return { role: caller.role, "jwt.claims.user_id": caller.userId, ...common };
 }
 
 /** Runs `work` in a transaction as the caller, so RLS and grants decide what it sees. */

@@ -1,9 +1,10 @@
 // What a client may learn from a failure. The database's own SQLSTATEs (class PR)
 // and constraint violations (class 23) carry a stable code; everything else is
-// logged and masked, so no SQL text or stack trace leaves the process.
+// masked and logged with the request, so no SQL text or stack trace leaves the process.
 import { randomBytes } from "node:crypto";
 import type { ErrorRequestHandler, Response } from "express";
 import pg from "pg";
+import { recordFailure } from "./request-log.ts";
 
 /** Request bodies beyond this are refused (REST and GraphQL alike). */
 export const MAX_BODY_BYTES = 100_000;
@@ -76,14 +77,17 @@ const BODY_ERRORS: Record<string, PublicError> = {
   "charset.unsupported": { status: 415, code: "UNSUPPORTED_ENCODING", message: "The request body's charset is not supported." },
 };
 
-export function errorHandler(log: (message: string) => void): ErrorRequestHandler {
-  return (error, _req, res, next) => {
-    if (res.headersSent) return next(error);
-    if (error instanceof HttpError) return sendError(res, error);
-    const known = BODY_ERRORS[(error as { type?: string })?.type ?? ""] ?? publicDatabaseError(error);
-    if (known) return sendError(res, known);
-    const id = randomBytes(6).toString("hex");
-    log(`error ${id}: ${(error as Error)?.stack ?? String(error)}`);
-    sendError(res, { status: 500, code: "INTERNAL", message: `Something went wrong (error id ${id}).` });
-  };
-}
+/** Answers every error; one the client may not see is masked, and its details go to the request's log line. */
+export const errorHandler: ErrorRequestHandler = (error, _req, res, _next) => {
+  const errorId = randomBytes(6).toString("hex");
+  if (res.headersSent) {
+    // Mid-answer (a download whose file read failed): the client can only learn that it broke off.
+    recordFailure(res, { errorId, err: error });
+    res.destroy();
+    return;
+  }
+  const known = error instanceof HttpError ? error : (BODY_ERRORS[(error as { type?: string })?.type ?? ""] ?? publicDatabaseError(error));
+  if (known) return sendError(res, known);
+  recordFailure(res, { errorId, err: error });
+  sendError(res, { status: 500, code: "INTERNAL", message: `Something went wrong (error id ${errorId}).` });
+};

@@ -2,10 +2,11 @@
 // prompter_exports with the export id on every status change; one LISTEN
 // connection per gateway serves all waiting requests.
 import pg from "pg";
+import type { Log } from "../log.ts";
 
 export const EXPORTS_CHANNEL = "prompter_exports";
 
-export function exportEvents(databaseUrl: string, log: (message: string) => void) {
+export function exportEvents(databaseUrl: string, log: Log) {
   const waiters = new Map<string, Set<() => void>>();
   let listener: Promise<pg.Client> | undefined;
   let closed = false;
@@ -24,7 +25,7 @@ export function exportEvents(databaseUrl: string, log: (message: string) => void
     })();
     const lost = (error?: Error) => {
       if (listener !== connecting) return;
-      if (error) log(`export listener lost its connection: ${error.message}`);
+      if (error) log.warn({ error: error.message }, "export listener lost its connection");
       listener = undefined;
       client.end().catch(() => {});
       // Waiting requests re-read their export and listen again on a new connection.

@@ -1,34 +1,55 @@
 // The GraphQL API: app_public as PostGraphile V5 sees it (Amber), with
 // aggregates and connection filters. Each request runs as its caller.
+import { randomBytes } from "node:crypto";
 import type { Request } from "express";
 import type pg from "pg";
 import { postgraphile } from "postgraphile";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { defaultMaskError } from "postgraphile/grafserv";
+import { isSafeError } from "postgraphile/grafast";
 import { GraphQLError, type GraphQLFormattedError } from "postgraphile/graphql";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
+import type { Log } from "../log.ts";
 import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
 import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
+import { currentRequestId, requestIdOf } from "./request-log.ts";
 
-/** grafserv's maskError: pass the public database errors through, mask the rest. */
-function maskError(error: GraphQLError): GraphQLError | GraphQLFormattedError {
-  const visible = publicDatabaseError(error.originalError) ?? rowNotFound(error.originalError);
-  if (visible) {
-    return new GraphQLError(visible.message, {
-      nodes: error.nodes,
-      source: error.source,
-      positions: error.positions,
+/**
+ * grafserv's maskError: passes the public database errors through and masks
+ * the rest; what a masked error was is logged with the request id.
+ */
+function maskErrorFor(log: Log) {
+  return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
+    const original = error.originalError;
+    const visible = publicDatabaseError(original) ?? rowNotFound(original);
+    if (visible) {
+      return new GraphQLError(visible.message, {
+        nodes: error.nodes,
+        source: error.source,
+        positions: error.positions,
+        path: error.path,
+        originalError: original,
+        extensions: { code: visible.code },
+      });
+    }
+    // Validation and other GraphQL errors are safe as they are.
+    if (!original || original instanceof GraphQLError) return error;
+    if (isSafeError(original)) {
+      const masked = defaultMaskError(error);
+      return { ...masked.toJSON(), extensions: { ...masked.extensions, code: "INTERNAL" } };
+    }
+    const errorId = randomBytes(6).toString("hex");
+    log.error({ requestId: currentRequestId(), errorId, path: error.path, err: original }, "GraphQL error masked");
+    return {
+      message: `An error occurred (error id ${errorId}).`,
+      locations: error.locations,
       path: error.path,
-      originalError: error.originalError,
-      extensions: { code: visible.code },
-    });
-  }
-  const masked = defaultMaskError(error);
-  if (masked === error) return error; // validation and other GraphQL errors are safe as they are
-  return { ...masked.toJSON(), extensions: { ...masked.extensions, code: "INTERNAL" } };
+      extensions: { code: "INTERNAL", errorId },
+    };
+  };
 }
 
 // A delete that RLS (or a wrong id) leaves without a row fails with a plain
@@ -38,7 +59,7 @@ function rowNotFound(error: Error | undefined) {
   return missing ? { code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
 }
 
-export function createPostGraphile(config: Config, pool: pg.Pool) {
+export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
@@ -49,8 +70,8 @@ export function createPostGraphile(config: Config, pool: pg.Pool) {
     schema: { pgJwtSecret: config.jwtSecret, pgJwtSignOptions: SIGN_OPTIONS },
     grafast: {
       context(requestContext) {
-        const req = requestContext.expressv4?.req as Request | undefined;
-        return { pgSettings: pgSettingsFor(req && callerOf(req), config) };
+        const req = requestContext.expressv4!.req as Request;
+        return { pgSettings: pgSettingsFor(callerOf(req), config, requestIdOf(req)) };
       },
     },
     grafserv: {
@@ -61,7 +82,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool) {
       graphiqlPath: "/graphiql",
       websockets: false,
       maxRequestLength: MAX_BODY_BYTES,
-      maskError,
+      maskError: maskErrorFor(log),
     },
   });
 }

@@ -6,9 +6,12 @@ import express from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
+import type { Log } from "../log.ts";
+import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
+import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
 
@@ -17,14 +20,19 @@ export type ReadinessCheck = (client: pg.PoolClient) => Promise<boolean>;
 
 export interface Gateway {
   port: number;
+  /**
+   * Stops accepting connections and lets in-flight requests finish (requests
+   * waiting for an export answer with its state now); after SHUTDOWN_GRACE the
+   * connections left are closed. Then closes the pool.
+   */
   close(): Promise<void>;
 }
 
 export async function startGateway(
   config: Config,
   databaseUrl: string,
-  log: (message: string) => void,
-  options: { readinessChecks?: Record<string, ReadinessCheck> } = {},
+  log: Log,
+  options: { readinessChecks?: Record<string, ReadinessCheck>; metrics?: Metrics } = {},
 ): Promise<Gateway> {
   // Grafast reads its mode once, when first imported.
   process.env.GRAPHILE_ENV = config.graphileEnv;
@@ -38,13 +46,24 @@ export async function startGateway(
     application_name: "prompter-gateway",
   });
   // Idle clients whose server went away report here; the pool replaces them.
-  pool.on("error", (error) => log(`gateway pool: ${error.message}`));
-  const events = exportEvents(databaseUrl, log);
-  const pgl = createPostGraphile(config, pool);
+  pool.on("error", (error) => log.warn({ error: error.message }, "idle gateway database connection failed"));
+  const metrics = options.metrics ?? createMetrics();
+  metrics.watchPool("gateway", pool);
+  metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
+  // LISTEN needs a session of its own: not through a transaction-mode pooler.
+  const events = exportEvents(config.directDatabaseUrl ?? databaseUrl, log);
+  const pgl = createPostGraphile(config, pool, log);
   await pgl.getSchema(); // fail at start, not on the first request
 
   const app = express();
   app.disable("x-powered-by");
+  app.use(requestLog(log, metrics));
+  let closing = false;
+  app.use((_req, res, next) => {
+    // A request on a kept-alive connection during shutdown is answered, and the client told to reconnect elsewhere.
+    if (closing) res.set("Connection", "close");
+    next();
+  });
   app.get("/healthz", (_req, res) => {
     res.json({ success: true, status: "ok" });
   });
@@ -61,32 +80,46 @@ export async function startGateway(
       checks,
     });
   });
+  // Prometheus authenticates with METRICS_TOKEN, not a user's token.
+  app.get("/metrics", metricsEndpoint(metrics, config.metricsToken));
+  if (!config.metricsToken && config.production) log.warn({}, "METRICS_TOKEN is not set: anyone who reaches /metrics can read it");
   app.use(await uiRoutes());
   app.use(authenticate(config));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", restRoutes(config, pool, events));
+  app.use("/api", rememberMountPath, restRoutes(config, pool, events));
 
   const server = createServer(app);
   await pgl.createServ(grafserv).addTo(app, server, false);
   app.use((req) => {
     throw new HttpError(404, "NOT_FOUND", `No endpoint ${req.method} ${req.path}.`);
   });
-  app.use(errorHandler(log));
+  app.use(errorHandler);
 
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(config.port, config.host, resolve);
   });
   const { port } = server.address() as AddressInfo;
-  log(`prompter gateway listening on http://${config.host}:${port} (GraphQL at /graphql${config.production ? "" : ", Ruru at /graphiql"})`);
+  log.info(
+    { port, graphiql: !config.production },
+    `prompter gateway listening on http://${config.host}:${port} (GraphQL at /graphql${config.production ? "" : ", Ruru at /graphiql"})`,
+  );
 
   return {
     port,
     async close() {
+      closing = true;
       const closed = new Promise((resolve) => server.close(resolve));
-      server.closeIdleConnections();
+      // Kept-alive connections close as soon as their last request is answered.
+      const sweep = setInterval(() => server.closeIdleConnections(), 100);
+      const cutOff = setTimeout(() => {
+        log.warn({}, "shutdown grace is over: closing the connections left");
+        server.closeAllConnections();
+      }, config.shutdownGraceSeconds * 1000);
       await events.close();
       await closed;
+      clearInterval(sweep);
+      clearTimeout(cutOff);
       await pgl.release();
       await pool.end();
     },

@@ -9,6 +9,7 @@ import type { Config } from "../config.ts";
 import { asCaller, callerOf, pgSettingsFor, requireCaller } from "./auth.ts";
 import { HttpError } from "./errors.ts";
 import type { ExportEvents } from "./export-events.ts";
+import { requestIdOf } from "./request-log.ts";
 
 interface ExportRow {
   id: string;
@@ -86,7 +87,7 @@ function exportId(req: Request): string {
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
   const router = Router();
   router.use(requireCaller);
-  const settings = (req: Request) => pgSettingsFor(callerOf(req), config);
+  const settings = (req: Request) => pgSettingsFor(callerOf(req), config, requestIdOf(req));
 
   async function readExport(req: Request, id: string): Promise<ExportRow | undefined> {
     const { rows } = await asCaller(pool, settings(req), (client) =>

@@ -14,6 +14,7 @@ import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 import yazl from "yazl";
+import { LoggedError } from "../log.ts";
 import type { TaskContext } from "../worker.ts";
 
 interface ExportJob {
@@ -22,6 +23,7 @@ interface ExportJob {
   kind: string;
   options: { gzip: boolean; excel: boolean };
   requested_role: string;
+  request_id: string | null;
 }
 
 interface WrittenExport {
@@ -47,22 +49,23 @@ export const EXPORT_FILE_NAME = /^[a-z_]+-\d+-[0-9a-f]{8}\.(csv|csv\.gz|zip)(\.p
 export default async function exportTask(payload: unknown, helpers: JobHelpers, context: TaskContext): Promise<void> {
   const exportId = exportIdOf(payload);
   const attempt = helpers.job.attempts;
-  const { pool, log } = context;
+  const { pool, log, metrics } = context;
   const {
     rows: [job],
   } = await pool.query<ExportJob>(
-    "select id, user_id, kind, options, requested_role from app_private.export_started($1, $2)",
+    "select id, user_id, kind, options, requested_role, request_id from app_private.export_started($1, $2)",
     [exportId, attempt],
   );
   if (job.id === null) {
-    log.info({ exportId }, "export skipped: it was deleted or has finished already");
+    log.info({ exportId, jobId: helpers.job.id }, "export skipped: it was deleted or has finished already");
     return;
   }
-  const fields = { exportId, userId: job.user_id, kind: job.kind, attempt };
+  const fields = { exportId, userId: job.user_id, kind: job.kind, attempt, requestId: job.request_id, jobId: helpers.job.id };
+  log.info(fields, "export started");
   const started = performance.now();
   try {
     await removeEarlierAttempts(context.exportDir, job);
-    const written = await writeExport(context, job, attempt, helpers.abortSignal);
+    const written = await writeExport(context, job, helpers);
     const target = path.join(context.exportDir, written.fileName);
     const recorded = await pool
       .query<{ recorded: boolean }>(
@@ -74,9 +77,14 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
         await unlink(target).catch(() => {});
         throw error;
       });
-    const outcome = { ...fields, rows: written.rows, bytes: written.bytes, durationMs: Math.round(performance.now() - started) };
+    const seconds = (performance.now() - started) / 1000;
+    const outcome = { ...fields, rows: written.rows, bytes: written.bytes, durationMs: Math.round(seconds * 1000) };
     if (recorded) {
       log.info(outcome, "export succeeded");
+      metrics.exportsSucceeded.inc({ kind: job.kind });
+      metrics.exportDuration.observe({ kind: job.kind }, seconds);
+      metrics.exportRows.observe({ kind: job.kind }, written.rows);
+      metrics.exportBytes.observe({ kind: job.kind }, written.bytes);
     } else {
       // This worker was presumed dead and its job was run again; that attempt owns the export.
       await unlink(target);
@@ -92,10 +100,21 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
         final,
       ])
       .catch((recordError) => log.warn({ ...fields, error: recordError.message }, "could not record the export's failure"));
-    const failure = { ...fields, maxAttempts: helpers.job.max_attempts, error: (error as Error).message };
-    if (final) log.error(failure, "export failed for good");
-    else log.warn(failure, "export attempt failed; it will be retried");
-    throw error;
+    const failure = {
+      ...fields,
+      maxAttempts: helpers.job.max_attempts,
+      durationMs: Math.round(performance.now() - started),
+      error: helpers.abortSignal.aborted
+        ? "aborted: the worker was stopped and SHUTDOWN_GRACE ran out before the export finished"
+        : (error as Error).message,
+    };
+    if (final) {
+      context.exportFailedForGood(failure);
+    } else {
+      log.warn(failure, "export attempt failed; it will be retried");
+      metrics.exportAttemptsFailed.inc({ kind: job.kind });
+    }
+    throw new LoggedError(error);
   }
 }
 
@@ -128,7 +147,10 @@ async function removeEarlierAttempts(exportDir: string, job: ExportJob): Promise
   }
 }
 
-async function writeExport(context: TaskContext, job: ExportJob, attempt: number, signal: AbortSignal): Promise<WrittenExport> {
+async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
+  const attempt = helpers.job.attempts;
+  // The snapshot connection's application_name, so pg_stat_activity tells whose export it runs.
+  const connectionName = `prompter-worker export=${job.id} job=${helpers.job.id}`;
   const client = await context.pool.connect();
   // A failed COPY or file write can leave the connection mid-protocol: destroy it
   // instead of returning it to the pool (release(true)) unless all went well.
@@ -137,10 +159,10 @@ async function writeExport(context: TaskContext, job: ExportJob, attempt: number
   const progress = reportProgress(context, job.id, attempt, () => files.reduce((sum, file) => sum + file.rowsSeen, 0));
   try {
     await client.query("begin isolation level repeatable read read only");
-    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [
-      job.requested_role,
-      job.user_id,
-    ]);
+    await client.query(
+      "select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true)",
+      [job.requested_role, job.user_id, connectionName],
+    );
     const {
       rows: [{ data_version: dataVersion }],
     } = await client.query<{ data_version: string }>("select app_hidden.current_data_version() as data_version");
@@ -166,7 +188,7 @@ async function writeExport(context: TaskContext, job: ExportJob, attempt: number
       extension = "csv";
     }
     const fileName = `${job.kind}-${job.id}-${randomBytes(4).toString("hex")}.${extension}`;
-    const { bytes, sha256 } = await writeAtomically(context.exportDir, fileName, stages, signal);
+    const { bytes, sha256 } = await writeAtomically(context.exportDir, fileName, stages, helpers.abortSignal);
     await client.query("commit");
     reusable = true;
     return { fileName, rows: files.reduce((sum, file) => sum + file.copy!.rowCount, 0), bytes, sha256, dataVersion };
@@ -185,21 +207,31 @@ class CsvFile {
   private quoted = false;
 
   constructor(client: pg.PoolClient, query: string, excel: boolean) {
-    this.stream = Readable.from(this.chunks(client, query, excel), { objectMode: false });
+    this.stream = new Readable({
+      read: () => {
+        if (this.copy) return void this.copy.resume();
+        if (excel) this.stream.push(UTF8_BOM);
+        const copy = client.query(copyTo(`COPY (${query}) TO STDOUT WITH (FORMAT csv, HEADER)`));
+        copy.on("data", (chunk: Buffer) => {
+          this.count(chunk);
+          if (!this.stream.push(chunk)) copy.pause();
+        });
+        copy.once("end", () => this.stream.push(null));
+        copy.once("error", (error) => this.stream.destroy(error));
+        this.copy = copy;
+      },
+      // A COPY that sends nothing yet (its query waits for a lock, or sorts) must
+      // not hold up an abort; its connection is then discarded (release(true)).
+      destroy: (error, callback) => {
+        this.copy?.destroy();
+        callback(error);
+      },
+    });
   }
 
   /** Data rows so far: records minus the header. Exact, since quoted newlines are not counted. */
   get rowsSeen(): number {
     return Math.max(this.records - 1, 0);
-  }
-
-  private async *chunks(client: pg.PoolClient, query: string, excel: boolean) {
-    if (excel) yield UTF8_BOM;
-    this.copy = client.query(copyTo(`COPY (${query}) TO STDOUT WITH (FORMAT csv, HEADER)`));
-    for await (const chunk of this.copy as AsyncIterable<Buffer>) {
-      this.count(chunk);
-      yield chunk;
-    }
   }
 
   // A record ends at a newline outside quotes. Quotes inside a quoted field are

@@ -1,7 +1,6 @@
 // `npx prompter export`: queues as the user (so the rules apply), waits, copies;
 // `npx prompter worker`: stops cleanly.
 import { execFile } from "node:child_process";
-import { once } from "node:events";
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -51,8 +50,6 @@ it("reports the rules' errors without a stack trace", async () => {
 });
 
 it("`npx prompter worker` stops cleanly on SIGTERM", async () => {
-  const child = await spawnWorker(db.url, exportWorker.dir);
-  child.kill("SIGTERM");
-  const [code] = await once(child, "exit");
-  expect(code).toBe(0);
+  const worker = await spawnWorker(db.url, exportWorker.dir);
+  expect(await worker.stop()).toBe(0);
 });

@@ -2,17 +2,19 @@
 // its own EXPORT_DIR, requesting exports as a user, waiting for them, and
 // reading what they wrote (CSV, gzip, zip) back.
 import { parse } from "csv-parse/sync";
-import { spawn, type ChildProcess } from "node:child_process";
 import { afterAll, beforeAll } from "vitest";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { crc32, inflateRawSync } from "node:zlib";
+import { crc32, gunzipSync, inflateRawSync } from "node:zlib";
 import type pg from "pg";
 import { requestExportAs } from "../../src/commands/export.ts";
 import { loadConfig } from "../../src/config.ts";
-import { startWorker, type Log } from "../../src/worker.ts";
+import type { Log } from "../../src/log.ts";
+import { createMetrics } from "../../src/metrics.ts";
+import { startWorker } from "../../src/worker.ts";
 import { actAs, type Actor } from "../support/db.ts";
+import { spawnPrompter, type PrompterProcess } from "../support/server.ts";
 
 /** A user acting through the app: their role and id. */
 export type SignedIn = Extract<Actor, { userId: unknown }> & { userId: string };
@@ -34,7 +36,7 @@ export interface ExportRow {
 }
 
 export interface LogLine {
-  level: "info" | "warn" | "error";
+  level: "debug" | "info" | "warn" | "error";
   message: string;
   fields: Record<string, unknown>;
 }
@@ -59,33 +61,26 @@ export function useExportWorker(db: { url: string }, env: Record<string, string>
   return context;
 }
 
-/** A worker in this process, logging into `lines`. */
+/** A worker in this process, logging into `lines`, with its metrics. */
 export async function startTestWorker(databaseUrl: string, exportDir: string, env: Record<string, string> = {}) {
   const lines: LogLine[] = [];
   const record = (level: LogLine["level"]) => (fields: Record<string, unknown>, message: string) =>
     void lines.push({ level, message, fields });
-  const log: Log = { info: record("info"), warn: record("warn"), error: record("error") };
+  const log: Log = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
   const config = loadConfig({ DATABASE_URL: databaseUrl, EXPORT_DIR: exportDir, ...env });
-  const worker = await startWorker(config, databaseUrl, log);
-  return { ...worker, lines };
+  const metrics = createMetrics();
+  const worker = await startWorker(config, databaseUrl, log, { metrics });
+  return { ...worker, lines, metrics };
 }
 
-/** `npx prompter worker` as a child process; resolves once it takes jobs. */
-export async function spawnWorker(databaseUrl: string, exportDir: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ["src/cli.ts", "worker"], {
-    env: { ...process.env, DATABASE_URL: databaseUrl, EXPORT_DIR: exportDir, WORKER_CONCURRENCY: "1" },
-    stdio: ["ignore", "ignore", "pipe"],
+/** `npx prompter worker` as a child process; resolves once it takes jobs and handles SIGTERM. */
+export function spawnWorker(databaseUrl: string, exportDir: string, env: Record<string, string> = {}): Promise<PrompterProcess> {
+  return spawnPrompter({
+    databaseUrl,
+    args: ["worker"],
+    env: { EXPORT_DIR: exportDir, WORKER_CONCURRENCY: "1", ...env },
+    ready: (output) => output.includes("worker running"),
   });
-  let output = "";
-  child.stderr!.setEncoding("utf8");
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on("data", (chunk: string) => {
-      output += chunk;
-      if (output.includes("looking for jobs")) resolve();
-    });
-    child.once("exit", (code) => reject(new Error(`worker exited with ${code} before taking jobs:\n${output}`)));
-  });
-  return child;
 }
 
 /** Requests an export as the actor, committed (so the worker sees it); returns its id. */
@@ -178,4 +173,19 @@ export function unzip(zip: Buffer): Map<string, Buffer> {
     offset += 46 + nameLength + extraLength + commentLength;
   }
   return entries;
+}
+
+/** What an export's file holds, parsed: each CSV (the zip's entries for "all") by file name. */
+export async function exportContents(dir: string, row: ExportRow): Promise<Map<string, string[][]>> {
+  const data = await exportFile(dir, row);
+  if (row.kind === "all") return new Map([...unzip(data)].map(([name, entry]) => [name, parseCsv(entry)]));
+  return new Map([[`${row.kind}.csv`, parseCsv(row.file_name!.endsWith(".gz") ? gunzipSync(data) : data)]]);
+}
+
+/** What an export of `kind` by the actor should hold now: each file's SELECT run as the actor. */
+export async function expectedContents(pool: pg.Pool, actor: Actor, kind: string): Promise<Map<string, string[][]>> {
+  const { rows } = await pool.query<{ file_name: string; query: string }>("select file_name, query from app_hidden.export_parts($1)", [kind]);
+  const files = new Map<string, string[][]>();
+  for (const part of rows) files.set(part.file_name, await selectAsText(pool, actor, part.query));
+  return files;
 }

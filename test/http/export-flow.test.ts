@@ -1,6 +1,6 @@
 // The whole export path in one `prompter start` process: REST queues the export,
 // the worker writes the file and notifies, the waiting request answers, and the
-// download is the file the worker described.
+// download is the file the worker described; one /metrics covers both.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { createUser, useTestDatabase } from "../support/db.ts";
@@ -37,4 +37,14 @@ it("?wait=true answers once the worker has written the file, which only its owne
 
   const stranger = await fetch(`${server.baseUrl}${body.export.download_url}`, { headers: { authorization: `Bearer ${tokens.other}` } });
   expect(stranger.status).toBe(404);
+});
+
+it("is ready with its own worker alive, and serves the gateway's and the worker's metrics together", async () => {
+  const readyz = await (await fetch(`${server.baseUrl}/readyz`)).json();
+  expect(readyz.checks).toEqual({ database: "ok", migrations: "ok", worker: "ok" });
+  const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  expect(metrics).toMatch(/^prompter_db_pool_connections\{pool="gateway"\} \d+$/m);
+  expect(metrics).toMatch(/^prompter_db_pool_connections\{pool="worker"\} \d+$/m);
+  expect(metrics).toMatch(/^prompter_exports_succeeded_total\{kind="multi_agent_log"\} 1$/m);
+  expect(metrics).toMatch(/^prompter_http_request_duration_seconds_count\{method="POST",route="\/api\/storage\/export-multi-agent",status="200"\} 1$/m);
 });

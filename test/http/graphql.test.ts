@@ -2,6 +2,7 @@
 // reading them back filtered and paginated, aggregates by agent, RLS between
 // users, and which errors reach the client (and which are masked).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitUntil } from "../exports/support.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -208,13 +209,26 @@ describe("errors", () => {
     expect(JSON.stringify(response)).not.toMatch(/insert|violates|app_public/i);
   });
 
-  it("masks unexpected database errors", async () => {
-    const response = await graphql(server, `mutation { createPrompt(input: { prompt: { text: "nul \\u0000 byte" } }) { prompt { rowId } } }`, {}, tokens.a);
-    expect(response.errors).toEqual([expect.objectContaining({
-      message: expect.stringMatching(/^An error occurred \(logged with hash/),
+  it("masks unexpected database errors, and logs them with the request id (a new one when the caller's is not sane)", async () => {
+    const response = await fetch(`${server.baseUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${tokens.a}`, "x-request-id": `../${"x".repeat(80)}` },
+      body: JSON.stringify({ query: `mutation { createPrompt(input: { prompt: { text: "nul \\u0000 byte" } }) { prompt { rowId } } }` }),
+    });
+    const body = await response.json();
+    expect(body.errors).toEqual([expect.objectContaining({
+      message: expect.stringMatching(/^An error occurred \(error id [0-9a-f]{12}\)\.$/),
       extensions: { code: "INTERNAL", errorId: expect.any(String) },
     })]);
-    expect(JSON.stringify(response)).not.toMatch(/byte sequence|0x00/);
+    expect(JSON.stringify(body)).not.toMatch(/byte sequence|0x00/);
+    const requestId = response.headers.get("x-request-id");
+    expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
+    const logged = await waitUntil(
+      async () => server.logLines().find((line) => line.msg === "GraphQL error masked" && line.requestId === requestId),
+      Boolean,
+      "the masked error is logged",
+    );
+    expect(logged).toMatchObject({ level: "error", errorId: body.errors[0].extensions.errorId, err: { message: expect.stringContaining("invalid byte sequence") } });
   });
 
   it("exposes no way to write exports except requestExport", async () => {
@@ -222,7 +236,7 @@ describe("errors", () => {
     expect(response.errors?.[0].message).toMatch(/Cannot query field "createExport"/);
     const fields = await ok(`{ __type(name: "Export") { fields { name } } }`, {}, tokens.a);
     const names = fields.__type.fields.map((f: { name: string }) => f.name);
-    expect(names).toEqual(expect.arrayContaining(["status", "rows", "bytes", "sha256", "stale", "progressRows"]));
+    expect(names).toEqual(expect.arrayContaining(["status", "rows", "bytes", "sha256", "stale", "progressRows", "requestId"]));
     expect(names).not.toContain("requestedRole");
     expect(names).not.toContain("dataVersion");
   });

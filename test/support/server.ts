@@ -1,7 +1,8 @@
-// A real prompter process (`prompter server` by default) on a free port against
-// a test database, for HTTP tests: spawned with the project's Node 24, ready
-// once GET /healthz answers. Also helpers to sign tokens and call GraphQL.
-import { spawn } from "node:child_process";
+// Real prompter processes against a test database: `prompter server` (by
+// default) on a free port, ready once GET /healthz answers, or any command
+// ready once its output says so; spawned with the project's Node 24, their
+// JSON log lines collected. Also helpers to sign tokens and call GraphQL.
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -13,41 +14,56 @@ const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 /** The JWT_SECRET test servers run with, unless a test overrides it. */
 export const TEST_JWT_SECRET = "test-secret-for-http-tests-only-0123456789";
 
-export interface RunningServer {
-  baseUrl: string;
+/** A line of a process's JSON log. */
+export type LogRecord = Record<string, unknown> & { level: string; msg: string };
+
+export interface PrompterProcess {
+  child: ChildProcess;
   /** EXPORT_DIR of the process. */
   exportDir: string;
   /** Everything the process has printed so far. */
   output(): { stdout: string; stderr: string };
-  /** SIGTERM, then waits for the process to exit (SIGKILL after 10 s). */
-  stop(): Promise<void>;
+  /** Its stdout, one JSON log line each (throws on a line that is not JSON); a line is complete at its newline. */
+  logLines(): LogRecord[];
+  /** Resolves with the exit code (null when a signal ended it). */
+  exited: Promise<number | null>;
+  /** SIGTERM, then waits for the process to exit (SIGKILL after 10 s); resolves with the exit code. */
+  stop(): Promise<number | null>;
 }
 
-export async function startServer(options: {
-  databaseUrl: string;
-  /** Overrides of the environment; undefined removes a variable. */
-  env?: Record<string, string | undefined>;
-  /** CLI arguments; default ["server"] (the gateway alone). */
-  args?: string[];
-  readyTimeoutMs?: number;
-}): Promise<RunningServer> {
-  const ownExportDir = options.env?.EXPORT_DIR ? undefined : await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
-  const exportDir = options.env?.EXPORT_DIR ?? ownExportDir!;
+export interface RunningServer extends PrompterProcess {
+  baseUrl: string;
+}
+
+/** The process's environment: the test's, the database and test settings, then `overrides` (undefined removes a variable). */
+function environment(databaseUrl: string, exportDir: string, overrides: Record<string, string | undefined> = {}) {
   const env: Record<string, string> = {};
   const merged = {
     ...process.env,
-    DATABASE_URL: options.databaseUrl,
+    DATABASE_URL: databaseUrl,
     PORT: "0",
     HOST: "127.0.0.1",
     JWT_SECRET: TEST_JWT_SECRET,
     EXPORT_DIR: exportDir,
-    ...options.env,
+    ...overrides,
   };
   for (const [name, value] of Object.entries(merged)) if (value !== undefined) env[name] = value;
+  return env;
+}
 
-  const child = spawn(path.join(projectRoot, "node_modules/.bin/node"), ["src/cli.ts", ...(options.args ?? ["server"])], {
+/** Runs `npx prompter <args>`; resolves once `ready` holds of what it printed (which may be a promise). */
+export async function spawnPrompter(options: {
+  databaseUrl: string;
+  args: string[];
+  env?: Record<string, string | undefined>;
+  ready(output: string): boolean | Promise<boolean>;
+  readyTimeoutMs?: number;
+}): Promise<PrompterProcess> {
+  const ownExportDir = options.env?.EXPORT_DIR ? undefined : await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
+  const exportDir = options.env?.EXPORT_DIR ?? ownExportDir!;
+  const child = spawn(path.join(projectRoot, "node_modules/.bin/node"), ["src/cli.ts", ...options.args], {
     cwd: projectRoot,
-    env,
+    env: environment(options.databaseUrl, exportDir, options.env),
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stdout = "";
@@ -66,24 +82,51 @@ export async function startServer(options: {
       clearTimeout(timer);
     }
     if (ownExportDir) await rm(ownExportDir, { recursive: true, force: true });
+    return exited;
   };
-  const fail = async (reason: string): Promise<never> => {
-    await stop();
-    throw new Error(`prompter ${options.args?.[0] ?? "server"} ${reason}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`);
+  const started: PrompterProcess = {
+    child,
+    exportDir,
+    output: () => ({ stdout, stderr }),
+    logLines: () => stdout.split("\n").slice(0, -1).map((line) => JSON.parse(line)),
+    exited,
+    stop,
   };
 
   const deadline = Date.now() + (options.readyTimeoutMs ?? 60_000);
-  let baseUrl: string | undefined;
   while (Date.now() < deadline) {
-    if (!running) return fail(`exited with code ${await exited} before it was ready`);
-    const port = /listening on http:\/\/[^\s:]+:(\d+)/.exec(stderr + stdout)?.[1];
-    baseUrl = port ? `http://127.0.0.1:${port}` : undefined;
-    if (baseUrl && (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false))) {
-      return { baseUrl, exportDir, output: () => ({ stdout, stderr }), stop };
-    }
+    if (!running) break;
+    if (await options.ready(stdout + stderr)) return started;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  return fail("did not answer /healthz in time");
+  await stop();
+  const reason = running ? "was not ready in time" : `exited with code ${await exited} before it was ready`;
+  throw new Error(`prompter ${options.args.join(" ")} ${reason}\n--- stdout\n${stdout}\n--- stderr\n${stderr}`);
+}
+
+/** The gateway's address once it logs that it listens. */
+export function listeningUrl(output: string): string | undefined {
+  const port = /listening on http:\/\/[^\s:]+:(\d+)/.exec(output)?.[1];
+  return port ? `http://127.0.0.1:${port}` : undefined;
+}
+
+/** `prompter server` (or `args`) on a free port, once GET /healthz answers. */
+export async function startServer(options: {
+  databaseUrl: string;
+  env?: Record<string, string | undefined>;
+  /** CLI arguments; default ["server"] (the gateway alone). */
+  args?: string[];
+  readyTimeoutMs?: number;
+}): Promise<RunningServer> {
+  const started = await spawnPrompter({
+    ...options,
+    args: options.args ?? ["server"],
+    async ready(output) {
+      const baseUrl = listeningUrl(output);
+      return !!baseUrl && (await fetch(`${baseUrl}/healthz`).then((r) => r.ok, () => false));
+    },
+  });
+  return { ...started, baseUrl: listeningUrl(started.output().stdout)! };
 }
 
 /** A token as the gateway issues it, signed with TEST_JWT_SECRET unless `secret` says otherwise. */

@@ -1,0 +1,220 @@
+// Prometheus metrics (prom-client), one registry per process: `prompter start`
+// serves the gateway's and the worker's from the same /metrics.
+//
+// Counters and histograms count what this process did (HTTP requests, export
+// attempts). What is true of the whole deployment (exports by status, the job
+// queue, live workers) is read from the database at scrape time, so every
+// process reports the same values: aggregate those with max(), not sum().
+// Export requests are counted that way too, from app_public.exports: requests
+// arrive through GraphQL, REST, the CLI and plain SQL, and only the table sees
+// them all.
+import { createHash, timingSafeEqual } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type pg from "pg";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { Log } from "./log.ts";
+
+const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
+const ROWS_BUCKETS = [0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
+const BYTES_BUCKETS = [1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
+
+interface DatabaseState {
+  exports: { kind: string; status: string; count: number }[];
+  queue: { task: string; ready: number; scheduled: number; running: number; failed: number; oldest_ready_seconds: number }[];
+  liveWorkers: number;
+}
+
+export function createMetrics() {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const registers = [registry];
+  const pools = new Map<string, pg.Pool>();
+  let readState: (() => Promise<DatabaseState | undefined>) | undefined;
+
+  const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number) =>
+    new Gauge({
+      name,
+      help,
+      labelNames: ["pool"],
+      registers,
+      collect() {
+        for (const [label, pool] of pools) this.set({ pool: label }, read(pool));
+      },
+    });
+  poolGauge("prompter_db_pool_connections", "Open connections of the pool.", (pool) => pool.totalCount);
+  poolGauge("prompter_db_pool_idle_connections", "Open connections of the pool that are idle.", (pool) => pool.idleCount);
+  poolGauge("prompter_db_pool_waiting_requests", "Requests waiting for a connection of the pool.", (pool) => pool.waitingCount);
+  poolGauge("prompter_db_pool_max_connections", "The most connections the pool opens.", (pool) => pool.options.max);
+
+  // Each gauge below collects on its own; they share one read of the database per scrape.
+  const databaseGauge = <T extends string>(name: string, help: string, labelNames: T[], fill: (gauge: Gauge<T>, state: DatabaseState) => void) =>
+    new Gauge<T>({
+      name,
+      help,
+      labelNames,
+      registers,
+      async collect() {
+        this.reset();
+        const state = await readState?.();
+        if (state) fill(this, state);
+      },
+    });
+  databaseGauge("prompter_exports", "Exports in app_public.exports (kept EXPORT_RETENTION_DAYS) by kind and status, however they were requested.",
+    ["kind", "status"], (gauge, state) => {
+      for (const row of state.exports) gauge.set({ kind: row.kind, status: row.status }, row.count);
+    });
+  databaseGauge("prompter_queue_jobs", "Jobs in the graphile-worker queue: ready to run, scheduled (a retry's backoff), running, or failed for good.",
+    ["task", "state"], (gauge, state) => {
+      for (const row of state.queue) {
+        for (const jobState of ["ready", "scheduled", "running", "failed"] as const) gauge.set({ task: row.task, state: jobState }, row[jobState]);
+      }
+    });
+  databaseGauge("prompter_queue_oldest_ready_job_age_seconds", "How long the oldest job that could run has waited for a worker (0 when none waits).",
+    ["task"], (gauge, state) => {
+      for (const row of state.queue) gauge.set({ task: row.task }, row.oldest_ready_seconds);
+    });
+  databaseGauge("prompter_workers_alive", "Worker processes whose heartbeat is recent.", [], (gauge, state) => gauge.set(state.liveWorkers));
+
+  const kind = ["kind"] as const;
+  return {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: "prompter_http_request_duration_seconds",
+      help: "HTTP requests to the gateway by method, route and status.",
+      labelNames: ["method", "route", "status"] as const,
+      registers,
+    }),
+    exportsSucceeded: new Counter({ name: "prompter_exports_succeeded_total", help: "Exports written by this process.", labelNames: kind, registers }),
+    exportsFailed: new Counter({ name: "prompter_exports_failed_total", help: "Exports that failed for good (no attempt left).", labelNames: kind, registers }),
+    exportAttemptsFailed: new Counter({
+      name: "prompter_export_attempts_failed_total",
+      help: "Export attempts that failed and will be retried.",
+      labelNames: kind,
+      registers,
+    }),
+    exportDuration: new Histogram({ name: "prompter_export_duration_seconds", help: "Time to write an export.", labelNames: kind, buckets: SECONDS_BUCKETS, registers }),
+    exportRows: new Histogram({ name: "prompter_export_rows", help: "Rows per export.", labelNames: kind, buckets: ROWS_BUCKETS, registers }),
+    exportBytes: new Histogram({ name: "prompter_export_bytes", help: "Bytes per export file.", labelNames: kind, buckets: BYTES_BUCKETS, registers }),
+    deadWorkers: new Counter({
+      name: "prompter_dead_workers_total",
+      help: "Worker processes this process found silent and whose jobs it released.",
+      registers,
+    }),
+    alertDeliveries: new Counter({
+      name: "prompter_alert_deliveries_total",
+      help: "Alerts posted to ALERT_WEBHOOK_URL, by outcome (delivered, or failed after every retry).",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+
+    /** Reports the pool's connections as pool="<name>". */
+    watchPool(name: string, pool: pg.Pool): void {
+      pools.set(name, pool);
+    },
+
+    /** Reads the deployment-wide gauges through this pool (the first one given; one read per scrape). */
+    watchDatabase(pool: pg.Pool, deadAfterSeconds: number, log: Log): void {
+      readState ??= sharedWhileRunning(() =>
+        databaseState(pool, deadAfterSeconds).catch((error: Error) => {
+          log.warn({ error: error.message }, "metrics: could not read the database; its gauges are left out of this scrape");
+          return undefined;
+        }),
+      );
+    },
+  };
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+/** Calls made while a call runs share its result. */
+function sharedWhileRunning<T>(read: () => Promise<T>): () => Promise<T> {
+  let running: Promise<T> | undefined;
+  return () => (running ??= read().finally(() => (running = undefined)));
+}
+
+async function databaseState(pool: pg.Pool, deadAfterSeconds: number): Promise<DatabaseState> {
+  const client = await pool.connect();
+  try {
+    const { rows: exports } = await client.query<DatabaseState["exports"][number]>(
+      "select kind, status, count(*)::int as count from app_public.exports group by kind, status order by kind, status",
+    );
+    // graphile-worker's own tables (stable within 0.18): a job is ready when it
+    // may run now and no worker holds it. Every known task is listed, with zeros.
+    const { rows: queue } = await client.query<DatabaseState["queue"][number]>(
+      `select t.identifier as task,
+              count(j.id) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at <= now())::int as ready,
+              count(j.id) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at > now())::int as scheduled,
+              count(j.id) filter (where j.locked_at is not null)::int as running,
+              count(j.id) filter (where j.locked_at is null and j.attempts >= j.max_attempts)::int as failed,
+              coalesce(extract(epoch from now() - min(j.run_at) filter (
+                where j.locked_at is null and j.attempts < j.max_attempts and j.run_at <= now())), 0)::float8 as oldest_ready_seconds
+         from graphile_worker._private_tasks t
+         left join graphile_worker._private_jobs j on j.task_id = t.id
+        group by t.identifier
+        order by t.identifier`,
+    );
+    const {
+      rows: [{ count: liveWorkers }],
+    } = await client.query<{ count: number }>("select count(*)::int as count from app_private.live_workers(make_interval(secs => $1))", [
+      deadAfterSeconds,
+    ]);
+    return { exports, queue, liveWorkers };
+  } finally {
+    client.release();
+  }
+}
+
+/**
+ * GET /metrics in Prometheus' text format; with a token, only for
+ * `Authorization: Bearer <token>`. Serves node's http and express alike.
+ */
+export function metricsEndpoint(metrics: Metrics, token: string | undefined) {
+  // Compared as digests, so the comparison takes the same time whatever the length.
+  const digest = (value: string) => createHash("sha256").update(value).digest();
+  const expected = token === undefined ? undefined : digest(`Bearer ${token}`);
+  return async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
+    if (expected && !timingSafeEqual(digest(req.headers.authorization ?? ""), expected)) {
+      res.writeHead(401, { "content-type": "application/json; charset=utf-8", "www-authenticate": 'Bearer realm="metrics"' });
+      res.end(JSON.stringify({ success: false, error: { code: "METRICS_TOKEN_REQUIRED", message: "Send Authorization: Bearer <METRICS_TOKEN>." } }));
+      return;
+    }
+    const body = await metrics.registry.metrics();
+    res.writeHead(200, { "content-type": metrics.registry.contentType, "cache-control": "no-store" });
+    res.end(body);
+  };
+}
+
+/** A listener serving only GET /metrics, for processes without the gateway (`prompter worker`). */
+export async function serveMetrics(
+  metrics: Metrics,
+  options: { host: string; port: number; token: string | undefined },
+  log: Log,
+): Promise<{ port: number; close(): Promise<void> }> {
+  const endpoint = metricsEndpoint(metrics, options.token);
+  const server = createServer((req, res) => {
+    if (req.method !== "GET" || new URL(req.url ?? "/", "http://localhost").pathname !== "/metrics") {
+      res.writeHead(404, { "content-type": "application/json; charset=utf-8" });
+      res.end(JSON.stringify({ success: false, error: { code: "NOT_FOUND", message: "Only GET /metrics is served here." } }));
+      return;
+    }
+    endpoint(req, res).catch((error: Error) => {
+      log.error({ err: error }, "metrics: scrape failed");
+      if (!res.headersSent) res.writeHead(500);
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(options.port, options.host, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  log.info({ port }, `metrics listening on http://${options.host}:${port}/metrics`);
+  return {
+    port,
+    close: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -1,0 +1,75 @@
+// The operations settings refuse bad values with a message naming them, and
+// the logger keeps secrets out of its lines.
+import { Writable } from "node:stream";
+import { expect, it } from "vitest";
+import { ConfigError, loadConfig } from "../../src/config.ts";
+import { createLogger, withoutPassword } from "../../src/log.ts";
+
+const refusal = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error(`${JSON.stringify(env)} was accepted`);
+};
+
+it("has working defaults and refuses settings that cannot work", () => {
+  expect(loadConfig({})).toMatchObject({
+    workerConcurrency: 2,
+    workerPoolMax: 7,
+    workerHeartbeatSeconds: 10,
+    workerDeadAfterSeconds: 30,
+    shutdownGraceSeconds: 20,
+    workerMetricsPort: undefined,
+    directDatabaseUrl: undefined,
+    logLevel: "info",
+  });
+  expect(loadConfig({ WORKER_HEARTBEAT_INTERVAL: "5s", WORKER_DEAD_AFTER: "1m", WORKER_METRICS_PORT: "9464" }))
+    .toMatchObject({ workerHeartbeatSeconds: 5, workerDeadAfterSeconds: 60, workerMetricsPort: 9464 });
+
+  expect(refusal({ WORKER_HEARTBEAT_INTERVAL: "20", WORKER_DEAD_AFTER: "30" })).toBe("WORKER_DEAD_AFTER must be at least twice WORKER_HEARTBEAT_INTERVAL.");
+  expect(refusal({ WORKER_CONCURRENCY: "4", WORKER_PG_POOL_MAX: "5" })).toMatch(/^WORKER_PG_POOL_MAX must be a whole number from 6 to 1000/);
+  expect(refusal({ DIRECT_DATABASE_URL: "postgres://db/app" })).toMatch(/^DIRECT_DATABASE_URL needs DATABASE_URL/);
+  expect(refusal({ ALERT_WEBHOOK_URL: "ftp://hooks.example/alert" })).toBe("ALERT_WEBHOOK_URL must be an http:// or https:// URL.");
+  expect(refusal({ LOG_LEVEL: "verbose" })).toMatch(/^LOG_LEVEL must be one of fatal, error, warn, info, debug, trace, silent/);
+  expect(refusal({ WORKER_METRICS_PORT: "70000" })).toMatch(/^WORKER_METRICS_PORT must be a whole number from 0 to 65535/);
+});
+
+it("writes JSON lines without credentials: redacted fields, passwordless connection strings", () => {
+  const lines: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      lines.push(String(chunk));
+      done();
+    },
+  });
+  const log = createLogger({ logLevel: "info" }, sink).child({ component: "test" });
+  log.info(
+    {
+      authorization: "Bearer header.payload.signature",
+      headers: { authorization: "Bearer other.token.here", cookie: "session=abc" },
+      password: "correct horse",
+      databaseUrl: "postgres://app:hunter2@db/app",
+      database: withoutPassword("postgres://app:hunter2@db/app"),
+      requestId: "kept",
+    },
+    "a line",
+  );
+  log.debug({}, "below the level");
+  expect(lines).toHaveLength(1);
+  const line = JSON.parse(lines[0]);
+  expect(line).toMatchObject({
+    level: "info",
+    msg: "a line",
+    component: "test",
+    authorization: "[redacted]",
+    headers: { authorization: "[redacted]", cookie: "[redacted]" },
+    password: "[redacted]",
+    databaseUrl: "[redacted]",
+    database: "postgres://app:redacted@db/app",
+    requestId: "kept",
+  });
+  expect(lines[0]).not.toMatch(/signature|other\.token|abc|horse|hunter2/);
+});
