@@ -119,8 +119,8 @@ export function loadConfig(env: Env = process.env) {
     metricsToken: env.METRICS_TOKEN || undefined,
     alertWebhookUrl: webhookUrl(env, "ALERT_WEBHOOK_URL"),
     logLevel: logLevel(env),
-    /** Grafast's mode: "development" adds planning checks that cost speed. */
-    graphileEnv: env.GRAPHILE_ENV || (env.NODE_ENV === "development" || env.NODE_ENV === "test" ? "development" : "production"),
+    /** Grafast's mode: "development" adds planning checks that cost speed; maskError decides what clients see in either. */
+    graphileEnv: env.GRAPHILE_ENV || (production ? "production" : "development"),
   };
 }
 
