@@ -7,10 +7,10 @@ import path from "node:path";
 import type pg from "pg";
 import { loadConfig } from "../config.ts";
 import { parseCommandArgs, UsageError } from "./args.ts";
-import { withDatabase } from "./connect.ts";
+import { EXPORTS_CHANNEL } from "../server/export-events.ts";
+import { findUser, withDatabase } from "./connect.ts";
 
 const USAGE = "usage: prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]";
-const EXPORTS_CHANNEL = "prompter_exports";
 
 interface ExportRow {
   id: string;
@@ -57,22 +57,12 @@ export default async function exportCommand(args: string[]): Promise<void> {
       });
       process.stdout.write(`Copied to ${values.out}\n`);
     }
-  }).catch((error) => {
-    // The schema's own errors (unknown kind, bad options, rate limit) are messages for the operator.
-    if (typeof error?.code === "string" && error.code.startsWith("PR")) throw new UsageError(error.message);
-    throw error;
   });
 }
 
 async function requestExportFor(client: pg.Client, username: string, kind: string, options: object): Promise<string> {
-  const {
-    rows: [user],
-  } = await client.query<{ id: string; is_admin: boolean }>(
-    "select id, is_admin from app_public.users where lower(username) = lower($1)",
-    [username],
-  );
-  if (!user) throw new UsageError(`No user "${username}"; create one with: npx prompter user add ${username}`);
-  return requestExportAs(client, { role: user.is_admin ? "app_admin" : "app_user", userId: user.id }, kind, options);
+  const user = await findUser(client, username);
+  return requestExportAs(client, { role: user.role, userId: user.id }, kind, options);
 }
 
 /** Requests an export in a transaction of its own, as the given role and user. */

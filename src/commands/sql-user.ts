@@ -31,12 +31,8 @@ export default async function sqlUser(args: string[]): Promise<void> {
   throw new UsageError(USAGE);
 }
 
-/** Runs against the configured database; the schema's own errors are messages for the operator. */
 async function run(work: (client: pg.Client, databaseUrl: string) => Promise<void>): Promise<void> {
-  await withDatabase((client, database) => work(client, database.url)).catch((error) => {
-    if (typeof error?.code === "string" && error.code.startsWith("PR")) throw new UsageError(error.message);
-    throw error;
-  });
+  await withDatabase((client, database) => work(client, database.url));
 }
 
 async function add(client: pg.Client, databaseUrl: string, options: {

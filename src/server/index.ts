@@ -116,12 +116,18 @@ export async function startGateway(
         log.warn({}, "shutdown grace is over: closing the connections left");
         server.closeAllConnections();
       }, config.shutdownGraceSeconds * 1000);
-      await events.close();
-      await closed;
-      clearInterval(sweep);
-      clearTimeout(cutOff);
-      await pgl.release();
-      await pool.end();
+      try {
+        await events.close();
+        await closed;
+      } finally {
+        clearInterval(sweep);
+        clearTimeout(cutOff);
+        try {
+          await pgl.release();
+        } finally {
+          await pool.end();
+        }
+      }
     },
   };
 }

@@ -121,12 +121,12 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     if (hasBody && !req.is("application/json")) {
       throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send export options as application/json.");
     }
-    const { rows } = await asCaller(pool, settings(req), (client) =>
-      client.query<{ id: string }>("select (app_public.request_export($1, $2)).id", [kind, JSON.stringify(req.body ?? {})]));
-    const id = rows[0].id;
+    const { rows: [queued] } = await asCaller(pool, settings(req), (client) =>
+      client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.request_export($1, $2) e`,
+        [kind, JSON.stringify(req.body ?? {})]));
     const row = wait === "true"
-      ? await events.waitFor(id, config.exportWaitSeconds, () => readExport(req, id), finished)
-      : await readExport(req, id);
+      ? await events.waitFor(queued.id, config.exportWaitSeconds, () => readExport(req, queued.id), finished)
+      : queued;
     if (!row) throw new HttpError(404, "NOT_FOUND", "The export disappeared while waiting for it.");
     const body = { export_id: Number(row.id), status: row.status, status_url: `/api/exports/${row.id}`, export: exportJson(row) };
     if (wait !== "true" || !finished(row)) {
