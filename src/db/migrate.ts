@@ -87,11 +87,16 @@ export async function migrateDatabase(connectionString: string): Promise<void> {
   }
 }
 
+// The committed migrations a running process knows of do not change, so
+// /readyz reads the folder once rather than on every probe.
+let committedCount: Promise<number> | undefined;
+
 /** True when every committed migration has been applied (for /readyz). */
 export async function migrationsAreCurrent(client: pg.ClientBase): Promise<boolean> {
-  const committed = (await readdir(path.join(projectRoot, "migrations/committed"))).filter((f) => f.endsWith(".sql"));
+  committedCount ??= readdir(path.join(projectRoot, "migrations/committed"))
+    .then((files) => files.filter((f) => f.endsWith(".sql")).length);
   const { rows } = await client.query<{ count: string }>(
     "select count(*) from graphile_migrate.migrations",
   );
-  return Number(rows[0].count) >= committed.length;
+  return Number(rows[0].count) >= (await committedCount);
 }

@@ -19,6 +19,9 @@ export interface Caller {
 
 const SIGNED_IN_ROLES = new Set(["app_user", "app_admin"]);
 
+/** A bigint identity as text: what user and export ids look like on the wire. */
+export const DATABASE_ID = /^[1-9]\d{0,17}$/;
+
 /** The verified caller, or undefined for anonymous requests. */
 export function callerOf(req: Request): Caller | undefined {
   return (req as Request & { caller?: Caller }).caller;
@@ -61,7 +64,7 @@ export async function asCaller<T>(
 
 function callerFromClaims(claims: jwt.JwtPayload): Caller {
   const userId = String(claims.user_id ?? "");
-  if (!SIGNED_IN_ROLES.has(String(claims.role)) || !/^[1-9]\d{0,17}$/.test(userId) || typeof claims.exp !== "number") {
+  if (!SIGNED_IN_ROLES.has(String(claims.role)) || !DATABASE_ID.test(userId) || typeof claims.exp !== "number") {
     throw new HttpError(401, "INVALID_TOKEN", "The token lacks a valid role, user_id or exp claim.");
   }
   return { role: claims.role as Caller["role"], userId };

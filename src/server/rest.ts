@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { Router, type Request, type Response } from "express";
 import type pg from "pg";
 import type { Config } from "../config.ts";
-import { asCaller, callerOf, pgSettingsFor, requireCaller } from "./auth.ts";
+import { asCaller, callerOf, DATABASE_ID, pgSettingsFor, requireCaller } from "./auth.ts";
 import { HttpError } from "./errors.ts";
 import type { ExportEvents } from "./export-events.ts";
 import { requestIdOf } from "./request-log.ts";
@@ -80,7 +80,7 @@ function queryParameters(req: Request, allowed: Record<string, RegExp>): Record<
 
 function exportId(req: Request): string {
   const id = String(req.params.id);
-  if (!/^[1-9]\d{0,17}$/.test(id)) throw new HttpError(400, "BAD_PARAMETER", "An export id is a positive whole number.");
+  if (!DATABASE_ID.test(id)) throw new HttpError(400, "BAD_PARAMETER", "An export id is a positive whole number.");
   return id;
 }
 
