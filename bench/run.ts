@@ -15,7 +15,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { ensureDatabase, startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabaseName } from "../src/db/embedded.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
 
@@ -32,30 +32,38 @@ const median = (values: number[]) => quantile([...values].sort((a, b) => a - b),
 const round = (n: number, digits = 2) => Number(n.toFixed(digits));
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
-async function database(): Promise<{ url: string; stop(): Promise<void> }> {
-  if (process.env.DATABASE_URL) {
-    const server = new URL(process.env.DATABASE_URL);
-    server.pathname = "/prompter_bench";
-    const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
-    await admin.connect();
-    await admin.query("drop database if exists prompter_bench with (force)");
-    await admin.query("create database prompter_bench");
-    await admin.end();
-    return { url: server.toString(), async stop() {} };
+// Deployed as on managed PostgreSQL: the superuser only makes the owner and its
+// database; the gateway logs in as the authenticator.
+const BENCH_DATABASE = "prompter_bench";
+const BENCH_OWNER = "prompter_bench_owner";
+const BENCH_PASSWORD = "prompter-bench-password-0123456789";
+
+async function database(): Promise<{ url: string; authUrl: string; stop(): Promise<void> }> {
+  let superuserUrl = process.env.DATABASE_URL;
+  let stop = async () => {};
+  if (!superuserUrl) {
+    const embedded = await startEmbeddedPostgres({
+      dir: await mkdtemp(path.join(os.tmpdir(), "prompter-bench-pg-")),
+      port: Number(process.env.BENCH_PG_PORT ?? 54349),
+      ephemeral: true,
+    });
+    superuserUrl = embedded.url("postgres");
+    stop = () => embedded.stop();
   }
-  const embedded = await startEmbeddedPostgres({
-    dir: await mkdtemp(path.join(os.tmpdir(), "prompter-bench-pg-")),
-    port: Number(process.env.BENCH_PG_PORT ?? 54349),
-    ephemeral: true,
-  });
-  await ensureDatabase(embedded.url("postgres"), "prompter_bench");
-  return { url: embedded.url("prompter_bench"), stop: () => embedded.stop() };
+  const admin = new pg.Client({ connectionString: superuserUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${BENCH_DATABASE} with (force)`);
+  await admin.query(`drop role if exists ${BENCH_DATABASE}_auth`);
+  await admin.end();
+  await provisionDatabase(superuserUrl, { database: BENCH_DATABASE, owner: BENCH_OWNER, ownerPassword: BENCH_PASSWORD });
+  const url = withCredentials(withDatabaseName(superuserUrl, BENCH_DATABASE), BENCH_OWNER, BENCH_PASSWORD);
+  return { url, authUrl: withCredentials(url, `${BENCH_DATABASE}_auth`, BENCH_PASSWORD), stop };
 }
 
-function startProcess(command: string, url: string, exportDir: string): ChildProcess {
+function startProcess(command: string, db: { url: string; authUrl: string }, exportDir: string): ChildProcess {
   const child = spawn(node, ["src/cli.ts", command], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: url, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
+    env: { ...process.env, DATABASE_URL: db.url, AUTH_DATABASE_URL: db.authUrl, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
       LOG_LEVEL: "warn", NODE_ENV: "production" },
     stdio: ["ignore", "ignore", "inherit"],
   });
@@ -261,11 +269,11 @@ async function main() {
   const children: ChildProcess[] = [];
   try {
     log("migrating");
-    await migrateDatabase(db.url);
+    await migrateDatabase(db.url, { authenticatorUrl: db.authUrl });
     const users = (await pool.query<{ id: string }>(
       "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
     const [adminId, dataUser, ...others] = users;
-    children.push(startProcess("server", db.url, exportDir), startProcess("worker", db.url, exportDir));
+    children.push(startProcess("server", db, exportDir), startProcess("worker", db, exportDir));
     const worker = children[1];
     await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
 

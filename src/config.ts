@@ -1,5 +1,7 @@
 // The one place that reads the environment. Every value is checked here, so a
 // bad setting stops the process at start with a message that names it.
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 export class ConfigError extends Error {}
@@ -60,19 +62,66 @@ function logLevel(env: Env): string {
   return level;
 }
 
-const DEVELOPMENT_SECRET = "prompter-development-secret-do-not-use-in-production";
+/** Bits of entropy the characters' frequencies allow (Shannon): 32 times "a" has none. */
+function estimatedEntropyBits(secret: string): number {
+  const counts = new Map<string, number>();
+  for (const character of secret) counts.set(character, (counts.get(character) ?? 0) + 1);
+  let bitsPerCharacter = 0;
+  for (const count of counts.values()) bitsPerCharacter -= (count / secret.length) * Math.log2(count / secret.length);
+  return bitsPerCharacter * secret.length;
+}
+
+/** Below this a secret is guessable; 32 random hex digits estimate at about 120 bits. */
+const MINIMUM_SECRET_BITS = 100;
+
+/**
+ * Outside production without JWT_SECRET: a random secret made once and kept in
+ * the data directory, so tokens survive restarts, each data directory (each
+ * deployment) has its own, and no secret from the source signs anything.
+ */
+function developmentSecret(dataDir: string): string {
+  const file = path.join(dataDir, "jwt-secret");
+  mkdirSync(dataDir, { recursive: true });
+  try {
+    writeFileSync(file, randomBytes(48).toString("base64url"), { mode: 0o600, flag: "wx" });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+  }
+  return readFileSync(file, "utf8").trim();
+}
+
+function jwtSecretOf(env: Env, production: boolean, dataDir: string): string {
+  const secret = env.JWT_SECRET;
+  if (!secret) {
+    if (production) throw new ConfigError("JWT_SECRET must be set to at least 32 random characters in production.");
+    return developmentSecret(dataDir);
+  }
+  if (production && (secret.length < 32 || estimatedEntropyBits(secret) < MINIMUM_SECRET_BITS)) {
+    throw new ConfigError(
+      "JWT_SECRET is too weak for production: use at least 32 random characters (for example: openssl rand -base64 48).",
+    );
+  }
+  return secret;
+}
 
 export function loadConfig(env: Env = process.env) {
   const production = env.NODE_ENV === "production";
-  const jwtSecret = env.JWT_SECRET || (production ? "" : DEVELOPMENT_SECRET);
-  if (production && jwtSecret.length < 32) {
-    throw new ConfigError("JWT_SECRET must be set to at least 32 random characters in production.");
-  }
+  const dataDir = path.resolve(env.DATA_DIR || ".data");
+  // Read (or made) when first needed: only the gateway and `prompter token` sign or verify.
+  let jwtSecret: string | undefined;
+  if (production) jwtSecret = jwtSecretOf(env, production, dataDir);
   const jwtPublicKey = env.JWT_PUBLIC_KEY?.replace(/\\n/g, "\n") || undefined;
   if (jwtPublicKey && !jwtPublicKey.includes("BEGIN PUBLIC KEY")) {
     throw new ConfigError("JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----).");
   }
   const databaseUrl = connectionUrl(env, "DATABASE_URL");
+  const authDatabaseUrl = connectionUrl(env, "AUTH_DATABASE_URL");
+  const authDirectDatabaseUrl = connectionUrl(env, "AUTH_DIRECT_DATABASE_URL");
+  if (authDirectDatabaseUrl && !authDatabaseUrl) throw new ConfigError("AUTH_DIRECT_DATABASE_URL needs AUTH_DATABASE_URL.");
+  if (authDatabaseUrl && !databaseUrl) throw new ConfigError("AUTH_DATABASE_URL needs DATABASE_URL (the embedded database makes its own authenticator).");
+  if (authDatabaseUrl && databaseUrl && new URL(authDatabaseUrl).username === new URL(databaseUrl).username) {
+    throw new ConfigError("AUTH_DATABASE_URL must log in as a role of its own (the authenticator), not as DATABASE_URL's owner.");
+  }
   const directDatabaseUrl = connectionUrl(env, "DIRECT_DATABASE_URL");
   if (directDatabaseUrl && !databaseUrl) throw new ConfigError("DIRECT_DATABASE_URL needs DATABASE_URL (the embedded database is always direct).");
   const workerConcurrency = integer(env, "WORKER_CONCURRENCY", 2, 1, 64);
@@ -84,13 +133,23 @@ export function loadConfig(env: Env = process.env) {
   }
   return {
     production,
-    /** Unset: prompter starts an embedded PostgreSQL in .data/pg. */
+    /** The owner's connection (migrations, worker, CLI). Unset: prompter starts an embedded PostgreSQL in DATA_DIR/pg. */
     databaseUrl,
+    /** The gateway's only login: the authenticator, which may only become the API roles. */
+    authDatabaseUrl,
+    /** The authenticator's session of its own for LISTEN, past a transaction-mode pooler. Defaults to AUTH_DATABASE_URL. */
+    authDirectDatabaseUrl,
+    /** Generated secrets (and the embedded database) of this deployment. */
+    dataDir,
     embeddedPgPort: integer(env, "EMBEDDED_PG_PORT", 54329, 1, 65535),
-    embeddedPgDir: path.resolve(env.EMBEDDED_PG_DIR || ".data/pg"),
+    embeddedPgDir: path.resolve(env.EMBEDDED_PG_DIR || path.join(dataDir, "pg")),
     port: integer(env, "PORT", 8001, 0, 65535),
-    host: env.HOST || "0.0.0.0",
-    jwtSecret,
+    /** Loopback unless told otherwise: a development instance is not for the network. */
+    host: env.HOST || "127.0.0.1",
+    get jwtSecret(): string {
+      jwtSecret ??= jwtSecretOf(env, production, dataDir);
+      return jwtSecret;
+    },
     jwtPublicKey,
     jwtExpiresInSeconds: durationSeconds(env, "JWT_EXPIRES_IN", 24 * 3600),
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),

@@ -58,7 +58,7 @@ export async function startHeartbeats(options: {
 export function workerAlive(deadAfterSeconds: number, poolId?: string): ReadinessCheck {
   return async (client) => {
     const { rows } = await client.query<{ alive: boolean }>(
-      "select exists (select from app_private.live_workers(make_interval(secs => $1)) w where $2::text is null or w.pool_id = $2) as alive",
+      "select exists (select from app_hidden.gateway_live_workers(make_interval(secs => $1)) w (pool_id) where $2::text is null or w.pool_id = $2) as alive",
       [deadAfterSeconds, poolId ?? null],
     );
     return rows[0].alive;

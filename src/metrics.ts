@@ -136,27 +136,11 @@ function sharedWhileRunning<T>(read: () => Promise<T>): () => Promise<T> {
 async function databaseState(pool: pg.Pool, deadAfterSeconds: number): Promise<DatabaseState> {
   const client = await pool.connect();
   try {
-    const { rows: exports } = await client.query<DatabaseState["exports"][number]>(
-      "select kind, status, count(*)::int as count from app_public.exports group by kind, status order by kind, status",
-    );
-    // graphile-worker's own tables (stable within 0.18): a job is ready when it
-    // may run now and no worker holds it. Every known task is listed, with zeros.
-    const { rows: queue } = await client.query<DatabaseState["queue"][number]>(
-      `select t.identifier as task,
-              count(j.id) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at <= now())::int as ready,
-              count(j.id) filter (where j.locked_at is null and j.attempts < j.max_attempts and j.run_at > now())::int as scheduled,
-              count(j.id) filter (where j.locked_at is not null)::int as running,
-              count(j.id) filter (where j.locked_at is null and j.attempts >= j.max_attempts)::int as failed,
-              coalesce(extract(epoch from now() - min(j.run_at) filter (
-                where j.locked_at is null and j.attempts < j.max_attempts and j.run_at <= now())), 0)::float8 as oldest_ready_seconds
-         from graphile_worker._private_tasks t
-         left join graphile_worker._private_jobs j on j.task_id = t.id
-        group by t.identifier
-        order by t.identifier`,
-    );
+    const { rows: exports } = await client.query<DatabaseState["exports"][number]>("select * from app_hidden.gateway_export_counts()");
+    const { rows: queue } = await client.query<DatabaseState["queue"][number]>("select * from app_hidden.gateway_job_queue()");
     const {
       rows: [{ count: liveWorkers }],
-    } = await client.query<{ count: number }>("select count(*)::int as count from app_private.live_workers(make_interval(secs => $1))", [
+    } = await client.query<{ count: number }>("select count(*)::int as count from app_hidden.gateway_live_workers(make_interval(secs => $1))", [
       deadAfterSeconds,
     ]);
     return { exports, queue, liveWorkers };

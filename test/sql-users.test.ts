@@ -7,7 +7,10 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import pg from "pg";
-import { actAs, createUser, errorOf, useTestDatabase, type Actor } from "./support/db.ts";
+import { actAs, asSuperuser, createUser, errorOf, useTestDatabase, type Actor } from "./support/db.ts";
+
+/** The DBA's hardening statement of the README (Deploy on managed PostgreSQL). */
+const LARGE_OBJECT_HARDENING = "revoke execute on function lo_creat(int), lo_create(oid), lo_from_bytea(oid, bytea) from public";
 
 const db = useTestDatabase();
 const logins: string[] = [];
@@ -197,14 +200,12 @@ describe("a login mapped to a user", () => {
     }
   });
 
-  it("cannot write anywhere else either: no new tables, temporary tables, large objects or logins", async () => {
+  it("cannot write anywhere else either: no new tables, temporary tables or logins", async () => {
     const client = await connectAs(aliceLogin);
     for (const write of [
       "create table public.sneaky (x int)",
       "create table app_public.sneaky (x int)",
       "create temporary table sneaky (x int)",
-      "select lo_create(0)",
-      "select lo_from_bytea(0, 'x')",
       "select app_public.set_best_head(1)",
       "select app_public.register('sneaky', 'a long enough password')",
       "select app_public.authenticate('sneaky', 'a long enough password')",
@@ -212,6 +213,15 @@ describe("a login mapped to a user", () => {
       "select app_private.add_sql_login('sneaky', 'sneaky')",
       `alter role ${aliceLogin.login} connection limit 100`,
     ]) {
+      expect({ write, code: (await errorOf(client.query(write))).code }).toEqual({ write, code: "42501" });
+    }
+  });
+
+  it("cannot write large objects once the DBA has run the README's hardening statement", async () => {
+    // Only the owner of pg_catalog's functions (a superuser) can revoke these from PUBLIC.
+    await asSuperuser((superuser) => superuser.query(LARGE_OBJECT_HARDENING), db.name);
+    const client = await connectAs(aliceLogin);
+    for (const write of ["select lo_creat(-1)", "select lo_create(0)", "select lo_from_bytea(0, 'x')"]) {
       expect({ write, code: (await errorOf(client.query(write))).code }).toEqual({ write, code: "42501" });
     }
   });

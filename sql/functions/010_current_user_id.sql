@@ -3,14 +3,18 @@
 -- read-only login (one whose user was deleted, or one mapped in another
 -- database of the cluster) for nobody: a jwt claim set by hand never decides
 -- who a login is. Everyone else (the gateway, the worker, which may `set role`
--- to a login) passes the user in the jwt.claims.user_id setting.
+-- to a login) passes the user in the jwt.claims.user_id setting. The database's
+-- owner is a member of every login (to run their exports), so it is told apart
+-- by owning the database, not by its memberships.
 create or replace function app_public.current_user_id() returns bigint
 language sql stable security definer
 -- pg_temp last: otherwise a session's temporary table could stand in for pg_roles.
 set search_path = pg_catalog, pg_temp
 as $$
   select case
-    when (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') from pg_catalog.pg_roles r where r.rolname = session_user)
+    when (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') and r.oid <> d.datdba
+            from pg_catalog.pg_roles r, pg_catalog.pg_database d
+           where r.rolname = session_user and d.datname = current_database())
       then (select user_id from app_private.sql_logins where login = session_user)
     else nullif(current_setting('jwt.claims.user_id', true), '')::bigint
   end;

@@ -78,6 +78,10 @@ begin
       -- Re-raised without the failed statement as context: it holds the password.
       raise exception 'Could not create the login "%": %', login, sqlerrm using errcode = sqlstate;
   end;
+  -- The owner (who runs the worker and this command) may become the login, to
+  -- run its exports as it, and holds its privileges, to end its sessions.
+  execute format('grant %I to current_user', login)
+    || case when current_setting('server_version_num')::int >= 160000 then ' with inherit true, set true' else '' end;
   -- Defaults the login starts each session with: a runaway query or a BI tool
   -- that leaves a transaction open cannot hold the database for long.
   execute format('alter role %I set statement_timeout = %L', login, timeout_ms || 'ms');
@@ -85,12 +89,12 @@ begin
   -- Explicit, so it survives `revoke connect on database ... from public`; it also
   -- marks the database the login belongs to (see list_sql_logins).
   execute format('grant connect on database %I to %I', current_database(), login);
-  -- What every role gets through PUBLIC would still let a login write: temporary
-  -- tables and large objects. No prompter role uses either, so close both here,
-  -- in the database the login is for (a database cloned from a template does not
-  -- inherit the template's database privileges).
+  -- What every role gets through PUBLIC would still let a login write temporary
+  -- tables. No prompter role uses them, so close them here, in the database the
+  -- login is for (a database cloned from a template does not inherit the
+  -- template's database privileges). Large objects too go through PUBLIC, but
+  -- only the functions' owner (a superuser) can revoke them: see the README.
   execute format('revoke temporary on database %I from public', current_database());
-  revoke execute on function lo_creat(int), lo_create(oid), lo_from_bytea(oid, bytea) from public;
   insert into app_private.sql_logins (login, user_id, is_admin) values (add_sql_login.login, target.id, add_sql_login.is_admin);
 
   mapped_user_id := target.id;

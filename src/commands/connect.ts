@@ -10,7 +10,7 @@ export async function withDatabase<T>(work: (client: pg.Client, database: Databa
   const config = loadConfig();
   const database = await openDatabase(config, (message) => process.stderr.write(`${message}\n`));
   try {
-    await migrateDatabase(database.url);
+    await migrateDatabase(database.url, { authenticatorUrl: database.authUrl });
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();
     try {

@@ -2,7 +2,7 @@
 // unset), migrations, the worker and the gateway, with one /metrics for both.
 // Stops in order on SIGINT/SIGTERM.
 import { loadConfig } from "../config.ts";
-import { openDatabase } from "../db/database.ts";
+import { gatewayUrl, openDatabase } from "../db/database.ts";
 import { migrateDatabase } from "../db/migrate.ts";
 import { workerAlive } from "../heartbeats.ts";
 import { createLogger, type Log } from "../log.ts";
@@ -16,7 +16,8 @@ export default async function start(args: string[] = []): Promise<void> {
   const config = loadConfig();
   const log = createLogger(config);
   const database = await openDatabase(config, (message) => log.info({}, message));
-  await migrateDatabase(config.directDatabaseUrl ?? database.url);
+  gatewayUrl(database); // refuse before migrating when the gateway would have no login of its own
+  await migrateDatabase(config.directDatabaseUrl ?? database.url, { authenticatorUrl: database.authUrl });
   const metrics = createMetrics();
   const worker = values["no-worker"] ? undefined : await startWorker(config, database.url, log.child({ component: "worker" }), { metrics });
   worker?.done.catch((error: Error) => {
@@ -24,7 +25,7 @@ export default async function start(args: string[] = []): Promise<void> {
     process.exit(1);
   });
   // Ready when this process's worker beats; with --no-worker, when any worker does.
-  const gateway = await startGateway(config, database.url, log.child({ component: "gateway" }), {
+  const gateway = await startGateway(config, gatewayUrl(database), log.child({ component: "gateway" }), {
     metrics,
     readinessChecks: { worker: workerAlive(config.workerDeadAfterSeconds, worker?.poolId) },
   });

@@ -17,7 +17,7 @@ export default async function worker(args: string[]): Promise<void> {
   const log = createLogger(config).child({ component: "worker" });
   const database = await openDatabase(config, (message) => log.info({}, message));
   const databaseUrl = config.directDatabaseUrl ?? database.url;
-  await migrateDatabase(databaseUrl);
+  await migrateDatabase(databaseUrl, { authenticatorUrl: database.authUrl });
   const metrics = createMetrics();
   const metricsServer = config.workerMetricsPort === undefined
     ? undefined

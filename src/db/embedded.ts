@@ -26,9 +26,8 @@ export async function startEmbeddedPostgres(options: {
   if (fresh) {
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir, { recursive: true });
-    await writeFile(passwordFile, randomBytes(18).toString("base64url"), { mode: 0o600 });
   }
-  const password = (await readFile(passwordFile, "utf8")).trim();
+  const password = await generatedPassword(passwordFile);
   const url = (database: string) =>
     `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}/${database}`;
   // Another prompter process (say `npm start`) may be running this cluster already.
@@ -58,16 +57,105 @@ export async function startEmbeddedPostgres(options: {
   };
 }
 
-/** Creates the database if it does not exist yet. */
-export async function ensureDatabase(superuserUrl: string, database: string): Promise<void> {
+/** A password made once and kept beside the cluster (0600), read on every start. */
+export async function generatedPassword(file: string): Promise<string> {
+  await writeFile(file, randomBytes(18).toString("base64url"), { mode: 0o600, flag: "wx" }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error;
+  });
+  return (await readFile(file, "utf8")).trim();
+}
+
+// The schemas prompter's migrations create: what a database made by a release
+// that ran as the superuser holds, and the owner must own to migrate it on.
+const PROMPTER_SCHEMAS = ["app_public", "app_hidden", "app_private", "graphile_migrate", "graphile_worker"];
+
+/**
+ * The one thing the superuser does: make the owner role (a plain login with
+ * CREATEROLE, no superuser) and its database. A database an earlier release
+ * made as the superuser is handed over to the owner, with the roles that
+ * release created, so the owner can migrate it on.
+ */
+export async function provisionDatabase(
+  superuserUrl: string,
+  options: { database: string; owner: string; ownerPassword: string },
+): Promise<void> {
+  const { database, owner, ownerPassword } = options;
   const client = new pg.Client({ connectionString: superuserUrl });
   await client.connect();
+  let adopt = false;
   try {
-    const { rowCount } = await client.query("select from pg_database where datname = $1", [database]);
-    if (!rowCount) await client.query(`create database ${client.escapeIdentifier(database)}`);
+    const role = client.escapeIdentifier(owner);
+    const { rowCount: roleExists } = await client.query("select from pg_roles where rolname = $1", [owner]);
+    await client.query(`${roleExists ? "alter" : "create"} role ${role} login createrole nosuperuser password ${client.escapeLiteral(ownerPassword)}`);
+    const { rows } = await client.query<{ owner: string }>(
+      "select pg_get_userbyid(datdba) as owner from pg_database where datname = $1", [database]);
+    if (!rows.length) {
+      await client.query(`create database ${client.escapeIdentifier(database)} owner ${role}`);
+    } else if (rows[0].owner !== owner) {
+      await client.query(`alter database ${client.escapeIdentifier(database)} owner to ${role}`);
+      adopt = true;
+    }
   } finally {
     await client.end();
   }
+  if (adopt) await handOver(withDatabaseName(superuserUrl, database), owner);
+}
+
+async function handOver(superuserUrl: string, owner: string): Promise<void> {
+  const client = new pg.Client({ connectionString: superuserUrl });
+  await client.connect();
+  try {
+    await client.query("begin");
+    const { rows } = await client.query<{ statement: string }>(
+      `select format('alter schema %I owner to %I', n.nspname, $2::text) as statement
+         from pg_namespace n where n.nspname = any ($1)
+       union all
+       -- Sequences of identity and serial columns follow their table.
+       select format('alter %s %s owner to %I',
+                     case c.relkind when 'v' then 'view' when 'm' then 'materialized view' when 'S' then 'sequence'
+                                    when 'c' then 'type' else 'table' end,
+                     c.oid::regclass, $2::text)
+         from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = any ($1) and c.relkind in ('r', 'p', 'v', 'm', 'S', 'c')
+          and not exists (select from pg_depend d where d.classid = 'pg_class'::regclass and d.objid = c.oid
+                             and d.refclassid = 'pg_class'::regclass and d.deptype in ('a', 'i'))
+       union all
+       select format('alter routine %s owner to %I', p.oid::regprocedure, $2::text)
+         from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = any ($1)
+       union all
+       select format('alter type %s owner to %I', t.oid::regtype, $2::text)
+         from pg_type t join pg_namespace n on n.oid = t.typnamespace
+        where n.nspname = any ($1) and t.typtype in ('e', 'd')
+       union all
+       -- The roles that release created, as the owner would hold them had it created them.
+       select format('grant %I to %I with admin option', r.rolname, $2::text)
+         from pg_roles r
+        where r.rolname in ('app_anonymous', 'app_user', 'app_admin', 'app_reader', 'app_auditor', 'authenticator')
+           or r.rolname in (select login from app_private.sql_logins)`,
+      [PROMPTER_SCHEMAS, owner],
+    );
+    for (const { statement } of rows) await client.query(statement);
+    await client.query("commit");
+  } catch (error) {
+    await client.query("rollback").catch(() => {});
+    throw error;
+  } finally {
+    await client.end();
+  }
+}
+
+export function withDatabaseName(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+/** The URL with another role and password. */
+export function withCredentials(url: string, user: string, password: string): string {
+  const parsed = new URL(url);
+  parsed.username = encodeURIComponent(user);
+  parsed.password = encodeURIComponent(password);
+  return parsed.toString();
 }
 
 async function answers(url: string): Promise<boolean> {

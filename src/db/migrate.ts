@@ -61,7 +61,11 @@ const quietLogger = new Logger(() => (level, message) => {
   if (level === "error" || level === "warning") process.stderr.write(`graphile-migrate: ${message}\n`);
 });
 
-export async function migrateDatabase(connectionString: string): Promise<void> {
+/**
+ * Migrates as the owner (`connectionString`); with `authenticatorUrl`, also
+ * creates or checks that login (app_private.ensure_authenticator), with its password.
+ */
+export async function migrateDatabase(connectionString: string, options: { authenticatorUrl?: string } = {}): Promise<void> {
   const settings = {
     ...(await gmrc()),
     connectionString,
@@ -82,6 +86,13 @@ export async function migrateDatabase(connectionString: string): Promise<void> {
     }
     await installWorkerSchema({ connectionString, logger: undefined });
     await applyRepeatableSql(connectionString);
+    if (options.authenticatorUrl) {
+      const authenticator = new URL(options.authenticatorUrl);
+      await lock.query("select app_private.ensure_authenticator($1, $2)", [
+        decodeURIComponent(authenticator.username),
+        decodeURIComponent(authenticator.password),
+      ]);
+    }
   } finally {
     await lock.end();
   }
@@ -95,8 +106,6 @@ let committedCount: Promise<number> | undefined;
 export async function migrationsAreCurrent(client: pg.ClientBase): Promise<boolean> {
   committedCount ??= readdir(path.join(projectRoot, "migrations/committed"))
     .then((files) => files.filter((f) => f.endsWith(".sql")).length);
-  const { rows } = await client.query<{ count: string }>(
-    "select count(*) from graphile_migrate.migrations",
-  );
-  return Number(rows[0].count) >= (await committedCount);
+  const { rows } = await client.query<{ count: number }>("select app_hidden.gateway_applied_migrations() as count");
+  return rows[0].count >= (await committedCount);
 }

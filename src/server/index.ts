@@ -28,9 +28,10 @@ export interface Gateway {
   close(): Promise<void>;
 }
 
+/** `authenticatorUrl`: the gateway's only login, which may only become the API roles. */
 export async function startGateway(
   config: Config,
-  databaseUrl: string,
+  authenticatorUrl: string,
   log: Log,
   options: { readinessChecks?: Record<string, ReadinessCheck>; metrics?: Metrics } = {},
 ): Promise<Gateway> {
@@ -40,7 +41,7 @@ export async function startGateway(
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
   const pool = new pg.Pool({
-    connectionString: databaseUrl,
+    connectionString: authenticatorUrl,
     max: config.poolMax,
     connectionTimeoutMillis: 5000,
     application_name: "prompter-gateway",
@@ -51,7 +52,7 @@ export async function startGateway(
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
   // LISTEN needs a session of its own: not through a transaction-mode pooler.
-  const events = exportEvents(config.directDatabaseUrl ?? databaseUrl, log);
+  const events = exportEvents(config.authDirectDatabaseUrl ?? authenticatorUrl, log);
   const pgl = createPostGraphile(config, pool, log);
   await pgl.getSchema(); // fail at start, not on the first request
 

@@ -1,13 +1,12 @@
 // /healthz and /readyz, the gateway while its database is down and after it is
 // back, and the production switches (no Ruru, no start without a strong secret).
-import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import pg from "pg";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { waitUntil } from "../exports/support.ts";
 import { startGateway } from "../../src/server/index.ts";
-import { createUser, useTestDatabase } from "../support/db.ts";
-import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
+import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
+import { graphql, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
 let server: RunningServer;
@@ -31,17 +30,6 @@ async function get(path: string, headers: Record<string, string> = {}) {
 /** What /readyz answers when a check fails. */
 function notReady(message: string, checks: Record<string, string>) {
   return { status: 503, body: { success: false, error: { code: "NOT_READY", message }, checks } };
-}
-
-/** Runs `work` with a superuser connection to the server's maintenance database. */
-async function asSuperuser<T>(work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: inject("serverUrl") });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
 }
 
 describe("/healthz and /readyz", () => {
@@ -114,7 +102,7 @@ describe("readiness checks added by the caller of startGateway", () => {
   it("/readyz also reports each added check (as `prompter start` adds the worker's)", async () => {
     let workerRunning = false;
     const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
-    const gateway = await startGateway(loadConfig({ NODE_ENV: "test", PORT: "0", HOST: "127.0.0.1" }), db.url, quiet, {
+    const gateway = await startGateway(loadConfig({ NODE_ENV: "test", PORT: "0", JWT_SECRET: TEST_JWT_SECRET }), db.authUrl, quiet, {
       readinessChecks: { worker: async (client) => workerRunning && (await client.query("select true as up")).rows[0].up },
     });
     try {
@@ -163,6 +151,6 @@ describe("production", () => {
   it("refuses to start without a strong JWT_SECRET", async () => {
     const failure = await startServer({ databaseUrl: db.url, env: { NODE_ENV: "production", JWT_SECRET: "short" } })
       .then((started) => started.stop(), (error: Error) => error.message);
-    expect(failure).toMatch(/exited with code 2 before it was ready[\s\S]*JWT_SECRET must be set to at least 32 random characters/);
+    expect(failure).toMatch(/exited with code 2 before it was ready[\s\S]*JWT_SECRET is too weak for production: use at least 32 random characters/);
   });
 });

@@ -3,6 +3,8 @@
 import { afterAll, beforeAll, inject } from "vitest";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import { withCredentials, withDatabaseName } from "../../src/db/embedded.ts";
+import { authenticatorOf, TEST_PASSWORD } from "./credentials.ts";
 
 export type Actor =
   | { role: "app_anonymous" }
@@ -14,32 +16,55 @@ export function urlFor(database: string): string {
   return url.toString();
 }
 
-export async function createDatabase(): Promise<{ name: string; url: string; drop(): Promise<void> }> {
+/** The authenticator's URL for a test database's owner URL: what the gateway logs in with. */
+export function authUrlFor(ownerUrl: string): string {
+  return withCredentials(ownerUrl, authenticatorOf(new URL(ownerUrl).pathname.slice(1)), TEST_PASSWORD);
+}
+
+/** Work as the superuser (in the maintenance database, or `database`), for what only a DBA does. */
+export async function asSuperuser<T>(work: (client: pg.Client) => Promise<T>, database?: string): Promise<T> {
+  const client = new pg.Client({ connectionString: database ? withDatabaseName(inject("superuserUrl"), database) : inject("superuserUrl") });
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+/** A database cloned from the template by the (non-superuser) owner, with an authenticator of its own. */
+export async function createDatabase(): Promise<{ name: string; url: string; authUrl: string; drop(): Promise<void> }> {
   const name = `prompter_test_${randomBytes(5).toString("hex")}`;
-  const root = new pg.Client({ connectionString: inject("serverUrl") });
-  await root.connect();
-  await root.query(`create database ${name} template ${inject("templateDatabase")}`);
-  await root.end();
+  const owner = new pg.Client({ connectionString: inject("serverUrl") });
+  await owner.connect();
+  await owner.query(`create database ${name} template ${inject("templateDatabase")}`);
+  await owner.end();
+  const url = urlFor(name);
+  const inDatabase = new pg.Client({ connectionString: url });
+  await inDatabase.connect();
+  await inDatabase.query("select app_private.ensure_authenticator($1, $2)", [authenticatorOf(name), TEST_PASSWORD]);
+  await inDatabase.end();
   return {
     name,
-    url: urlFor(name),
-    async drop() {
-      const client = new pg.Client({ connectionString: inject("serverUrl") });
-      await client.connect();
-      await client.query(`drop database if exists ${name} with (force)`);
-      await client.end();
-    },
+    url,
+    authUrl: authUrlFor(url),
+    drop: () =>
+      asSuperuser(async (client) => {
+        await client.query(`drop database if exists ${name} with (force)`);
+        await client.query(`drop role if exists ${authenticatorOf(name)}`);
+      }),
   };
 }
 
 /** Registers hooks that give the calling test file its own database. */
 export function useTestDatabase() {
-  const context = {} as { url: string; name: string; pool: pg.Pool };
+  const context = {} as { url: string; authUrl: string; name: string; pool: pg.Pool };
   let drop: () => Promise<void>;
   beforeAll(async () => {
     const database = await createDatabase();
     drop = database.drop;
     context.url = database.url;
+    context.authUrl = database.authUrl;
     context.name = database.name;
     context.pool = new pg.Pool({ connectionString: database.url, max: 4 });
   });

@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import jwt from "jsonwebtoken";
+import { authUrlFor } from "./db.ts";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -41,6 +42,7 @@ function environment(databaseUrl: string, exportDir: string, overrides: Record<s
   const merged = {
     ...process.env,
     DATABASE_URL: databaseUrl,
+    ...(databaseUrl ? { AUTH_DATABASE_URL: authUrlFor(databaseUrl) } : {}),
     PORT: "0",
     HOST: "127.0.0.1",
     JWT_SECRET: TEST_JWT_SECRET,
