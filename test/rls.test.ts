@@ -180,28 +180,3 @@ describe("RLS on users, agents, exports and the effectiveness view", () => {
     expect(anonymous.code).toBe("42501");
   });
 });
-
-describe("the authenticator role", () => {
-  it("holds no privileges of its own and can only become an API role", async () => {
-    const password = `auth-${Math.random().toString(36).slice(2)}-secret`;
-    await db.pool.query(`alter role authenticator password '${password}'`);
-    const url = new URL(db.url);
-    url.username = "authenticator";
-    url.password = password;
-    const client = new pg.Client({ connectionString: url.toString() });
-    await client.connect();
-    try {
-      // noinherit: without switching role it reads nothing.
-      expect((await errorOf(client.query("select * from app_public.prompts"))).code).toBe("42501");
-      for (const role of ["app_anonymous", "app_user", "app_admin"]) {
-        await client.query(`set role ${role}`);
-        await client.query("reset role");
-      }
-      for (const role of ["postgres", "app_reader", "app_auditor"]) {
-        expect((await errorOf(client.query(`set role ${role}`))).code).toBe("42501");
-      }
-    } finally {
-      await client.end();
-    }
-  });
-});
