@@ -6,7 +6,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { createUser, useTestDatabase } from "../support/db.ts";
+import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type PrompterProcess } from "../support/server.ts";
 import { readExport, requestExport, type SignedIn, spawnWorker, waitForExport, waitUntil } from "../exports/support.ts";
 
@@ -65,9 +65,10 @@ it("a server finishes its in-flight request after SIGTERM, refuses new connectio
       method: "POST",
       headers: { authorization: `Bearer ${signTestToken(user.userId)}`, "x-request-id": "shutdown-in-flight" },
     });
-    // The request's transaction is named after it while it waits for the lock.
+    // The request's transaction is named after it while it waits for the lock
+    // (which only a superuser sees of the authenticator's session).
     await waitUntil(
-      async () => (await db.pool.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-in-flight' and wait_event_type = 'Lock'")).rowCount,
+      async () => (await asSuperuser((client) => client.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-in-flight' and wait_event_type = 'Lock'"))).rowCount,
       (count) => count === 1,
       "the request waits for the lock",
     );
