@@ -321,4 +321,38 @@ describe("agent_effectiveness and stale flags under concurrent writers", () => {
     const idle = await createUser(db.pool);
     await writeConcurrently(writers, [idle], 100);
   });
+
+  it("moves the data version once per committed transaction, again after a rolled-back savepoint, and in every later transaction", async () => {
+    const user = await createUser(db.pool);
+    const client = await db.pool.connect();
+    const version = async () => {
+      await client.query("begin");
+      try {
+        return await dataVersion(client, user, "app_user");
+      } finally {
+        await client.query("rollback");
+      }
+    };
+    const writeAs = async (statements: string[]) => {
+      await client.query("begin");
+      await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [user]);
+      for (const statement of statements) await client.query(statement);
+      await client.query("commit");
+    };
+    try {
+      const start = await version();
+      await writeAs(["savepoint a", "insert into app_public.prompts (text) values ('undone')", "rollback to savepoint a",
+        "insert into app_public.prompts (text) values ('kept')"]);
+      const afterSavepoint = await version();
+      expect(afterSavepoint).not.toBe(start);
+      await writeAs(["update app_public.prompts set text = 'edited'"]);
+      const afterSecond = await version();
+      expect(afterSecond).not.toBe(afterSavepoint);
+      // Statements that change nothing leave the version where it was.
+      await writeAs(["update app_public.prompts set text = 'x' where false"]);
+      expect(await version()).toBe(afterSecond);
+    } finally {
+      client.release();
+    }
+  });
 });

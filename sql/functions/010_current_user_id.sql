@@ -4,16 +4,20 @@
 -- database of the cluster) for nobody: a jwt claim set by hand never decides
 -- who a login is. Everyone else (the gateway, the worker, which may `set role`
 -- to a login) passes the user in the jwt.claims.user_id setting.
+-- PL/pgSQL rather than SQL: it keeps its plans for the session, where a SQL
+-- function (not inlinable, being security definer) plans the pg_roles lookup
+-- again in every statement; defaults and policies call it on every write.
 create or replace function app_public.current_user_id() returns bigint
-language sql stable security definer
+language plpgsql stable security definer
 -- pg_temp last: otherwise a session's temporary table could stand in for pg_roles.
 set search_path = pg_catalog, pg_temp
 as $$
-  select case
-    when (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') from pg_catalog.pg_roles r where r.rolname = session_user)
-      then (select user_id from app_private.sql_logins where login = session_user)
-    else nullif(current_setting('jwt.claims.user_id', true), '')::bigint
-  end;
+begin
+  if (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') from pg_catalog.pg_roles r where r.rolname = session_user) then
+    return (select l.user_id from app_private.sql_logins l where l.login = session_user);
+  end if;
+  return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
+end;
 $$;
 comment on function app_public.current_user_id() is
   'The id of the app user this session acts for, or null when anonymous.';
