@@ -27,7 +27,9 @@ const node = path.join(root, "node_modules/.bin/node");
 const run = promisify(execFile);
 const SIZES = (process.env.BENCH_SIZES ?? "10000,100000,1000000").split(",").map(Number);
 const SECRET = "prompter-bench-secret-0123456789abcdef";
-const PORT = 8901;
+// Several benchmarks may share a machine and a server: each can pick its own.
+const PORT = Number(process.env.BENCH_PORT ?? 8901);
+const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -38,11 +40,11 @@ const log = (message: string) => process.stderr.write(`${message}\n`);
 async function database(): Promise<{ url: string; stop(): Promise<void> }> {
   if (process.env.DATABASE_URL) {
     const server = new URL(process.env.DATABASE_URL);
-    server.pathname = "/prompter_bench";
+    server.pathname = `/${DATABASE}`;
     const admin = new pg.Client({ connectionString: process.env.DATABASE_URL });
     await admin.connect();
-    await admin.query("drop database if exists prompter_bench with (force)");
-    await admin.query("create database prompter_bench");
+    await admin.query(`drop database if exists ${admin.escapeIdentifier(DATABASE)} with (force)`);
+    await admin.query(`create database ${admin.escapeIdentifier(DATABASE)}`);
     await admin.end();
     return { url: server.toString(), async stop() {} };
   }
@@ -51,8 +53,8 @@ async function database(): Promise<{ url: string; stop(): Promise<void> }> {
     port: Number(process.env.BENCH_PG_PORT ?? 54349),
     ephemeral: true,
   });
-  await ensureDatabase(embedded.url("postgres"), "prompter_bench");
-  return { url: embedded.url("prompter_bench"), stop: () => embedded.stop() };
+  await ensureDatabase(embedded.url("postgres"), DATABASE);
+  return { url: embedded.url(DATABASE), stop: () => embedded.stop() };
 }
 
 function startProcess(command: string, url: string, exportDir: string): ChildProcess {
