@@ -227,8 +227,10 @@ async function randomTransaction(client: pg.Client, userId: string, random: () =
     await client.query("commit");
     return changed;
   } catch (error) {
-    // Another writer deleted the row this one referred to: the transaction stores nothing.
-    if (!["23503", "PRNFD"].includes((error as { code?: string }).code ?? "")) throw error;
+    // Another writer deleted the row this one referred to, or two writers took
+    // the same rows in opposite orders (a deadlock, over data rows, never over
+    // counters): the transaction stores nothing.
+    if (!["23503", "PRNFD", "40P01"].includes((error as { code?: string }).code ?? "")) throw error;
     await client.query("rollback");
     return false;
   }
