@@ -58,6 +58,8 @@ const operation = fc.oneof(
   fc.record({ op: fc.constant("dropVersion" as const), pick: fc.nat() }),
   fc.record({ op: fc.constant("dropPrompt" as const), pick: fc.nat() }),
   fc.record({ op: fc.constant("bulk" as const), user: fc.nat(1), prompts: fc.integer({ min: 1, max: 4 }) }),
+  // The owner's maintenance: one statement over every user's rows.
+  fc.record({ op: fc.constant("ownerResource" as const), agent: fc.constantFrom(...AGENTS), skip: fc.nat(2) }),
 );
 type Operation = typeof operation extends fc.Arbitrary<infer T> ? T : never;
 
@@ -84,6 +86,9 @@ async function apply(client: pg.PoolClient, step: Operation): Promise<void> {
       return;
     case "bulk":
       await client.query("select app_private.generate_demo($1, $2)", [users[step.user], step.prompts]);
+      return;
+    case "ownerResource":
+      await client.query("update app_public.prompt_versions set source = $1 where id % 3 <> $2", [step.agent, step.skip]);
       return;
     case "version": {
       const prompt = await pick<{ id: string; user_id: string }>(client, "select id, user_id from app_public.prompts order by id", step.pick);
@@ -354,6 +359,21 @@ describe("agent_effectiveness and stale flags under concurrent writers", () => {
       await writeAs(["update app_public.prompts set text = 'x' where false"]);
       expect(await version()).toBe(afterSecond);
     } finally {
+      client.release();
+    }
+  });
+
+  it("stays exact after an owner's statement over several users' rows (their slot 0)", async () => {
+    const owners = [await createUser(db.pool), await createUser(db.pool)];
+    for (const user of owners) await db.pool.query("select app_private.generate_demo($1, 3)", [user]);
+    const client = await db.pool.connect();
+    try {
+      await client.query("begin");
+      const { rows } = await client.query("update app_public.prompt_versions set source = 'domain' where user_id = any ($1) and source <> 'domain' returning user_id", [owners]);
+      expect(new Set(rows.map((r) => r.user_id))).toEqual(new Set(owners));
+      await expectViewMatches(client, owners);
+    } finally {
+      await client.query("rollback");
       client.release();
     }
   });
