@@ -5,7 +5,10 @@
 //   2. agent_effectiveness latency (REST and SQL, user and admin) under concurrent
 //      load, vs the GROUP BY over all versions it replaces;
 //   3. job pickup: request_export commit -> task start;
-//   4. the write path through GraphQL with 20 clients.
+//   4. the write path through GraphQL with 20 clients: eight single mutations
+//      per prompt vs one recordRun;
+//   5. 10 writers of ONE user in SQL: with the bookkeeping triggers, with them
+//      disabled, and on plain copies of the tables (no RLS, no triggers).
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
@@ -24,7 +27,9 @@ const node = path.join(root, "node_modules/.bin/node");
 const run = promisify(execFile);
 const SIZES = (process.env.BENCH_SIZES ?? "10000,100000,1000000").split(",").map(Number);
 const SECRET = "prompter-bench-secret-0123456789abcdef";
-const PORT = 8901;
+// Several benchmarks may share a machine and a server: each can pick its own.
+const PORT = Number(process.env.BENCH_PORT ?? 8901);
+const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
@@ -34,7 +39,6 @@ const log = (message: string) => process.stderr.write(`${message}\n`);
 
 // Deployed as on managed PostgreSQL: the superuser only makes the owner and its
 // database; the gateway logs in as the authenticator.
-const BENCH_DATABASE = "prompter_bench";
 const BENCH_OWNER = "prompter_bench_owner";
 const BENCH_PASSWORD = "prompter-bench-password-0123456789";
 
@@ -50,14 +54,15 @@ async function database(): Promise<{ url: string; authUrl: string; stop(): Promi
     superuserUrl = embedded.url("postgres");
     stop = () => embedded.stop();
   }
+  const authenticator = `${DATABASE}_auth`;
   const admin = new pg.Client({ connectionString: superuserUrl });
   await admin.connect();
-  await admin.query(`drop database if exists ${BENCH_DATABASE} with (force)`);
-  await admin.query(`drop role if exists ${BENCH_DATABASE}_auth`);
+  await admin.query(`drop database if exists ${admin.escapeIdentifier(DATABASE)} with (force)`);
+  await admin.query(`drop role if exists ${admin.escapeIdentifier(authenticator)}`);
   await admin.end();
-  await provisionDatabase(superuserUrl, { database: BENCH_DATABASE, owner: BENCH_OWNER, ownerPassword: BENCH_PASSWORD });
-  const url = withCredentials(withDatabaseName(superuserUrl, BENCH_DATABASE), BENCH_OWNER, BENCH_PASSWORD);
-  return { url, authUrl: withCredentials(url, `${BENCH_DATABASE}_auth`, BENCH_PASSWORD), stop };
+  await provisionDatabase(superuserUrl, { database: DATABASE, owner: BENCH_OWNER, ownerPassword: BENCH_PASSWORD });
+  const url = withCredentials(withDatabaseName(superuserUrl, DATABASE), BENCH_OWNER, BENCH_PASSWORD);
+  return { url, authUrl: withCredentials(url, authenticator, BENCH_PASSWORD), stop };
 }
 
 function startProcess(command: string, db: { url: string; authUrl: string }, exportDir: string): ChildProcess {
@@ -225,6 +230,100 @@ async function benchWrites(userIds: string[]) {
   return { clients: 20, seconds: 10, prompts_per_s: round(prompts / 10, 1), mutations_per_s: round(mutations / 10, 1) };
 }
 
+const RUN_MUTATION = "mutation($run: JSON!) { recordRun(input: { run: $run }) { result } }";
+
+/** The same prompt as benchWrites (3 versions, 3 scores, best head) as one recordRun per prompt, for 10 s. */
+async function benchRecordRun(userIds: string[]) {
+  const deadline = Date.now() + 10_000;
+  let prompts = 0;
+  await Promise.all(Array.from({ length: 20 }, async (_, i) => {
+    const token = tokenFor("app_user", userIds[i % userIds.length]);
+    while (Date.now() < deadline) {
+      const values = [0, 1, 2].map(() => Math.round(Math.random() * 100) / 10);
+      const versions = ["syntax", "structure", "domain"].map((agent, v) => {
+        const x = values[v];
+        return { agent, text: "improved", scores: { clarity: x, specificity: x, actionability: x, structure: x, context_use: x } };
+      });
+      await graphql(token, RUN_MUTATION, { run: { prompt: `bench prompt ${i}`, versions, best_version: values.indexOf(Math.max(...values)) } });
+      prompts += 1;
+    }
+  }));
+  return { clients: 20, users: new Set(Array.from({ length: 20 }, (_, i) => userIds[i % userIds.length])).size, seconds: 10, prompts_per_s: round(prompts / 10, 1) };
+}
+
+// Plain copies of the tables one write transaction touches: same columns, keys,
+// indexes, checks and foreign keys, no RLS and no triggers.
+const PLAIN_COPIES = `
+  drop schema if exists bench_plain cascade;
+  create schema bench_plain;
+  create table bench_plain.prompts (like app_public.prompts including all);
+  alter table bench_plain.prompts add foreign key (user_id) references app_public.users on delete cascade;
+  create table bench_plain.prompt_versions (like app_public.prompt_versions including all);
+  alter table bench_plain.prompt_versions add foreign key (user_id, prompt_id) references bench_plain.prompts (user_id, id) on delete cascade,
+    add foreign key (source) references app_public.agents (name);
+  create table bench_plain.judge_scores (like app_public.judge_scores including all);
+  alter table bench_plain.judge_scores add foreign key (user_id, prompt_version_id, source)
+    references bench_plain.prompt_versions (user_id, id, source) on delete cascade on update cascade;`;
+
+type WriteMode = "bookkeeping" | "no_bookkeeping" | "plain_tables";
+const TRACKING_TRIGGERS = ["prompts", "prompt_versions", "judge_scores"]
+  .map((table) => `app_public.${table} disable trigger _500_track_insert`);
+
+/** 10 connections writing as one user for `seconds`: one prompt + one version + one score per transaction. */
+async function writeTransactions(url: string, userId: string, mode: WriteMode, seconds: number): Promise<number> {
+  const schema = mode === "plain_tables" ? "bench_plain" : "app_public";
+  // The plain copies have no defaults from the session and no trigger to copy the source.
+  const owner = mode === "plain_tables" ? ", user_id" : "";
+  const ownerValue = mode === "plain_tables" ? `, ${Number(userId)}` : "";
+  const role = mode === "plain_tables" ? "" : "app_user";
+  let transactions = 0;
+  const deadline = Date.now() + seconds * 1000;
+  await Promise.all(Array.from({ length: 10 }, async () => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    while (Date.now() < deadline) {
+      await client.query("begin");
+      await client.query("select set_config('role', coalesce(nullif($1, ''), current_user), true), set_config('jwt.claims.user_id', $2, true)", [role, userId]);
+      const prompt = (await client.query(`insert into ${schema}.prompts (text${owner}) values ('bench'${ownerValue}) returning id`)).rows[0].id;
+      const version = (await client.query(
+        `insert into ${schema}.prompt_versions (prompt_id, text, source${owner}) values ($1, 'better', 'syntax'${ownerValue}) returning id`, [prompt])).rows[0].id;
+      await client.query(
+        `insert into ${schema}.judge_scores (prompt_version_id, clarity, specificity, actionability, structure, context_use${owner}${owner ? ", source" : ""})
+         values ($1, 5, 6, 7, 8, 9${ownerValue}${owner ? ", 'syntax'" : ""})`, [version]);
+      await client.query("commit");
+      transactions += 1;
+    }
+    await client.end();
+  }));
+  return transactions / seconds;
+}
+
+/** The three modes in turn, `rounds` times (so drift on a shared machine hits each alike); median tps of each. */
+async function benchContention(pool: pg.Pool, url: string, userId: string, rounds = 3, seconds = 5) {
+  await pool.query(PLAIN_COPIES);
+  const tps: Record<WriteMode, number[]> = { bookkeeping: [], no_bookkeeping: [], plain_tables: [] };
+  for (let round = 0; round < rounds; round++) {
+    for (const mode of Object.keys(tps) as WriteMode[]) {
+      if (mode === "no_bookkeeping") for (const statement of TRACKING_TRIGGERS) await pool.query(`alter table ${statement}`);
+      try {
+        tps[mode].push(await writeTransactions(url, userId, mode, seconds));
+      } finally {
+        if (mode === "no_bookkeeping") for (const statement of TRACKING_TRIGGERS) await pool.query(`alter table ${statement.replace("disable", "enable")}`);
+      }
+    }
+  }
+  await pool.query("drop schema bench_plain cascade");
+  const bookkeeping = median(tps.bookkeeping);
+  return {
+    writers: 10, users: 1, seconds, rounds,
+    bookkeeping_tps: round(bookkeeping, 0),
+    no_bookkeeping_tps: round(median(tps.no_bookkeeping), 0),
+    plain_tables_tps: round(median(tps.plain_tables), 0),
+    vs_no_bookkeeping: round(bookkeeping / median(tps.no_bookkeeping)),
+    vs_plain_tables: round(bookkeeping / median(tps.plain_tables)),
+  };
+}
+
 async function versions(pool: pg.Pool) {
   const pkg = (name: string) => readFile(path.join(root, "node_modules", name, "package.json"), "utf8").then((t) => JSON.parse(t).version);
   return {
@@ -255,7 +354,14 @@ function markdown(results: Record<string, any>): string {
     "## 3. Job pickup (request_export commit to task start)", "",
     `${results.pickup.jobs} jobs, one at a time: p50 ${results.pickup.p50_ms} ms, p99 ${results.pickup.p99_ms} ms.`, "",
     "## 4. Write path through GraphQL", "",
-    `${results.writes.clients} clients for ${results.writes.seconds} s, each prompt = 1 prompt + 3 versions + 3 scores + best head (8 mutations): ${results.writes.prompts_per_s} prompts/s, ${results.writes.mutations_per_s} mutations/s.`, "",
+    `${results.writes.clients} clients for ${results.writes.seconds} s, each prompt = 1 prompt + 3 versions + 3 scores + best head.`, "",
+    "| path | users | prompts/s | vs 8 mutations |", "| --- | --- | --- | --- |",
+    `| 8 single mutations | ${results.writes.clients} | ${results.writes.prompts_per_s} | 1x |`,
+    ...Object.values(results.runs).map((r: any) => `| 1 recordRun | ${r.users} | ${r.prompts_per_s} | ${round(r.prompts_per_s / results.writes.prompts_per_s, 1)}x |`), "",
+    "## 5. 10 writers of one user (SQL; each transaction = 1 prompt + 1 version + 1 judge score)", "",
+    `Median of ${results.contention.rounds} rounds of ${results.contention.seconds} s per mode, the modes taking turns.`, "",
+    "| bookkeeping (app_user, RLS, triggers) | tracking triggers disabled | plain copies of the tables (no RLS, no triggers) |", "| --- | --- | --- |",
+    `| ${results.contention.bookkeeping_tps} tps | ${results.contention.no_bookkeeping_tps} tps (bookkeeping = ${results.contention.vs_no_bookkeeping}x) | ${results.contention.plain_tables_tps} tps (bookkeeping = ${results.contention.vs_plain_tables}x) |`, "",
     "## Targets", "",
     ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
   ];
@@ -295,6 +401,10 @@ async function main() {
     const pickup = await benchPickup(pool, others);
     log("write path");
     const writes = await benchWrites(others);
+    log("recordRun");
+    const runs = { users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) };
+    log("10 writers of one user");
+    const contention = await benchContention(pool, db.url, dataUser);
 
     const largest = sizes[sizes.length - 1];
     const hundredK = sizes.find((s) => s.prompts === 100_000);
@@ -302,13 +412,17 @@ async function main() {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
       versions: await versions(pool),
-      sizes, pickup, writes,
+      sizes, pickup, writes, runs, contention,
       targets: [
         { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
         ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (REST)`, measured: `${largest.effectiveness.rest_admin.p50_ms} ms`, met: largest.effectiveness.rest_admin.p50_ms < 10 },
         { target: "job pickup p50 under 20 ms", measured: `${pickup.p50_ms} ms`, met: pickup.p50_ms < 20 },
+        { target: "10 writers of one user reach 0.8x the throughput without bookkeeping", measured: `${contention.vs_no_bookkeeping}x`, met: contention.vs_no_bookkeeping >= 0.8 },
+        { target: "10 writers of one user reach 0.5x the throughput on plain copies of the tables", measured: `${contention.vs_plain_tables}x`, met: contention.vs_plain_tables >= 0.5 },
+        { target: "recordRun at 20 clients: 500 prompts/s through GraphQL", measured: `${runs.users_20.prompts_per_s} prompts/s`, met: runs.users_20.prompts_per_s >= 500 },
+        { target: "recordRun at 20 clients: about 9x the prompts/s of eight single mutations", measured: `${round(runs.users_20.prompts_per_s / writes.prompts_per_s, 1)}x`, met: runs.users_20.prompts_per_s / writes.prompts_per_s >= 9 },
       ],
     };
     await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);

@@ -231,6 +231,22 @@ describe("judge scores", () => {
   });
 });
 
+describe("scores and best heads of versions that do not exist", () => {
+  it("are refused as not found, not as a missing source", async () => {
+    await asAlice(async (c) => {
+      const { version } = await aliceVersion(c);
+      await c.query("delete from app_public.prompt_versions where id = $1", [version]);
+      expect((await errorOf(c.query(SCORE, [version, 1, 1, 1, 1, 1]))).code).toBe("PRNFD");
+    });
+    await asAlice(async (c) => {
+      const { prompt, version } = await aliceVersion(c);
+      await c.query("delete from app_public.prompt_versions where id = $1", [version]);
+      expect((await errorOf(c.query("insert into app_public.best_heads (prompt_id, prompt_version_id) values ($1, $2)", [prompt, version]))).code)
+        .toBe("PRNFD");
+    });
+  });
+});
+
 describe("best heads", () => {
   it("the winning version must belong to that prompt", async () => {
     await asAlice(async (c) => {

@@ -6,18 +6,22 @@
 -- to a login) passes the user in the jwt.claims.user_id setting. The database's
 -- owner is a member of every login (to run their exports), so it is told apart
 -- by owning the database, not by its memberships.
+-- PL/pgSQL rather than SQL: it keeps its plans for the session, where a SQL
+-- function (not inlinable, being security definer) plans the pg_roles lookup
+-- again in every statement; defaults and policies call it on every write.
 create or replace function app_public.current_user_id() returns bigint
-language sql stable security definer
+language plpgsql stable security definer
 -- pg_temp last: otherwise a session's temporary table could stand in for pg_roles.
 set search_path = pg_catalog, pg_temp
 as $$
-  select case
-    when (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') and r.oid <> d.datdba
-            from pg_catalog.pg_roles r, pg_catalog.pg_database d
-           where r.rolname = session_user and d.datname = current_database())
-      then (select user_id from app_private.sql_logins where login = session_user)
-    else nullif(current_setting('jwt.claims.user_id', true), '')::bigint
-  end;
+begin
+  if (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') and r.oid <> d.datdba
+        from pg_catalog.pg_roles r, pg_catalog.pg_database d
+       where r.rolname = session_user and d.datname = current_database()) then
+    return (select l.user_id from app_private.sql_logins l where l.login = session_user);
+  end if;
+  return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
+end;
 $$;
 comment on function app_public.current_user_id() is
   'The id of the app user this session acts for, or null when anonymous.';

@@ -1,5 +1,5 @@
--- The version of the data this session can read: its user's counter, or the sum
--- of everyone's for an admin (RLS decides which rows it sums). An export
+-- The version of the data this session can read: the sum of its user's counter
+-- slots, or of everyone's for an admin (RLS decides which rows it sums). An export
 -- records it from its snapshot; app_public.exports_stale compares it later.
 create or replace function app_hidden.current_data_version() returns bigint
 language sql stable

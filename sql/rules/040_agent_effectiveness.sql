@@ -1,8 +1,8 @@
 -- Per agent: versions written (total), versions that are their prompt's best
 -- head (wins), wins/total, and the mean judge total over scored versions.
 -- security_invoker: RLS on agent_stats gives a user their own figures and an
--- admin everyone's. It reads the maintained per (user, agent) rows, never the
--- versions themselves.
+-- admin everyone's. It sums the maintained per (user, agent) counter slots, never
+-- the versions themselves.
 create or replace view app_public.agent_effectiveness with (security_invoker = true) as
 select a.name as agent,
        coalesce(sum(s.wins), 0)::bigint as wins,

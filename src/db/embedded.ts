@@ -127,11 +127,13 @@ async function handOver(superuserUrl: string, owner: string): Promise<void> {
          from pg_type t join pg_namespace n on n.oid = t.typnamespace
         where n.nspname = any ($1) and t.typtype in ('e', 'd')
        union all
-       -- The roles that release created, as the owner would hold them had it created them.
-       select format('grant %I to %I with admin option', r.rolname, $2::text)
+       -- The roles that release created, administered by the owner as if it had
+       -- created them; before PostgreSQL 16, CREATEROLE administers them all already.
+       select format('grant %I to %I with admin true, inherit false, set false', r.rolname, $2::text)
          from pg_roles r
-        where r.rolname in ('app_anonymous', 'app_user', 'app_admin', 'app_reader', 'app_auditor', 'authenticator')
-           or r.rolname in (select login from app_private.sql_logins)`,
+        where current_setting('server_version_num')::int >= 160000
+          and (r.rolname in ('app_anonymous', 'app_user', 'app_admin', 'app_reader', 'app_auditor', 'authenticator')
+               or r.rolname in (select login from app_private.sql_logins))`,
       [PROMPTER_SCHEMAS, owner],
     );
     for (const { statement } of rows) await client.query(statement);

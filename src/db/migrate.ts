@@ -17,30 +17,31 @@ import { Logger } from "@graphile/logger";
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 const REPEATABLE_FOLDERS = ["sql/functions", "sql/rules"];
 
-async function gmrc() {
-  return JSON5.parse(await readFile(path.join(projectRoot, ".gmrc"), "utf8"));
+async function gmrc(root: string) {
+  return JSON5.parse(await readFile(path.join(root, ".gmrc"), "utf8"));
 }
 
-async function repeatableSql(): Promise<{ file: string; sql: string }[]> {
+async function repeatableSql(root: string): Promise<{ file: string; sql: string }[]> {
   const files: { file: string; sql: string }[] = [];
   for (const folder of REPEATABLE_FOLDERS) {
-    const names = (await readdir(path.join(projectRoot, folder))).filter((f) => f.endsWith(".sql")).sort();
+    const names = (await readdir(path.join(root, folder))).filter((f) => f.endsWith(".sql")).sort();
     for (const name of names) {
       const file = path.join(folder, name);
-      files.push({ file, sql: await readFile(path.join(projectRoot, file), "utf8") });
+      files.push({ file, sql: await readFile(path.join(root, file), "utf8") });
     }
   }
   return files;
 }
 
-export async function applyRepeatableSql(connectionString: string): Promise<void> {
+/** `root` is a checkout of prompter (another release's, in the upgrade test). */
+export async function applyRepeatableSql(connectionString: string, root = projectRoot): Promise<void> {
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {
     await client.query("begin");
     // Several processes may start at once; one applies, the others wait.
     await client.query("select pg_advisory_xact_lock(hashtextextended('prompter.apply_sql', 0))");
-    for (const { file, sql } of await repeatableSql()) {
+    for (const { file, sql } of await repeatableSql(root)) {
       try {
         await client.query(sql);
       } catch (error) {
@@ -63,13 +64,19 @@ const quietLogger = new Logger(() => (level, message) => {
 
 /**
  * Migrates as the owner (`connectionString`); with `authenticatorUrl`, also
- * creates or checks that login (app_private.ensure_authenticator), with its password.
+ * creates or checks that login (app_private.ensure_authenticator), with its
+ * password. `root` is where .gmrc, migrations/ and sql/ are read from (another
+ * release's, in the upgrade tests).
  */
-export async function migrateDatabase(connectionString: string, options: { authenticatorUrl?: string } = {}): Promise<void> {
+export async function migrateDatabase(
+  connectionString: string,
+  options: { authenticatorUrl?: string; root?: string } = {},
+): Promise<void> {
+  const root = options.root ?? projectRoot;
   const settings = {
-    ...(await gmrc()),
+    ...(await gmrc(root)),
     connectionString,
-    migrationsFolder: path.join(projectRoot, "migrations"),
+    migrationsFolder: path.join(root, "migrations"),
     logger: quietLogger,
   };
   // Several processes may start at once (workers scaled out): one migrates and
@@ -85,7 +92,7 @@ export async function migrateDatabase(connectionString: string, options: { authe
       clearAllPools();
     }
     await installWorkerSchema({ connectionString, logger: undefined });
-    await applyRepeatableSql(connectionString);
+    await applyRepeatableSql(connectionString, root);
     if (options.authenticatorUrl) {
       const authenticator = new URL(options.authenticatorUrl);
       await lock.query("select app_private.ensure_authenticator($1, $2)", [

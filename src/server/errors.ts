@@ -31,6 +31,7 @@ const PROJECT_STATUS: Record<string, number> = {
   PRLGN: 401, // sign-in required
   PRNFD: 404,
   PRTKN: 409, // username taken
+  PRIDM: 409, // idempotency key reused for a different run
   PRRTL: 429, // export rate limit
 };
 

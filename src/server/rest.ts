@@ -115,6 +115,15 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     res.json({ success: true, effectiveness });
   });
 
+  // The same JSON as the recordRun mutation's `run`; SQL checks every element.
+  router.post("/runs", async (req, res) => {
+    queryParameters(req, {});
+    if (!req.is("application/json")) throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the run as application/json.");
+    const { rows: [{ result }] } = await asCaller(pool, settings(req), (client) =>
+      client.query<{ result: { replayed: boolean } }>("select app_public.record_run($1) as result", [JSON.stringify(req.body)]));
+    res.status(result.replayed ? 200 : 201).json({ success: true, run: result });
+  });
+
   const exportRoute = (kind: string) => async (req: Request, res: Response) => {
     const { wait } = queryParameters(req, { wait: /^(true|false)$/ });
     const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;

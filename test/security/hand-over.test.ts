@@ -9,7 +9,7 @@ import path from "node:path";
 import pg from "pg";
 import { provisionDatabase, withCredentials, withDatabaseName } from "../../src/db/embedded.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
-import { authenticatorOf, TEST_OWNER, TEST_PASSWORD } from "../support/credentials.ts";
+import { authenticatorOf, TEST_PASSWORD } from "../support/credentials.ts";
 import { asSuperuser } from "../support/db.ts";
 import { buildPreviousRelease } from "../support/previous-release.ts";
 import { parseCsv, startTestWorker, waitUntil } from "../exports/support.ts";
@@ -17,10 +17,12 @@ import { readFile } from "node:fs/promises";
 
 const name = `prompter_test_upgrade_${randomBytes(4).toString("hex")}`;
 const login = `${name}_reader`;
+// An owner of its own: the hand-over grants it roles, which the suite's owner must not collect.
+const owner = `${name}_owner`;
 afterAll(async () => {
   await asSuperuser(async (client) => {
     await client.query(`drop database if exists ${name} with (force)`);
-    for (const role of [login, authenticatorOf(name)]) await client.query(`drop role if exists ${role}`);
+    for (const role of [login, authenticatorOf(name), owner]) await client.query(`drop role if exists ${role}`);
   });
 });
 
@@ -59,25 +61,25 @@ it("hands the database to a plain owner and keeps every row, figure and queued e
     await old.end();
   }
 
-  await provisionDatabase(inject("superuserUrl"), { database: name, owner: TEST_OWNER, ownerPassword: TEST_PASSWORD });
-  const ownerUrl = withCredentials(superuserDbUrl, TEST_OWNER, TEST_PASSWORD);
+  await provisionDatabase(inject("superuserUrl"), { database: name, owner, ownerPassword: TEST_PASSWORD });
+  const ownerUrl = withCredentials(superuserDbUrl, owner, TEST_PASSWORD);
   await migrateDatabase(ownerUrl, { authenticatorUrl: withCredentials(ownerUrl, authenticatorOf(name), TEST_PASSWORD) });
 
-  const owner = new pg.Client({ connectionString: ownerUrl });
-  await owner.connect();
+  const asOwner = new pg.Client({ connectionString: ownerUrl });
+  await asOwner.connect();
   const exportDir = await mkdtemp(path.join(tmpdir(), "prompter-upgrade-"));
   const worker = await startTestWorker(ownerUrl, exportDir);
   try {
-    expect(await snapshot(owner)).toEqual(before);
-    const { rows: foreign } = await owner.query(
+    expect(await snapshot(asOwner)).toEqual(before);
+    const { rows: foreign } = await asOwner.query(
       `select distinct pg_get_userbyid(c.relowner) as owner from pg_class c
         where c.relnamespace in ('app_public'::regnamespace, 'app_hidden'::regnamespace, 'app_private'::regnamespace,
                                  'graphile_worker'::regnamespace, 'graphile_migrate'::regnamespace)`,
     );
-    expect(foreign).toEqual([{ owner: TEST_OWNER }]);
+    expect(foreign).toEqual([{ owner }]);
     // The export queued before the upgrade runs as alice, and holds her versions.
     const done = await waitUntil(
-      async () => (await owner.query("select status, file_name, rows from app_public.exports where id = $1", [exportId])).rows[0],
+      async () => (await asOwner.query("select status, file_name, rows from app_public.exports where id = $1", [exportId])).rows[0],
       (row) => row.status === "succeeded" || row.status === "failed",
       "the export queued before the upgrade",
     );
@@ -92,7 +94,7 @@ it("hands the database to a plain owner and keeps every row, figure and queued e
     await reader.end();
   } finally {
     await worker.stop();
-    await owner.end();
+    await asOwner.end();
     await rm(exportDir, { recursive: true, force: true });
   }
 });

@@ -1,0 +1,108 @@
+// A database made by the previous release (its committed migrations and its
+// sql/, taken from git) upgrades with the current migrate and keeps every row and
+// every figure: the counters it kept in one row per user move into slot 0 of the
+// striped counters, which readers now sum.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { createDatabase, createUser } from "./support/db.ts";
+import { buildPreviousRelease } from "./support/previous-release.ts";
+import { migrateDatabase } from "../src/db/migrate.ts";
+
+let database: Awaited<ReturnType<typeof createDatabase>>;
+let pool: pg.Pool;
+
+beforeAll(async () => {
+  database = await createDatabase();
+  pool = new pg.Pool({ connectionString: database.url, max: 2 });
+  await pool.query("drop schema app_public, app_hidden, app_private, graphile_migrate, graphile_worker cascade");
+  await buildPreviousRelease(database.url);
+});
+
+afterAll(async () => {
+  await pool?.end();
+  await database?.drop();
+});
+
+/** Runs statements as the user and commits. */
+async function writeAs(userId: string, statements: [string, unknown[]?][]) {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [userId]);
+    for (const [sql, params] of statements) await client.query(sql, params);
+    await client.query("commit");
+  } finally {
+    client.release();
+  }
+}
+
+async function figures(viewers: { id: string; role: string }[]) {
+  const client = await pool.connect();
+  try {
+    const seen: Record<string, unknown> = {};
+    for (const viewer of viewers) {
+      await client.query("begin");
+      await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [viewer.role, viewer.id]);
+      seen[`${viewer.role} ${viewer.id}`] = {
+        effectiveness: (await client.query("select * from app_public.agent_effectiveness order by agent")).rows,
+        dataVersion: (await client.query("select app_hidden.current_data_version()::text as v")).rows[0].v,
+      };
+      await client.query("rollback");
+    }
+    const counts = await client.query(`select (select count(*) from app_public.prompts) as prompts,
+      (select count(*) from app_public.prompt_versions) as versions, (select count(*) from app_public.judge_scores) as scores,
+      (select count(*) from app_public.best_heads) as heads`);
+    return { seen, rows: counts.rows[0] };
+  } finally {
+    client.release();
+  }
+}
+
+describe("upgrade from the previous release", () => {
+  it("keeps every row, every agent_effectiveness figure and every data version", async () => {
+    const alice = await createUser(pool);
+    const bob = await createUser(pool);
+    const admin = await createUser(pool, { admin: true });
+    await pool.query("select app_private.generate_demo($1, 40)", [alice]);
+    await writeAs(bob, [
+      ["insert into app_public.prompts (text) values ('mine')"],
+      ["insert into app_public.prompt_versions (prompt_id, text, source) select id, 'better', 'domain' from app_public.prompts"],
+      ["insert into app_public.prompt_versions (prompt_id, text, source) select id, 'clearer', 'syntax' from app_public.prompts"],
+      [`insert into app_public.judge_scores (prompt_version_id, clarity, specificity, actionability, structure, context_use)
+        select id, 7.5, 6, 5, 4, 3 from app_public.prompt_versions`],
+      ["select app_public.set_best_head(min(id)) from app_public.prompt_versions"],
+    ]);
+    await writeAs(alice, [
+      ["delete from app_public.prompt_versions where id in (select id from app_public.prompt_versions order by id limit 7)"],
+      ["update app_public.judge_scores set clarity = 0 where prompt_version_id in (select id from app_public.prompt_versions order by id desc limit 5)"],
+    ]);
+    const viewers = [{ id: alice, role: "app_user" }, { id: bob, role: "app_user" }, { id: admin, role: "app_admin" }];
+    const before = await figures(viewers);
+    expect(Number(before.rows.versions)).toBe(40 * 3 - 7 + 2);
+
+    await migrateDatabase(database.url);
+
+    expect(await figures(viewers)).toEqual(before);
+    const slots = await pool.query("select distinct slot from app_hidden.agent_stats union select distinct slot from app_hidden.data_versions");
+    expect(slots.rows).toEqual([{ slot: 0 }]);
+
+    // An export made before the upgrade is current until the data changes, and then stale.
+    const staleAs = async (userId: string) => {
+      const client = await pool.connect();
+      try {
+        await client.query("begin");
+        await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [userId]);
+        const { rows } = await client.query("select app_public.exports_stale(jsonb_populate_record(null::app_public.exports, $1)) as stale",
+          [{ user_id: userId, data_version: (before.seen[`app_user ${userId}`] as { dataVersion: string }).dataVersion, is_global: false }]);
+        return rows[0].stale;
+      } finally {
+        await client.query("rollback");
+        client.release();
+      }
+    };
+    expect(await staleAs(bob)).toBe(false);
+    await writeAs(bob, [["update app_public.prompts set text = 'edited'"]]);
+    expect(await staleAs(bob)).toBe(true);
+    expect(await staleAs(alice)).toBe(false);
+  });
+});
