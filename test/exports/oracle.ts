@@ -71,6 +71,13 @@ export function exportTime(microseconds: string): string {
   return `${iso.slice(0, 19)}.${String(us % 1_000_000n).padStart(6, "0")}Z`;
 }
 
+/** A non-negative decimal with at most six decimals, as an integer count of millionths. */
+function millionths(decimal: string): bigint {
+  const [whole, fraction = ""] = decimal.split(".");
+  if (fraction.length > 6) throw new Error(`more than six decimals: ${decimal}`);
+  return BigInt(whole) * 1_000_000n + BigInt(fraction.padEnd(6, "0"));
+}
+
 const byId = (a: { id: string }, b: { id: string }) => (BigInt(a.id) < BigInt(b.id) ? -1 : BigInt(a.id) > BigInt(b.id) ? 1 : 0);
 const byName = (a: string, b: string) => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -166,13 +173,14 @@ const recompute: Record<(typeof KINDS)[number], (t: Tables, text: Cell) => strin
         const total = t.versions.filter((version) => version.source === agent).length;
         const wins = t.heads.filter((head) => sourceOf.get(head.prompt_version_id) === agent).length;
         const scored = t.scores.filter((score) => score.source === agent);
-        const scoreSum = scored.reduce((sum, score) => sum + Number(score.total), 0);
+        // Summed exactly (in millionths), as numeric does; one rounding, in the division.
+        const scoreSum = scored.reduce((sum, score) => sum + millionths(score.total), 0n);
         return [
           text(agent),
           String(wins),
           String(total),
           String(total ? wins / total : 0),
-          String(scored.length ? scoreSum / scored.length : 0),
+          String(scored.length ? Number(scoreSum) / (1e6 * scored.length) : 0),
           String(scored.length),
         ];
       });
