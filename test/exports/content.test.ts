@@ -37,13 +37,13 @@ const addVersion = (user: SignedIn, promptId: string, source: string, text: stri
     "insert into app_public.prompt_versions (prompt_id, user_id, source, text, explanation) values ($1, $2, $3, $4, $5) returning id",
     [promptId, user.userId, source, text, explanation],
   );
-/** Scores every criterion `value` but context_use `value + 0.5`. */
+/** Scores the criteria `value`, `value + 0.1`, ... `value + 0.4`: each its own number, so a swapped column shows. */
 const score = (user: SignedIn, versionId: string, value: number) =>
   sql(
-    "insert into app_public.judge_scores (prompt_version_id, user_id, clarity, specificity, actionability, structure, context_use) values ($1, $2, $3, $3, $3, $3, $3 + 0.5) returning id",
+    "insert into app_public.judge_scores (prompt_version_id, user_id, clarity, specificity, actionability, structure, context_use) values ($1, $2, $3, $3 + 0.1, $3 + 0.2, $3 + 0.3, $3 + 0.4) returning id",
     [versionId, user.userId, value],
   );
-const total = (value: number) => (5 * value + 0.5).toFixed(1);
+const total = (value: number) => (5 * value + 1).toFixed(1);
 const setHead = (user: SignedIn, promptId: string, versionId: string) =>
   sql("insert into app_public.best_heads (prompt_id, prompt_version_id, user_id) values ($1, $2, $3)", [
     promptId,

@@ -5,8 +5,10 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+import type { PoolClient } from "pg";
+import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import type { PrompterProcess } from "../support/server.ts";
 import { expectedExport } from "./oracle.ts";
 import { exportFile, parseCsv, readExport, requestExport, type SignedIn, spawnWorker, startTestWorker, waitUntil } from "./support.ts";
 
@@ -14,12 +16,18 @@ const db = useTestDatabase();
 let user: SignedIn;
 let exportDir: string;
 
+const exportDirs: string[] = [];
+
 beforeAll(async () => {
-  exportDir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
   user = { role: "app_user", userId: await createUser(db.pool) };
   await db.pool.query("select app_private.generate_demo($1, 20)", [user.userId]);
 });
-afterAll(() => rm(exportDir, { recursive: true, force: true }));
+// Each test has an EXPORT_DIR of its own, so it sees only its own files.
+beforeEach(async () => {
+  exportDir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
+  exportDirs.push(exportDir);
+});
+afterAll(() => Promise.all(exportDirs.map((dir) => rm(dir, { recursive: true, force: true }))));
 
 /** The export's row as stored, every column. */
 const stored = async (id: string) => (await db.pool.query("select * from app_public.exports where id = $1", [id])).rows[0];
@@ -41,8 +49,13 @@ const worker = {
 };
 
 it("after attempt 2 has started, attempt 1's late progress, failure and success change nothing; attempt 2's do", async () => {
-  // No worker runs in this test: the calls are made here, in the order a comeback makes them.
+  // The calls are made here, in the order a comeback makes them; the export's
+  // job is spent, so no worker of a later test runs it.
   const id = await requestExport(db.pool, user, "judge_scores");
+  await db.pool.query(
+    "select graphile_worker.permanently_fail_jobs(array(select id from graphile_worker._private_jobs where payload ->> 'exportId' = $1), 'driven by the test')",
+    [id],
+  );
   await worker.started(id, 1);
   await worker.progress(id, 1, 5);
   await worker.started(id, 2);
@@ -74,44 +87,96 @@ it("after attempt 2 has started, attempt 1's late progress, failure and success 
   expect(await stored(id)).toEqual(finished);
 });
 
-it("a worker frozen mid-export, whose job another worker ran again, discards its file when it wakes up", { timeout: 60_000 }, async () => {
-  const frozen = await spawnWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1" });
-  const blocker = await db.pool.connect();
-  let id: string;
-  const next = await (async () => {
-    try {
-      // agent_effectiveness reads agent_stats: locking it holds the export mid-way.
-      await blocker.query("begin");
-      await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
-      id = await requestExport(db.pool, user, "agent_effectiveness");
-      await waitUntil(() => readExport(db.pool, id), (row) => row.status === "running", "the first worker runs the export");
-      // Frozen (as by a long GC pause or a suspended VM): its heartbeat stops, its connections stay.
+/** Runs `work` in a transaction on its own connection, rolled back when `work` ends. */
+async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await db.pool.connect();
+  try {
+    await client.query("begin");
+    return await work(client);
+  } finally {
+    await client.query("rollback").catch(() => {});
+    client.release();
+  }
+}
+
+const waitingFor = (call: string) =>
+  waitUntil(
+    async () => (await db.pool.query("select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like $1", [`%${call}%`])).rowCount,
+    (count) => count! > 0,
+    `the worker waits in ${call}`,
+  );
+
+/**
+ * Two points to freeze the first worker at (SIGSTOP: as a long GC pause or a
+ * suspended VM would; its heartbeat stops, its connections stay), each held
+ * still by a lock: right after it has started the export, before it has
+ * cleaned up earlier attempts' files; and while it writes its temporary file.
+ */
+const FREEZE_POINTS = {
+  "after it started the export": async (frozen: PrompterProcess, id: () => Promise<string>) => {
+    let exportId = "";
+    await inTransaction(async (rowLock) => {
+      exportId = await id();
+      await rowLock.query("select from app_public.exports where id = $1 for update", [exportId]);
+      await waitingFor("app_private.export_started");
       frozen.child.kill("SIGSTOP");
-      const next = await startTestWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
-      await waitUntil(() => readExport(db.pool, id), (row) => row.attempts === 2, "the second worker has taken the export over");
-      return next;
-    } finally {
+    });
+    // Its call commits now, but the frozen worker does not see the answer yet.
+    await waitUntil(() => readExport(db.pool, exportId), (row) => row.status === "running", "attempt 1 has started");
+    return { exportId, release: async () => {} };
+  },
+  "while it writes": async (frozen: PrompterProcess, id: () => Promise<string>) => {
+    // agent_effectiveness reads agent_stats: locking it holds the export mid-way, its temporary file open.
+    const blocker = await db.pool.connect();
+    await blocker.query("begin");
+    await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
+    const exportId = await id();
+    await waitUntil(() => readdir(exportDir), (names) => names.some((name) => name.endsWith(".partial")), "attempt 1 writes");
+    await waitingFor("COPY");
+    frozen.child.kill("SIGSTOP");
+    const release = async () => {
       await blocker.query("rollback");
       blocker.release();
-    }
-  })();
-  try {
-    const done = await waitUntil(() => readExport(db.pool, id), (row) => row.status === "succeeded", "attempt 2 has succeeded");
-    expect(done).toMatchObject({ attempts: 2, error_message: null });
-    const finished = await stored(id!);
+    };
+    return { exportId, release };
+  },
+};
 
-    frozen.child.kill("SIGCONT");
-    await waitUntil(
-      async () => frozen.output().stdout,
-      (stdout) => stdout.includes("export finished after a newer attempt took over; discarded its file"),
-      "the first worker has finished its attempt",
+it.each(Object.keys(FREEZE_POINTS))(
+  "a worker frozen %s, whose job another worker ran again, changes nothing and leaves no file when it wakes up",
+  { timeout: 60_000 },
+  async (point) => {
+    const frozen = await spawnWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1" });
+    const { exportId: id, release } = await FREEZE_POINTS[point as keyof typeof FREEZE_POINTS](frozen, () =>
+      requestExport(db.pool, user, "agent_effectiveness"),
     );
-    expect(await stored(id!)).toEqual(finished);
-    expect(await readdir(exportDir)).toEqual([done.file_name]);
-    expect(parseCsv(await exportFile(exportDir, done))).toEqual((await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"));
-  } finally {
-    frozen.child.kill("SIGCONT");
-    await frozen.stop();
-    await next.stop();
-  }
-});
+    const next = await startTestWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
+    try {
+      await waitUntil(() => readExport(db.pool, id), (row) => row.attempts === 2, "the second worker has taken the export over");
+      await release();
+      const done = await waitUntil(() => readExport(db.pool, id), (row) => row.status === "succeeded", "attempt 2 has succeeded");
+      expect(done).toMatchObject({ attempts: 2, error_message: null });
+      expect(done.file_name).toMatch(new RegExp(`^agent_effectiveness-${id}-2-[0-9a-f]{8}\\.csv$`));
+      const finished = await stored(id);
+
+      frozen.child.kill("SIGCONT");
+      // Its attempt ends either way: its file was deleted under it by attempt 2 (while it wrote), or it was discarded.
+      await waitUntil(
+        async () => frozen.output().stdout,
+        (stdout) => /export finished after a newer attempt took over|export attempt failed/.test(stdout),
+        "the first worker has finished its attempt",
+      );
+      expect(await stored(id)).toEqual(finished);
+      expect(await readdir(exportDir)).toEqual([done.file_name]);
+      expect(parseCsv(await exportFile(exportDir, done))).toEqual(
+        (await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"),
+      );
+      expect(frozen.output().stdout).not.toMatch(/"msg":"export succeeded"/);
+    } finally {
+      await release().catch(() => {});
+      frozen.child.kill("SIGCONT");
+      await frozen.stop();
+      await next.stop();
+    }
+  },
+);

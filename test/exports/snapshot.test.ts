@@ -108,7 +108,7 @@ it("reports progress while it runs and keeps its partial output under a temporar
       "progress counts the rows of the first three files",
     );
     expect(paused).toMatchObject({ status: "running", file_name: null, attempts: 1 });
-    expect(await readdir(exportWorker.dir)).toEqual([expect.stringMatching(new RegExp(`^all-${id}-[0-9a-f]{8}\\.zip\\.partial$`))]);
+    expect(await readdir(exportWorker.dir)).toEqual([expect.stringMatching(new RegExp(`^all-${id}-1-[0-9a-f]{8}\\.zip\\.partial$`))]);
   });
   const { row } = await exportedFiles(id);
   expect(await readdir(exportWorker.dir)).toContain(row.file_name);
