@@ -4,15 +4,15 @@
 // export refers to one, and the next attempt deletes it), and the export
 // succeeds once. (An export that keeps failing until its last attempt is in
 // test/ops/alerts.test.ts, with the alert it raises.)
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { readdir } from "node:fs/promises";
+import type { PoolClient } from "pg";
+import { beforeAll, expect, it } from "vitest";
 import { EXPORT_FILE_NAME } from "../../src/tasks/export.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { expectedExport } from "./oracle.ts";
 import {
   exportFile,
+  inTransaction,
   parseCsv,
   readExport,
   requestExport,
@@ -20,40 +20,21 @@ import {
   spawnWorker,
   startTestWorker,
   unzip,
+  useExportDirPerTest,
   waitUntil,
 } from "./support.ts";
 
 const db = useTestDatabase();
-let exportDir: string;
+const exportDir = useExportDirPerTest();
 let user: SignedIn;
-
-const exportDirs: string[] = [];
 
 beforeAll(async () => {
   user = { role: "app_user", userId: await createUser(db.pool) };
   await db.pool.query("select app_private.generate_demo($1, 200)", [user.userId]);
 });
-// Each test has an EXPORT_DIR of its own, so it sees only its own files.
-beforeEach(async () => {
-  exportDir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
-  exportDirs.push(exportDir);
-});
-afterAll(() => Promise.all(exportDirs.map((dir) => rm(dir, { recursive: true, force: true }))));
-
-/** Runs `work` in a transaction on its own connection, rolled back when `work` ends. */
-async function inTransaction<T>(work: (client: import("pg").PoolClient) => Promise<T>): Promise<T> {
-  const client = await db.pool.connect();
-  try {
-    await client.query("begin");
-    return await work(client);
-  } finally {
-    await client.query("rollback").catch(() => {});
-    client.release();
-  }
-}
 
 /** agent_stats is read by agent_effectiveness only (the zip's last file): locking it holds an export there. */
-const holdAtAgentStats = (client: import("pg").PoolClient) => client.query("lock table app_hidden.agent_stats in access exclusive mode");
+const holdAtAgentStats = (client: PoolClient) => client.query("lock table app_hidden.agent_stats in access exclusive mode");
 
 /** What a database does when it notices a killed client's connections: ends their backends, rolling back what they were doing. */
 const endBackendsOfKilledWorker = () =>
@@ -63,7 +44,7 @@ const endBackendsOfKilledWorker = () =>
 
 /** The next worker releases the killed one's job once its heartbeat is silent, and runs it again; resolves when the job is done. */
 async function recoverWithNextWorker(id: string) {
-  const worker = await startTestWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
+  const worker = await startTestWorker(db.url, exportDir.dir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
   try {
     await waitUntil(
       async () => (await db.pool.query("select from graphile_worker.jobs where task_identifier = 'export'")).rowCount,
@@ -77,15 +58,15 @@ async function recoverWithNextWorker(id: string) {
 }
 
 it("killed while writing (before the rename): its temporary file is never an export's file, and the retry deletes it", async () => {
-  const child = await spawnWorker(db.url, exportDir);
+  const child = await spawnWorker(db.url, exportDir.dir);
   let id = "";
   let partial = "";
-  await inTransaction(async (blocker) => {
+  await inTransaction(db.pool, async (blocker) => {
     await holdAtAgentStats(blocker);
     id = await requestExport(db.pool, user, "all");
     // Deterministic: the zip's first three files are written, its last waits for the lock.
     [partial] = await waitUntil(
-      () => readdir(exportDir),
+      () => readdir(exportDir.dir),
       (names) => names.length === 1 && names[0].endsWith(".zip.partial"),
       "the export has written part of its zip",
     );
@@ -94,12 +75,12 @@ it("killed while writing (before the rename): its temporary file is never an exp
   });
   expect(partial).toMatch(EXPORT_FILE_NAME);
   expect(await readExport(db.pool, id)).toMatchObject({ status: "running", attempts: 1, file_name: null });
-  expect(await readdir(exportDir)).toEqual([partial]);
+  expect(await readdir(exportDir.dir)).toEqual([partial]);
 
   const { row, lines } = await recoverWithNextWorker(id);
   expect(row).toMatchObject({ status: "succeeded", attempts: 2, error_message: null });
-  expect(await readdir(exportDir)).toEqual([row.file_name]);
-  const files = unzip(await exportFile(exportDir, row));
+  expect(await readdir(exportDir.dir)).toEqual([row.file_name]);
+  const files = unzip(await exportFile(exportDir.dir, row));
   const expected = await expectedExport(db.pool, user, "all");
   expect([...files].map(([name, data]) => [name, parseCsv(data)])).toEqual([...expected]);
   expect(lines.filter((line) => line.message === "export succeeded")).toHaveLength(1);
@@ -110,11 +91,11 @@ it.each([
   ["the database ends its connection first: its call is rolled back, and the retry deletes the renamed file", true],
   ["its last call commits after all: the renamed file is the export's, and the retry does nothing", false],
 ])("killed after the rename, before recording the file; %s", async (_case, connectionEnded) => {
-  const child = await spawnWorker(db.url, exportDir);
+  const child = await spawnWorker(db.url, exportDir.dir);
   let id = "";
   let renamed = "";
-  await inTransaction(async (rowLock) => {
-    await inTransaction(async (blocker) => {
+  await inTransaction(db.pool, async (rowLock) => {
+    await inTransaction(db.pool, async (blocker) => {
       await holdAtAgentStats(blocker);
       id = await requestExport(db.pool, user, "agent_effectiveness");
       await waitUntil(() => readExport(db.pool, id), (row) => row.status === "running", "the export is running");
@@ -122,7 +103,7 @@ it.each([
       await rowLock.query("select from app_public.exports where id = $1 for update", [id]);
     });
     // The export writes and renames its file, then waits for the row lock to record it.
-    [renamed] = await waitUntil(() => readdir(exportDir), (names) => names.length === 1 && !names[0].endsWith(".partial"), "the file is renamed");
+    [renamed] = await waitUntil(() => readdir(exportDir.dir), (names) => names.length === 1 && !names[0].endsWith(".partial"), "the file is renamed");
     await waitUntil(
       async () => (await db.pool.query("select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%app_private.export_%'")).rowCount,
       (count) => count! > 0,
@@ -140,13 +121,13 @@ it.each([
     const recorded = await waitUntil(() => readExport(db.pool, id), (row) => row.status !== "running", "the orphaned call has committed");
     expect(recorded).toMatchObject({ status: "succeeded", attempts: 1, file_name: renamed });
   }
-  expect(await readdir(exportDir)).toEqual([renamed]);
+  expect(await readdir(exportDir.dir)).toEqual([renamed]);
 
   const { row, lines } = await recoverWithNextWorker(id);
   expect(row).toMatchObject({ status: "succeeded", attempts: connectionEnded ? 2 : 1, error_message: null });
-  expect(await readdir(exportDir)).toEqual([row.file_name]);
+  expect(await readdir(exportDir.dir)).toEqual([row.file_name]);
   expect(row.file_name === renamed).toBe(!connectionEnded);
-  expect(parseCsv(await exportFile(exportDir, row))).toEqual((await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"));
+  expect(parseCsv(await exportFile(exportDir.dir, row))).toEqual((await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"));
   expect(lines.filter((line) => line.message === "export succeeded")).toHaveLength(connectionEnded ? 1 : 0);
   expect(child.output().stdout).not.toContain("export succeeded");
 });

@@ -2,32 +2,33 @@
 // (attempt 2), and then attempt 1 finishes after all. Only the attempt that is
 // running may change the export; the late one's progress, failure and success
 // change nothing, and its file is discarded.
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import type { PoolClient } from "pg";
-import { afterAll, beforeAll, beforeEach, expect, it } from "vitest";
+import { readdir } from "node:fs/promises";
+import { beforeAll, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import type { PrompterProcess } from "../support/server.ts";
 import { expectedExport } from "./oracle.ts";
-import { exportFile, parseCsv, readExport, requestExport, type SignedIn, spawnWorker, startTestWorker, waitUntil } from "./support.ts";
+import {
+  exportFile,
+  inTransaction,
+  parseCsv,
+  readExport,
+  requestExport,
+  type SignedIn,
+  spawnWorker,
+  startTestWorker,
+  useExportDirPerTest,
+  waitUntil,
+} from "./support.ts";
 
 const db = useTestDatabase();
 let user: SignedIn;
-let exportDir: string;
+const exportDir = useExportDirPerTest();
 
-const exportDirs: string[] = [];
 
 beforeAll(async () => {
   user = { role: "app_user", userId: await createUser(db.pool) };
   await db.pool.query("select app_private.generate_demo($1, 20)", [user.userId]);
 });
-// Each test has an EXPORT_DIR of its own, so it sees only its own files.
-beforeEach(async () => {
-  exportDir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
-  exportDirs.push(exportDir);
-});
-afterAll(() => Promise.all(exportDirs.map((dir) => rm(dir, { recursive: true, force: true }))));
 
 /** The export's row as stored, every column. */
 const stored = async (id: string) => (await db.pool.query("select * from app_public.exports where id = $1", [id])).rows[0];
@@ -87,18 +88,6 @@ it("after attempt 2 has started, attempt 1's late progress, failure and success 
   expect(await stored(id)).toEqual(finished);
 });
 
-/** Runs `work` in a transaction on its own connection, rolled back when `work` ends. */
-async function inTransaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
-  const client = await db.pool.connect();
-  try {
-    await client.query("begin");
-    return await work(client);
-  } finally {
-    await client.query("rollback").catch(() => {});
-    client.release();
-  }
-}
-
 const waitingFor = (call: string) =>
   waitUntil(
     async () => (await db.pool.query("select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like $1", [`%${call}%`])).rowCount,
@@ -115,7 +104,7 @@ const waitingFor = (call: string) =>
 const FREEZE_POINTS = {
   "after it started the export": async (frozen: PrompterProcess, id: () => Promise<string>) => {
     let exportId = "";
-    await inTransaction(async (rowLock) => {
+    await inTransaction(db.pool, async (rowLock) => {
       exportId = await id();
       await rowLock.query("select from app_public.exports where id = $1 for update", [exportId]);
       await waitingFor("app_private.export_started");
@@ -131,7 +120,7 @@ const FREEZE_POINTS = {
     await blocker.query("begin");
     await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
     const exportId = await id();
-    await waitUntil(() => readdir(exportDir), (names) => names.some((name) => name.endsWith(".partial")), "attempt 1 writes");
+    await waitUntil(() => readdir(exportDir.dir), (names) => names.some((name) => name.endsWith(".partial")), "attempt 1 writes");
     await waitingFor("COPY");
     frozen.child.kill("SIGSTOP");
     const release = async () => {
@@ -146,11 +135,11 @@ it.each(Object.keys(FREEZE_POINTS))(
   "a worker frozen %s, whose job another worker ran again, changes nothing and leaves no file when it wakes up",
   { timeout: 60_000 },
   async (point) => {
-    const frozen = await spawnWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1" });
+    const frozen = await spawnWorker(db.url, exportDir.dir, { WORKER_HEARTBEAT_INTERVAL: "1" });
     const { exportId: id, release } = await FREEZE_POINTS[point as keyof typeof FREEZE_POINTS](frozen, () =>
       requestExport(db.pool, user, "agent_effectiveness"),
     );
-    const next = await startTestWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
+    const next = await startTestWorker(db.url, exportDir.dir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
     try {
       await waitUntil(() => readExport(db.pool, id), (row) => row.attempts === 2, "the second worker has taken the export over");
       await release();
@@ -167,8 +156,8 @@ it.each(Object.keys(FREEZE_POINTS))(
         "the first worker has finished its attempt",
       );
       expect(await stored(id)).toEqual(finished);
-      expect(await readdir(exportDir)).toEqual([done.file_name]);
-      expect(parseCsv(await exportFile(exportDir, done))).toEqual(
+      expect(await readdir(exportDir.dir)).toEqual([done.file_name]);
+      expect(parseCsv(await exportFile(exportDir.dir, done))).toEqual(
         (await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"),
       );
       expect(frozen.output().stdout).not.toMatch(/"msg":"export succeeded"/);

@@ -2,7 +2,7 @@
 // its own EXPORT_DIR, requesting exports as a user, waiting for them, and
 // reading what they wrote (CSV, gzip, zip) back.
 import { parse } from "csv-parse/sync";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -59,6 +59,30 @@ export function useExportWorker(db: { url: string }, env: Record<string, string>
     if (context.dir) await rm(context.dir, { recursive: true, force: true });
   });
   return context;
+}
+
+/** Registers hooks that give each test of the file an EXPORT_DIR of its own (`context.dir`), so it sees only its own files. */
+export function useExportDirPerTest() {
+  const context = {} as { dir: string };
+  const dirs: string[] = [];
+  beforeEach(async () => {
+    context.dir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
+    dirs.push(context.dir);
+  });
+  afterAll(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+  return context;
+}
+
+/** Runs `work` in a transaction on a connection of its own, rolled back when `work` ends (to hold locks meanwhile). */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    return await work(client);
+  } finally {
+    await client.query("rollback").catch(() => {});
+    client.release();
+  }
 }
 
 /** A worker in this process, logging into `lines`, with its metrics. */
