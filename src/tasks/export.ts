@@ -43,8 +43,11 @@ const NEWLINE = 0x0a;
 // unchanged data gives the same bytes on any machine.
 const ZIP_ENTRY_TIME = new Date(1980, 0, 1);
 
-/** Names of the files this task writes: `<kind>-<export id>-<random>.<csv|csv.gz|zip>[.partial]`. */
-export const EXPORT_FILE_NAME = /^[a-z_]+-\d+-[0-9a-f]{8}\.(csv|csv\.gz|zip)(\.partial)?$/;
+/**
+ * Names of the files this task writes: `<kind>-<export id>-<attempt>-<random>.<csv|csv.gz|zip>[.partial]`
+ * (files of the first release have no `<attempt>-`). Captures the kind, the export id and the attempt.
+ */
+export const EXPORT_FILE_NAME = /^([a-z_]+)-(\d+)-(?:(\d+)-)?[0-9a-f]{8}\.(?:csv|csv\.gz|zip)(?:\.partial)?$/;
 
 export default async function exportTask(payload: unknown, helpers: JobHelpers, context: TaskContext): Promise<void> {
   const exportId = exportIdOf(payload);
@@ -64,7 +67,7 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
   log.info(fields, "export started");
   const started = performance.now();
   try {
-    await removeEarlierAttempts(context.exportDir, job);
+    await removeEarlierAttempts(context.exportDir, job, attempt);
     const written = await writeExport(context, job, helpers);
     const target = path.join(context.exportDir, written.fileName);
     const recorded = await pool
@@ -137,13 +140,17 @@ function messageForUser(error: unknown, exportId: number, attempt: number, maxAt
 
 /**
  * Files of earlier attempts of this export: temporary files of a worker that
- * was killed, or a file renamed just before a crash. The export has not
- * succeeded (or it would not run), so none of them is the export's file.
+ * was killed, or a file renamed just before a crash. The export had not
+ * succeeded when this attempt started, so none of them is the export's file.
+ * Only earlier attempts: this one may itself be late (its worker was paused
+ * after it started and presumed dead), and a newer attempt's file, being
+ * written or already recorded, is not its to delete.
  */
-async function removeEarlierAttempts(exportDir: string, job: ExportJob): Promise<void> {
-  const prefix = `${job.kind}-${job.id}-`;
+async function removeEarlierAttempts(exportDir: string, job: ExportJob, attempt: number): Promise<void> {
   for (const name of await readdir(exportDir)) {
-    if (name.startsWith(prefix) && EXPORT_FILE_NAME.test(name)) await unlink(path.join(exportDir, name)).catch(() => {});
+    const [, kind, id, fileAttempt] = EXPORT_FILE_NAME.exec(name) ?? [];
+    if (kind !== job.kind || id !== String(job.id)) continue;
+    if (fileAttempt === undefined || Number(fileAttempt) < attempt) await unlink(path.join(exportDir, name)).catch(() => {});
   }
 }
 
@@ -187,7 +194,7 @@ async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHel
       stages = [startFile(parts[0].query)];
       extension = "csv";
     }
-    const fileName = `${job.kind}-${job.id}-${randomBytes(4).toString("hex")}.${extension}`;
+    const fileName = `${job.kind}-${job.id}-${attempt}-${randomBytes(4).toString("hex")}.${extension}`;
     const { bytes, sha256 } = await writeAtomically(context.exportDir, fileName, stages, helpers.abortSignal);
     await client.query("commit");
     reusable = true;

@@ -1,26 +1,18 @@
-// What exports contain: every kind parsed back with a real CSV parser and
-// compared with the same SELECT run as the requester, multi_agent_log also with
-// a TypeScript recomputation of its rules; RLS; excel and gzip; byte-identical
-// re-exports and the stale flag; the requests the rules refuse.
+// What exports contain, every kind and every option, compared with a
+// recomputation in TypeScript from the tables' rows (./oracle.ts), never with
+// the SQL the worker runs: the column each value lands in, row order (the
+// fixture's rows lie in the tables in another order than by id), what each
+// user may read, Excel escaping of every text cell; also byte-identical
+// re-exports, the stale flag and the requests the rules refuse.
 import { createHash } from "node:crypto";
 import { gunzipSync } from "node:zlib";
 import { beforeAll, describe, expect, it } from "vitest";
-import { actAs, createUser, errorOf, useTestDatabase, type Actor } from "../support/db.ts";
-import {
-  exportFile,
-  exportQuery,
-  parseCsv,
-  requestExport,
-  selectAsText,
-  type SignedIn,
-  unzip,
-  useExportWorker,
-  waitForExport,
-} from "./support.ts";
+import { actAs, createUser, errorOf, useTestDatabase } from "../support/db.ts";
+import { expectedExport } from "./oracle.ts";
+import { exportFile, parseCsv, readExport, requestExport, type ExportRow, type SignedIn, unzip, useExportWorker, waitForExport } from "./support.ts";
 
 const db = useTestDatabase();
 const exportWorker = useExportWorker(db);
-// The rate limit allows 10 exports a minute per user; these tests stay below it per user.
 let alice: SignedIn;
 let bob: SignedIn;
 let admin: SignedIn;
@@ -28,7 +20,11 @@ const ids = {} as Record<"tricky" | "long" | "bare" | "bob", string>;
 
 const TRICKY = 'He said "hi, there",\nthen left; a ""doubled"" quote, CRLF\r\nand emoji 🎉👩‍💻 — done';
 const LONG = `${'a "quoted", comma\nline '.repeat(20_000)}end`;
-const FORMULAS = ["=1+2", "+SUM(A1)", "-2 things", "@mention", "\tTabbed", "\rCarriage"];
+/** Cells a spreadsheet would run as formulas: each gets a leading apostrophe with the excel option. */
+const FORMULAS = ["=1+2", "+SUM(A1)", "-2 things", "@mention", "\tTabbed", "\rCarriage", " =1+2", "\n@cmd", " \n -1", "\r\n+1"];
+/** Cells that merely look close: left as they are. */
+const HARMLESS = [" plain", "\nplain", "a=1", "'quoted already", "–en dash"];
+const KINDS = ["multi_agent_log", "prompt_versions", "judge_scores", "agent_effectiveness", "all"];
 
 async function sql(text: string, values: unknown[] = []): Promise<string> {
   const { rows } = await db.pool.query<{ id: string }>(text, values);
@@ -36,20 +32,18 @@ async function sql(text: string, values: unknown[] = []): Promise<string> {
 }
 const addPrompt = (user: SignedIn, text: string) =>
   sql("insert into app_public.prompts (user_id, text) values ($1, $2) returning id", [user.userId, text]);
-const addVersion = (user: SignedIn, promptId: string, source: string, text: string) =>
-  sql("insert into app_public.prompt_versions (prompt_id, user_id, source, text) values ($1, $2, $3, $4) returning id", [
-    promptId,
-    user.userId,
-    source,
-    text,
-  ]);
-/** Scores every criterion `value` but context_use `value + 0.5`. */
+const addVersion = (user: SignedIn, promptId: string, source: string, text: string, explanation: string | null = null) =>
+  sql(
+    "insert into app_public.prompt_versions (prompt_id, user_id, source, text, explanation) values ($1, $2, $3, $4, $5) returning id",
+    [promptId, user.userId, source, text, explanation],
+  );
+/** Scores the criteria `value`, `value + 0.1`, ... `value + 0.4`: each its own number, so a swapped column shows. */
 const score = (user: SignedIn, versionId: string, value: number) =>
   sql(
-    "insert into app_public.judge_scores (prompt_version_id, user_id, clarity, specificity, actionability, structure, context_use) values ($1, $2, $3, $3, $3, $3, $3 + 0.5) returning id",
+    "insert into app_public.judge_scores (prompt_version_id, user_id, clarity, specificity, actionability, structure, context_use) values ($1, $2, $3, $3 + 0.1, $3 + 0.2, $3 + 0.3, $3 + 0.4) returning id",
     [versionId, user.userId, value],
   );
-const total = (value: number) => (5 * value + 0.5).toFixed(1);
+const total = (value: number) => (5 * value + 1).toFixed(1);
 const setHead = (user: SignedIn, promptId: string, versionId: string) =>
   sql("insert into app_public.best_heads (prompt_id, prompt_version_id, user_id) values ($1, $2, $3)", [
     promptId,
@@ -65,10 +59,10 @@ beforeAll(async () => {
   await db.pool.query("insert into app_public.agents (name) values ('zeta'), ('alpha')");
 
   ids.tricky = await addPrompt(alice, TRICKY);
-  await score(alice, await addVersion(alice, ids.tricky, "syntax", "older syntax version"), 1);
+  await score(alice, await addVersion(alice, ids.tricky, "syntax", "older syntax version", "=cmd|' /C calc'!A0"), 1);
   // The newest syntax version has no score yet, so the syntax score is empty.
   await addVersion(alice, ids.tricky, "syntax", "newer syntax version");
-  const head = await addVersion(alice, ids.tricky, "structure", TRICKY.toUpperCase());
+  const head = await addVersion(alice, ids.tricky, "structure", TRICKY.toUpperCase(), TRICKY);
   await score(alice, head, 2);
   // Same created_at (one statement): the higher id is the newer.
   const { rows: tied } = await db.pool.query<{ id: string }>(
@@ -87,71 +81,96 @@ beforeAll(async () => {
   await setHead(alice, ids.long, longVersion);
 
   ids.bare = await addPrompt(alice, "a prompt nobody improved yet");
-  for (const formula of FORMULAS) {
-    const prompt = await addPrompt(alice, formula);
-    await setHead(alice, prompt, await addVersion(alice, prompt, "alpha", `${formula} improved`));
+  // Every free-text column (prompt text, version text, explanation) holds each formula and each harmless look-alike.
+  for (const cell of [...FORMULAS, ...HARMLESS]) {
+    const prompt = await addPrompt(alice, cell);
+    const version = await addVersion(alice, prompt, "alpha", `${cell} improved`, cell);
+    await score(alice, version, 6);
+    await setHead(alice, prompt, version);
   }
 
   ids.bob = await addPrompt(bob, "bob's secret prompt");
-  await score(bob, await addVersion(bob, ids.bob, "syntax", "bob's secret version"), 9);
+  const bobsVersion = await addVersion(bob, ids.bob, "syntax", "bob's secret version", "bob's secret explanation");
+  await score(bob, bobsVersion, 9);
+  await setHead(bob, ids.bob, bobsVersion);
+
+  // Rewrite the oldest rows, so a table read in its physical order is not in id order.
+  await db.pool.query("update app_public.prompts set text = text || '' where id in (select id from app_public.prompts order by id limit 3)");
+  await db.pool.query("update app_public.prompt_versions set explanation = coalesce(explanation, 'rewritten') where id in (select id from app_public.prompt_versions order by id limit 3)");
+  await db.pool.query("update app_public.judge_scores set clarity = clarity where id in (select id from app_public.judge_scores order by id limit 3)");
 }, 60_000);
 
-/** Exports and waits; returns the finished row and the file's bytes. */
-async function runExport(actor: SignedIn, kind: string, options: object = {}) {
+/**
+ * Exports and waits; returns the finished row and the file's bytes. Ages the
+ * user's earlier requests, so this file's many exports stay clear of the
+ * per-minute rate limit (which has tests of its own below and in concurrency.test.ts).
+ */
+async function runExport(actor: SignedIn, kind: string, options: { gzip?: boolean; excel?: boolean } = {}) {
+  await db.pool.query("update app_public.exports set requested_at = requested_at - interval '1 minute' where user_id = $1", [actor.userId]);
   const row = await waitForExport(db.pool, await requestExport(db.pool, actor, kind, options));
   return { row, file: await exportFile(exportWorker.dir, row) };
 }
 
-const excelSafe = (cell: string) => (/^[=+\-@\t\r]/.test(cell) ? `'${cell}` : cell);
+const BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 
-/**
- * multi_agent_log recomputed in TypeScript from the rows the actor can read:
- * one row per prompt by id; the best head's text and agent; per agent (seed's
- * three, then the others by name) the judge total of its newest version.
- */
-async function expectedMultiAgentLog(actor: Actor, excel = false): Promise<string[][]> {
-  const read = (query: string) => selectAsText(db.pool, actor, query).then((rows) => rows.slice(1));
-  const agents = (await read("select name from app_public.agents order by name")).map(([name]) => name);
-  const scoreAgents = ["syntax", "structure", "domain", ...agents.filter((a) => !["syntax", "structure", "domain"].includes(a))];
-  const prompts = await read(
-    "select id, to_json(created_at at time zone 'UTC') #>> '{}', text from app_public.prompts order by id",
-  );
-  const versionRows = await read(
-    "select v.id, v.prompt_id, v.source, v.text, (extract(epoch from v.created_at) * 1000000)::bigint, s.total from app_public.prompt_versions v left join app_public.judge_scores s on s.prompt_version_id = v.id",
-  );
-  const heads = new Map((await read("select prompt_id, prompt_version_id from app_public.best_heads")).map(([p, v]) => [p, v]));
-  const byId = new Map(versionRows.map((v) => [v[0], v]));
-  const newer = (a: string[], b: string[]) => BigInt(a[4]) > BigInt(b[4]) || (a[4] === b[4] && BigInt(a[0]) > BigInt(b[0]));
-  const text = (cell: string) => (excel ? excelSafe(cell) : cell);
-  const header = ["request_id", "timestamp", "original_prompt", "final_prompt", "selected_agent", ...scoreAgents.map((a) => `${a}_score`)];
-  return [
-    header,
-    ...prompts.map(([id, created, promptText]) => {
-      const [whole, fraction = ""] = created.split(".");
-      const head = byId.get(heads.get(id) ?? "");
-      const scores = scoreAgents.map((agent) => {
-        const own = versionRows.filter((v) => v[1] === id && v[2] === agent);
-        const newest = own.reduce<string[] | undefined>((best, v) => (!best || newer(v, best) ? v : best), undefined);
-        return newest?.[5] ?? "";
-      });
-      return [id, `${whole}.${fraction.padEnd(6, "0")}Z`, text(promptText), text(head?.[3] ?? ""), text(head?.[2] ?? ""), ...scores];
+/** The CSV files of an export, by name, parsed; with excel, each must start with a BOM. */
+function contentsOf(row: ExportRow, file: Buffer, excel: boolean): Map<string, string[][]> {
+  const entries = row.kind === "all" ? [...unzip(file)] : [[`${row.kind}.csv`, row.file_name!.endsWith(".gz") ? gunzipSync(file) : file] as const];
+  return new Map(
+    entries.map(([name, data]) => {
+      expect(data.subarray(0, 3).equals(BOM), `${name} starts with a BOM`).toBe(excel);
+      return [name, parseCsv(excel ? data.subarray(3) : data)];
     }),
-  ];
+  );
 }
 
-describe("multi_agent_log", () => {
-  it("holds the user's prompts as the seed's columns, with agents registered later after them", async () => {
-    const { row, file } = await runExport(alice, "multi_agent_log");
+/** A file's column, by header name, without the header. */
+const column = (csv: string[][], name: string) => csv.slice(1).map((row) => row[csv[0].indexOf(name)]);
+
+describe("the fixture", () => {
+  it("lies in the tables in another order than by id, so an export without ORDER BY shows", async () => {
+    for (const table of ["prompts", "prompt_versions", "judge_scores"]) {
+      const { rows } = await db.pool.query<{ id: string }>(`select id from app_public.${table}`);
+      const physical = rows.map((row) => row.id);
+      expect(physical, table).not.toEqual([...physical].sort((a, b) => Number(a) - Number(b)));
+    }
+  });
+
+  it("gives each kind different contents for Alice, Bob and an admin, so a leak across users shows", async () => {
+    for (const kind of KINDS) {
+      const [alices, bobs, everyones] = await Promise.all([alice, bob, admin].map((actor) => expectedExport(db.pool, actor, kind)));
+      for (const [name, rows] of alices) {
+        expect(rows, name).not.toEqual(everyones.get(name));
+        expect(bobs.get(name), name).not.toEqual(everyones.get(name));
+      }
+    }
+  });
+});
+
+describe("contents", () => {
+  it.each(KINDS.flatMap((kind) => [[kind, "alice"], [kind, "bob"], [kind, "admin"]]))(
+    "%s as %s holds exactly the recomputed rows: only theirs (everyone's for an admin), by id",
+    async (kind, who) => {
+      const actor = { alice, bob, admin }[who]!;
+      const { row, file } = await runExport(actor, kind);
+      const contents = contentsOf(row, file, false);
+      const expected = await expectedExport(db.pool, actor, kind);
+      expect([...contents]).toEqual([...expected]);
+      expect(row).toMatchObject({ status: "succeeded", attempts: 1, error_message: null, stale: false });
+      expect(row.rows).toBe(String([...expected.values()].reduce((sum, rows) => sum + rows.length - 1, 0)));
+      expect(row.sha256).toBe(createHash("sha256").update(file).digest("hex"));
+      expect(row.bytes).toBe(String(file.length));
+      if (who === "alice") expect(file.includes("bob's secret")).toBe(false);
+    },
+  );
+
+  it("multi_agent_log: the seed's columns, then later agents by name; each rule of the recomputation is exercised", async () => {
+    const { file } = await runExport(alice, "multi_agent_log");
     const csv = parseCsv(file);
-    expect(csv).toEqual(await expectedMultiAgentLog(alice));
     expect(csv[0]).toEqual([
       "request_id", "timestamp", "original_prompt", "final_prompt", "selected_agent",
       "syntax_score", "structure_score", "domain_score", "alpha_score", "zeta_score",
     ]);
-    expect(row).toMatchObject({ kind: "multi_agent_log", rows: String(csv.length - 1), attempts: 1, error_message: null });
-    expect(row.file_name).toMatch(/\.csv$/);
-
-    // The fixture exercises each rule the recomputation encodes.
     const tricky = csv.find((r) => r[0] === ids.tricky)!;
     expect(tricky[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/);
     expect(tricky.slice(2, 5)).toEqual([TRICKY, TRICKY.toUpperCase(), "structure"]);
@@ -160,93 +179,78 @@ describe("multi_agent_log", () => {
     expect(csv.find((r) => r[0] === ids.long)![2]).toBe(LONG);
     expect(csv.find((r) => r[0] === ids.bare)!.slice(3)).toEqual(["", "", "", "", "", "", ""]);
   });
-
-  it("is the same as its SELECT run as the user, and as an admin covers everyone", async () => {
-    const query = await exportQuery(db.pool, "multi_agent_log.csv");
-    const own = await runExport(alice, "multi_agent_log");
-    expect(parseCsv(own.file)).toEqual(await selectAsText(db.pool, alice, query));
-    expect(own.file.includes("bob's secret")).toBe(false);
-
-    const everyone = parseCsv((await runExport(admin, "multi_agent_log")).file);
-    expect(everyone).toEqual(await selectAsText(db.pool, admin, query));
-    expect(everyone).toEqual(await expectedMultiAgentLog(admin));
-    expect(everyone.slice(1).map((r) => r[0])).toEqual(expect.arrayContaining([ids.tricky, ids.bob]));
-
-    const bobs = parseCsv((await runExport(bob, "multi_agent_log")).file);
-    expect(bobs.slice(1).map((r) => r[0])).toEqual([ids.bob]);
-  });
-});
-
-describe("the other kinds", () => {
-  it.each([
-    ["prompt_versions", ["id", "prompt_id", "user_id", "text", "explanation", "source", "created_at"]],
-    ["judge_scores", ["id", "prompt_version_id", "user_id", "source", "clarity", "specificity", "actionability", "structure", "context_use", "total", "created_at"]],
-    ["agent_effectiveness", ["agent", "wins", "total", "win_rate", "avg_score", "scored"]],
-  ])("%s is its SELECT run as the user, with only the user's rows", async (kind, columns) => {
-    const csv = parseCsv((await runExport(alice, kind)).file);
-    expect(csv[0]).toEqual(columns);
-    expect(csv).toEqual(await selectAsText(db.pool, alice, await exportQuery(db.pool, `${kind}.csv`)));
-    if (columns.includes("user_id")) {
-      expect(csv.length).toBeGreaterThan(1);
-      expect(new Set(csv.slice(1).map((r) => r[columns.indexOf("user_id")]))).toEqual(new Set([alice.userId]));
-    }
-  });
 });
 
 describe("options", () => {
-  it("excel starts with a UTF-8 BOM and neutralises cells a spreadsheet would run as formulas", async () => {
-    const { row, file } = await runExport(alice, "multi_agent_log", { excel: true });
-    expect(file.subarray(0, 3)).toEqual(Buffer.from([0xef, 0xbb, 0xbf]));
-    const csv = parseCsv(file.subarray(3));
-    expect(csv).toEqual(await expectedMultiAgentLog(alice, true));
-    expect(csv).toEqual(await selectAsText(db.pool, alice, await exportQuery(db.pool, "multi_agent_log.csv", { excel: true })));
-    const originals = csv.map((r) => r[2]);
-    for (const formula of FORMULAS) expect(originals).toContain(`'${formula}`);
-    expect(originals).toContain(TRICKY);
-    expect(row.sha256).toBe(createHash("sha256").update(file).digest("hex"));
-  });
-
-  it("excel applies to every file of the zip of all", async () => {
-    const { row, file } = await runExport(alice, "all", { excel: true });
-    expect(row.file_name).toMatch(/\.zip$/);
-    for (const [name, data] of unzip(file)) {
-      expect(data.subarray(0, 3)).toEqual(Buffer.from([0xef, 0xbb, 0xbf]));
-      expect(parseCsv(data.subarray(3))).toEqual(await selectAsText(db.pool, alice, await exportQuery(db.pool, name, { excel: true })));
+  it.each(KINDS)("excel: %s has a BOM in each file and every text cell escaped as recomputed", async (kind) => {
+    const { row, file } = await runExport(alice, kind, { excel: true });
+    const contents = contentsOf(row, file, true);
+    expect([...contents]).toEqual([...(await expectedExport(db.pool, alice, kind, { excel: true }))]);
+    // The fixture puts each formula in every free-text column this kind has.
+    const freeText = {
+      "multi_agent_log.csv": ["original_prompt"],
+      "prompt_versions.csv": ["explanation"],
+    } as Record<string, string[]>;
+    for (const [name, csv] of contents) {
+      for (const header of freeText[name] ?? []) {
+        const cells = column(csv, header);
+        for (const formula of FORMULAS) expect(cells, `${name} ${header}`).toContain(`'${formula}`);
+        for (const harmless of HARMLESS) expect(cells, `${name} ${header}`).toContain(harmless);
+      }
     }
   });
 
-  it("gzip writes .csv.gz holding exactly the plain export", async () => {
+  it.each(KINDS.filter((kind) => kind !== "all").flatMap((kind) => [[kind, false], [kind, true]] as const))(
+    "gzip: %s (excel %s) is a .csv.gz of the recomputed rows",
+    async (kind, excel) => {
+      const { row, file } = await runExport(alice, kind, { gzip: true, excel });
+      expect(row.file_name).toMatch(/\.csv\.gz$/);
+      expect([...contentsOf(row, file, excel)]).toEqual([...(await expectedExport(db.pool, alice, kind, { excel }))]);
+      expect(row).toMatchObject({ bytes: String(file.length), sha256: createHash("sha256").update(file).digest("hex") });
+    },
+  );
+
+  it("gzip holds exactly the plain export's bytes", async () => {
     const plain = await runExport(bob, "prompt_versions");
     const zipped = await runExport(bob, "prompt_versions", { gzip: true });
-    expect(zipped.row.file_name).toMatch(/\.csv\.gz$/);
     expect(gunzipSync(zipped.file)).toEqual(plain.file);
-    expect(zipped.row).toMatchObject({
-      rows: plain.row.rows,
-      bytes: String(zipped.file.length),
-      sha256: createHash("sha256").update(zipped.file).digest("hex"),
-    });
+    expect(zipped.row.rows).toBe(plain.row.rows);
   });
 });
 
 describe("freshness", () => {
-  it("re-exporting unchanged data gives the same bytes; a write makes the owner's exports stale and shows up in the next", async () => {
+  it("re-exporting unchanged data gives the same bytes; a write shows up in the next export", async () => {
     const first = await runExport(bob, "multi_agent_log");
     const second = await runExport(bob, "multi_agent_log");
-    const othersData = await runExport(alice, "judge_scores");
-    const everyones = await runExport(admin, "agent_effectiveness");
     expect(second.row.sha256).toBe(first.row.sha256);
     expect(second.file).toEqual(first.file);
     expect(first.row.file_name).not.toBe(second.row.file_name);
-    expect(first.row.stale).toBe(false);
 
     const added = await addPrompt(bob, "written after the export");
-    const after = await waitForExport(db.pool, first.row.id);
-    expect(after.stale).toBe(true);
-    expect((await waitForExport(db.pool, othersData.row.id)).stale).toBe(false);
-    expect((await waitForExport(db.pool, everyones.row.id)).stale).toBe(true);
     const third = await runExport(bob, "multi_agent_log");
-    expect(parseCsv(third.file).map((r) => r[0])).toContain(added);
+    expect(column(parseCsv(third.file), "request_id")).toContain(added);
     expect(third.row.stale).toBe(false);
+  });
+
+  it("an admin's export is fresh when it finishes and stale after any user's write; a user's only after their own", async () => {
+    const carol: SignedIn = { role: "app_user", userId: await createUser(db.pool) };
+    const everyones = (await runExport(admin, "agent_effectiveness")).row.id;
+    const alices = (await runExport(alice, "judge_scores")).row.id;
+    const carols = (await runExport(carol, "prompt_versions")).row.id;
+    const stale = async () => Promise.all([everyones, alices, carols].map(async (id) => (await readExport(db.pool, id)).stale));
+    expect(await stale()).toEqual([false, false, false]);
+
+    // Carol's write: the admin's export saw it change, Alice's did not.
+    await addPrompt(carol, "carol writes");
+    expect(await stale()).toEqual([true, false, true]);
+
+    // A fresh admin export, then Alice's write (the admin has no data of their own).
+    const again = (await runExport(admin, "agent_effectiveness")).row.id;
+    expect((await readExport(db.pool, again)).stale).toBe(false);
+    await addPrompt(alice, "alice writes");
+    expect((await readExport(db.pool, again)).stale).toBe(true);
+    expect((await readExport(db.pool, alices)).stale).toBe(true);
+    expect((await readExport(db.pool, carols)).stale).toBe(true);
   });
 });
 
@@ -266,7 +270,7 @@ describe("requests the rules refuse", () => {
   });
 
   it("the parts of an unknown kind are refused with PRKND", async () => {
-    const error = await errorOf(selectAsText(db.pool, alice, "select * from app_hidden.export_parts('everything')"));
+    const error = await errorOf(actAs(db.pool, alice, (client) => client.query("select * from app_hidden.export_parts('everything')")));
     expect(error.code).toBe("PRKND");
   });
 

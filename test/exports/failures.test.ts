@@ -1,117 +1,133 @@
-// Exports that do not go to plan: a worker process killed in the middle of one,
-// and an export that keeps failing until its last attempt.
-import { mkdtemp, readdir, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
-import { afterAll, beforeAll, expect, it } from "vitest";
+// A worker process SIGKILLed at the two points where a crash could leave a file
+// behind: while it writes (before the rename) and after the rename, before the
+// export records the file. Nobody ever sees a partial or orphaned file (no
+// export refers to one, and the next attempt deletes it), and the export
+// succeeds once. (An export that keeps failing until its last attempt is in
+// test/ops/alerts.test.ts, with the alert it raises.)
+import { readdir } from "node:fs/promises";
+import type { PoolClient } from "pg";
+import { beforeAll, expect, it } from "vitest";
+import { EXPORT_FILE_NAME } from "../../src/tasks/export.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import { expectedExport } from "./oracle.ts";
 import {
   exportFile,
-  exportQuery,
+  inTransaction,
   parseCsv,
   readExport,
   requestExport,
-  selectAsText,
   type SignedIn,
   spawnWorker,
   startTestWorker,
   unzip,
-  waitForExport,
+  useExportDirPerTest,
   waitUntil,
 } from "./support.ts";
 
 const db = useTestDatabase();
-let exportDir: string;
+const exportDir = useExportDirPerTest();
 let user: SignedIn;
 
 beforeAll(async () => {
-  exportDir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
   user = { role: "app_user", userId: await createUser(db.pool) };
   await db.pool.query("select app_private.generate_demo($1, 200)", [user.userId]);
 });
 
-afterAll(() => rm(exportDir, { recursive: true, force: true }));
+/** agent_stats is read by agent_effectiveness only (the zip's last file): locking it holds an export there. */
+const holdAtAgentStats = (client: PoolClient) => client.query("lock table app_hidden.agent_stats in access exclusive mode");
 
-it("a worker killed mid-export leaves no export file, and the export succeeds when its job runs again", async () => {
-  const child = await spawnWorker(db.url, exportDir);
-  const blocker = await db.pool.connect();
-  let id: string;
+/** What a database does when it notices a killed client's connections: ends their backends, rolling back what they were doing. */
+const endBackendsOfKilledWorker = () =>
+  db.pool.query(
+    "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name like 'prompter-worker%' and pid <> pg_backend_pid()",
+  );
+
+/** The next worker releases the killed one's job once its heartbeat is silent, and runs it again; resolves when the job is done. */
+async function recoverWithNextWorker(id: string) {
+  const worker = await startTestWorker(db.url, exportDir.dir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
   try {
-    // agent_effectiveness, the zip's last file, is the only one reading agent_stats:
-    // locking it holds the export after three files, so the kill lands mid-export.
-    await blocker.query("begin");
-    await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
-    id = await requestExport(db.pool, user, "all");
     await waitUntil(
-      () => readdir(exportDir),
-      (names) => names.some((name) => name.endsWith(".zip.partial")),
+      async () => (await db.pool.query("select from graphile_worker.jobs where task_identifier = 'export'")).rowCount,
+      (jobs) => jobs === 0,
+      "the released job has run again",
+    );
+    return { row: await readExport(db.pool, id), lines: worker.lines.filter((line) => line.fields.exportId === Number(id)) };
+  } finally {
+    await worker.stop();
+  }
+}
+
+it("killed while writing (before the rename): its temporary file is never an export's file, and the retry deletes it", async () => {
+  const child = await spawnWorker(db.url, exportDir.dir);
+  let id = "";
+  let partial = "";
+  await inTransaction(db.pool, async (blocker) => {
+    await holdAtAgentStats(blocker);
+    id = await requestExport(db.pool, user, "all");
+    // Deterministic: the zip's first three files are written, its last waits for the lock.
+    [partial] = await waitUntil(
+      () => readdir(exportDir.dir),
+      (names) => names.length === 1 && names[0].endsWith(".zip.partial"),
       "the export has written part of its zip",
     );
     child.child.kill("SIGKILL");
     await child.exited;
-  } finally {
-    await blocker.query("rollback");
-    blocker.release();
-  }
+  });
+  expect(partial).toMatch(EXPORT_FILE_NAME);
+  expect(await readExport(db.pool, id)).toMatchObject({ status: "running", attempts: 1, file_name: null });
+  expect(await readdir(exportDir.dir)).toEqual([partial]);
 
-  const killed = await readExport(db.pool, id);
-  expect(killed).toMatchObject({ status: "running", attempts: 1, file_name: null });
-  expect((await readdir(exportDir)).filter((name) => !name.endsWith(".partial"))).toEqual([]);
-
-  // graphile-worker would keep the dead worker's lock for hours; the next
-  // worker finds its heartbeat silent and releases the job.
-  const worker = await startTestWorker(db.url, exportDir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
-  try {
-    const retried = await waitForExport(db.pool, id);
-    expect(retried).toMatchObject({ status: "succeeded", attempts: 2, error_message: null });
-    // The killed attempt's temporary file is gone: only the export's file is left.
-    expect(await readdir(exportDir)).toEqual([retried.file_name]);
-    const files = unzip(await exportFile(exportDir, retried));
-    const log = parseCsv(files.get("multi_agent_log.csv")!);
-    expect(log).toEqual(await selectAsText(db.pool, user, await exportQuery(db.pool, "multi_agent_log.csv")));
-    expect(retried.rows).toBe(String([...files.values()].reduce((sum, data) => sum + parseCsv(data).length - 1, 0)));
-  } finally {
-    await worker.stop();
-  }
+  const { row, lines } = await recoverWithNextWorker(id);
+  expect(row).toMatchObject({ status: "succeeded", attempts: 2, error_message: null });
+  expect(await readdir(exportDir.dir)).toEqual([row.file_name]);
+  const files = unzip(await exportFile(exportDir.dir, row));
+  const expected = await expectedExport(db.pool, user, "all");
+  expect([...files].map(([name, data]) => [name, parseCsv(data)])).toEqual([...expected]);
+  expect(lines.filter((line) => line.message === "export succeeded")).toHaveLength(1);
+  expect(child.output().stdout).not.toContain("export succeeded");
 });
 
-it("a failing export is retried with a message for the user; after its last attempt it is failed and logged as an error", async () => {
-  // The directory disappears after the worker has created it, so every attempt fails.
-  const missing = path.join(exportDir, "missing");
-  const worker = await startTestWorker(db.url, missing);
-  await rm(missing, { recursive: true });
-  try {
-    const id = await requestExport(db.pool, user, "judge_scores");
-    const retrying = await waitUntil(
-      () => readExport(db.pool, id),
-      (row) => row.status === "queued" && row.attempts === 1,
-      "the first attempt has failed",
-    );
-    expect(retrying.error_message).toBe("Attempt 1 of 5 failed; the export will be retried shortly.");
-
-    // Skip the backoff: make the next attempt, due now, the last one. Only an
-    // unlocked job can be rescheduled, and the worker unlocks it just after the export row changed.
+it.each([
+  ["the database ends its connection first: its call is rolled back, and the retry deletes the renamed file", true],
+  ["its last call commits after all: the renamed file is the export's, and the retry does nothing", false],
+])("killed after the rename, before recording the file; %s", async (_case, connectionEnded) => {
+  const child = await spawnWorker(db.url, exportDir.dir);
+  let id = "";
+  let renamed = "";
+  await inTransaction(db.pool, async (rowLock) => {
+    await inTransaction(db.pool, async (blocker) => {
+      await holdAtAgentStats(blocker);
+      id = await requestExport(db.pool, user, "agent_effectiveness");
+      await waitUntil(() => readExport(db.pool, id), (row) => row.status === "running", "the export is running");
+      // Deterministic: the export cannot record anything while this row lock is held.
+      await rowLock.query("select from app_public.exports where id = $1 for update", [id]);
+    });
+    // The export writes and renames its file, then waits for the row lock to record it.
+    [renamed] = await waitUntil(() => readdir(exportDir.dir), (names) => names.length === 1 && !names[0].endsWith(".partial"), "the file is renamed");
     await waitUntil(
-      () =>
-        db.pool.query(
-          "select graphile_worker.reschedule_jobs(array(select id from graphile_worker.jobs where task_identifier = 'export'), run_at := now(), attempts := 4)",
-        ),
-      (result) => result.rowCount === 1,
-      "the failed job could be rescheduled",
+      async () => (await db.pool.query("select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%app_private.export_%'")).rowCount,
+      (count) => count! > 0,
+      "the worker waits to record the export",
     );
-    const failed = await waitForExport(db.pool, id);
-    expect(failed).toMatchObject({ status: "failed", attempts: 5, file_name: null, rows: null });
-    expect(failed.error_message).toBe(`The export failed 5 times; try again later, or ask your operator about export ${id}.`);
-
-    // One line per failed attempt, a warning until the last, which is an error; graphile-worker's own line about each is debug only.
-    const failureLines = worker.lines.filter((line) => line.fields.exportId === Number(id) && line.message !== "export started");
-    const last = failureLines.pop()!;
-    expect([last.level, last.message, last.fields.attempt]).toEqual(["error", "export failed for good", 5]);
-    expect(last.fields.error).toContain(missing);
-    expect(failureLines[0].fields.attempt).toBe(1);
-    for (const line of failureLines) expect([line.level, line.message]).toEqual(["warn", "export attempt failed; it will be retried"]);
-    expect(worker.lines.filter((line) => line.level === "error")).toEqual([last]);
-  } finally {
-    await worker.stop();
+    child.child.kill("SIGKILL");
+    await child.exited;
+    if (connectionEnded) await endBackendsOfKilledWorker();
+  });
+  expect(renamed).toMatch(EXPORT_FILE_NAME);
+  // No export refers to the renamed file unless its success was recorded.
+  if (connectionEnded) {
+    expect(await readExport(db.pool, id)).toMatchObject({ status: "running", attempts: 1, file_name: null });
+  } else {
+    const recorded = await waitUntil(() => readExport(db.pool, id), (row) => row.status !== "running", "the orphaned call has committed");
+    expect(recorded).toMatchObject({ status: "succeeded", attempts: 1, file_name: renamed });
   }
+  expect(await readdir(exportDir.dir)).toEqual([renamed]);
+
+  const { row, lines } = await recoverWithNextWorker(id);
+  expect(row).toMatchObject({ status: "succeeded", attempts: connectionEnded ? 2 : 1, error_message: null });
+  expect(await readdir(exportDir.dir)).toEqual([row.file_name]);
+  expect(row.file_name === renamed).toBe(!connectionEnded);
+  expect(parseCsv(await exportFile(exportDir.dir, row))).toEqual((await expectedExport(db.pool, user, "agent_effectiveness")).get("agent_effectiveness.csv"));
+  expect(lines.filter((line) => line.message === "export succeeded")).toHaveLength(connectionEnded ? 1 : 0);
+  expect(child.output().stdout).not.toContain("export succeeded");
 });

@@ -17,18 +17,21 @@ const db = useTestDatabase();
 const exportWorker = useExportWorker(db, { EXPORT_RETENTION_DAYS: String(RETENTION_DAYS) });
 const daysAgo = (days: number) => new Date(Date.now() - days * 24 * 3600 * 1000);
 
-it("deletes finished exports older than EXPORT_RETENTION_DAYS with their files, and old files no export refers to", async () => {
+it("deletes finished exports older than EXPORT_RETENTION_DAYS with their files, and old files no export refers to; keeps queued and running ones", async () => {
   const user: SignedIn = { role: "app_user", userId: await createUser(db.pool) };
   const exported = async () => waitForExport(db.pool, await requestExport(db.pool, user, "agent_effectiveness"));
-  const [expired, recent, expiredFailed, stuck] = [await exported(), await exported(), await exported(), await exported()];
+  const [expired, recent, expiredFailed, queued, running] = [
+    await exported(), await exported(), await exported(), await exported(), await exported(),
+  ];
   const age = (id: string, days: number, status: string) =>
     db.pool.query("update app_public.exports set requested_at = $2, status = $3 where id = $1", [id, daysAgo(days), status]);
   // Their files were written just now: for a file an export refers to, the export's age decides.
   await age(expired.id, RETENTION_DAYS + 1, "succeeded");
   await age(recent.id, RETENTION_DAYS - 1, "succeeded");
   await age(expiredFailed.id, RETENTION_DAYS + 1, "failed");
-  // A queued export is kept whatever its age: its job still refers to it.
-  await age(stuck.id, RETENTION_DAYS + 1, "queued");
+  // Queued and running exports are kept whatever their age: their job still refers to them.
+  await age(queued.id, RETENTION_DAYS * 10, "queued");
+  await age(running.id, RETENTION_DAYS * 10, "running");
   // Files no export refers to: deleted once older than the retention period.
   const files = {
     orphanOld: "multi_agent_log-999999-0123abcd.csv",
@@ -49,9 +52,9 @@ it("deletes finished exports older than EXPORT_RETENTION_DAYS with their files, 
   );
 
   const { rows } = await db.pool.query<{ id: string }>("select id from app_public.exports order by id");
-  expect(rows.map((row) => row.id)).toEqual([recent.id, stuck.id]);
+  expect(rows.map((row) => row.id)).toEqual([recent.id, queued.id, running.id]);
   expect((await readdir(exportWorker.dir)).sort()).toEqual(
-    [recent.file_name, stuck.file_name, files.orphanRecent, files.notOurs].sort(),
+    [recent.file_name, queued.file_name, running.file_name, files.orphanRecent, files.notOurs].sort(),
   );
   expect(exportWorker.lines.find((line) => line.message === "export retention")!.fields).toMatchObject({
     deletedExports: 2,

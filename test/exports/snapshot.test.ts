@@ -10,17 +10,16 @@ import { beforeAll, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import {
   exportFile,
-  exportQuery,
   parseCsv,
   readExport,
   requestExport,
-  selectAsText,
   type SignedIn,
   unzip,
   useExportWorker,
   waitForExport,
   waitUntil,
 } from "./support.ts";
+import { expectedExport } from "./oracle.ts";
 
 const db = useTestDatabase();
 const exportWorker = useExportWorker(db);
@@ -100,19 +99,16 @@ async function pausedExport(
 }
 
 it("reports progress while it runs and keeps its partial output under a temporary name", async () => {
-  const [, ...before] = await selectAsText(
-    db.pool,
-    user,
-    "select (select count(*) from app_public.prompts) + (select count(*) from app_public.prompt_versions) + (select count(*) from app_public.judge_scores)",
-  );
+  const files = [...(await expectedExport(db.pool, user, "all")).values()];
+  const firstThree = String(files.slice(0, 3).reduce((sum, rows) => sum + rows.length - 1, 0));
   const id = await pausedExport("app_hidden.agent_stats", "COPY (%agent_effectiveness%", async (_blocker, id) => {
     const paused = await waitUntil(
       () => readExport(db.pool, id),
-      (row) => row.progress_rows === before[0][0],
+      (row) => row.progress_rows === firstThree,
       "progress counts the rows of the first three files",
     );
     expect(paused).toMatchObject({ status: "running", file_name: null, attempts: 1 });
-    expect(await readdir(exportWorker.dir)).toEqual([expect.stringMatching(new RegExp(`^all-${id}-[0-9a-f]{8}\\.zip\\.partial$`))]);
+    expect(await readdir(exportWorker.dir)).toEqual([expect.stringMatching(new RegExp(`^all-${id}-1-[0-9a-f]{8}\\.zip\\.partial$`))]);
   });
   const { row } = await exportedFiles(id);
   expect(await readdir(exportWorker.dir)).toContain(row.file_name);
@@ -155,8 +151,6 @@ it("takes every file from one snapshot: a write committed during the export is i
   expect(next.csv.prompt_versions.map((row) => row[0])).toContain(added.version);
   expectConsistent(next.csv);
   expect(next.row.stale).toBe(false);
-  for (const name of FILES) {
-    const kind = name.replace(".csv", "");
-    expect(next.csv[kind]).toEqual(await selectAsText(db.pool, user, await exportQuery(db.pool, name)));
-  }
+  const expected = await expectedExport(db.pool, user, "all");
+  for (const name of FILES) expect(next.csv[name.replace(".csv", "")]).toEqual(expected.get(name));
 });

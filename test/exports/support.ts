@@ -2,7 +2,7 @@
 // its own EXPORT_DIR, requesting exports as a user, waiting for them, and
 // reading what they wrote (CSV, gzip, zip) back.
 import { parse } from "csv-parse/sync";
-import { afterAll, beforeAll } from "vitest";
+import { afterAll, beforeAll, beforeEach } from "vitest";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -13,7 +13,7 @@ import { loadConfig } from "../../src/config.ts";
 import type { Log } from "../../src/log.ts";
 import { createMetrics } from "../../src/metrics.ts";
 import { startWorker } from "../../src/worker.ts";
-import { actAs, type Actor } from "../support/db.ts";
+import type { Actor } from "../support/db.ts";
 import { spawnPrompter, type PrompterProcess } from "../support/server.ts";
 
 /** A user acting through the app: their role and id. */
@@ -59,6 +59,30 @@ export function useExportWorker(db: { url: string }, env: Record<string, string>
     if (context.dir) await rm(context.dir, { recursive: true, force: true });
   });
   return context;
+}
+
+/** Registers hooks that give each test of the file an EXPORT_DIR of its own (`context.dir`), so it sees only its own files. */
+export function useExportDirPerTest() {
+  const context = {} as { dir: string };
+  const dirs: string[] = [];
+  beforeEach(async () => {
+    context.dir = await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
+    dirs.push(context.dir);
+  });
+  afterAll(() => Promise.all(dirs.map((dir) => rm(dir, { recursive: true, force: true }))));
+  return context;
+}
+
+/** Runs `work` in a transaction on a connection of its own, rolled back when `work` ends (to hold locks meanwhile). */
+export async function inTransaction<T>(pool: pg.Pool, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    return await work(client);
+  } finally {
+    await client.query("rollback").catch(() => {});
+    client.release();
+  }
 }
 
 /** A worker in this process, logging into `lines`, with its metrics. */
@@ -129,26 +153,6 @@ export function parseCsv(data: Buffer | string): string[][] {
   return parse(data, { relax_column_count: false });
 }
 
-/**
- * Runs a query as the actor with every value as PostgreSQL's text (null as ""),
- * header first: the shape a CSV export of it parses back to.
- */
-export async function selectAsText(pool: pg.Pool, actor: Actor, query: string): Promise<string[][]> {
-  const result = await actAs(pool, actor, (client) =>
-    client.query<string[]>({ text: query, rowMode: "array", types: { getTypeParser: () => (value: string) => value } }),
-  );
-  return [result.fields.map((field) => field.name), ...result.rows.map((row) => row.map((value) => value ?? ""))];
-}
-
-/** The SELECT an export of this kind copies from (one part; "all" has several). */
-export async function exportQuery(pool: pg.Pool, fileName: string, options: { excel?: boolean } = {}): Promise<string> {
-  const { rows } = await pool.query<{ query: string }>(
-    "select query from app_hidden.export_parts('all', $1) where file_name = $2",
-    [options.excel ?? false, fileName],
-  );
-  return rows[0].query;
-}
-
 /** The entries of a zip file, in order, checked against their CRC. */
 export function unzip(zip: Buffer): Map<string, Buffer> {
   const end = zip.lastIndexOf(Buffer.from([0x50, 0x4b, 0x05, 0x06]));
@@ -180,12 +184,4 @@ export async function exportContents(dir: string, row: ExportRow): Promise<Map<s
   const data = await exportFile(dir, row);
   if (row.kind === "all") return new Map([...unzip(data)].map(([name, entry]) => [name, parseCsv(entry)]));
   return new Map([[`${row.kind}.csv`, parseCsv(row.file_name!.endsWith(".gz") ? gunzipSync(data) : data)]]);
-}
-
-/** What an export of `kind` by the actor should hold now: each file's SELECT run as the actor. */
-export async function expectedContents(pool: pg.Pool, actor: Actor, kind: string): Promise<Map<string, string[][]>> {
-  const { rows } = await pool.query<{ file_name: string; query: string }>("select file_name, query from app_hidden.export_parts($1)", [kind]);
-  const files = new Map<string, string[][]>();
-  for (const part of rows) files.set(part.file_name, await selectAsText(pool, actor, part.query));
-  return files;
 }

@@ -1,6 +1,7 @@
-// An export that fails for good is logged once at error level, counted, and
-// posted to ALERT_WEBHOOK_URL, retried while the webhook fails; so is one whose
-// worker died during its last attempt, which the next worker's heartbeat finds.
+// An export that keeps failing is retried with a message for the user; once it
+// fails for good it is logged once at error level, counted, and posted to
+// ALERT_WEBHOOK_URL, retried while the webhook fails; so is one whose worker
+// died during its last attempt, which the next worker's heartbeat finds.
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -40,7 +41,7 @@ afterAll(async () => {
   await rm(exportDir, { recursive: true, force: true });
 });
 
-it("posts an alert, retried until the webhook takes it, when an export fails for good; one error line, no webhook URL in the log", async () => {
+it("retries a failing export with a message for the user; after its last attempt, one error line and an alert retried until the webhook takes it", async () => {
   received.length = 0;
   answers.push(503);
   // The directory disappears after the worker has created it, so every attempt fails.
@@ -49,14 +50,22 @@ it("posts an alert, retried until the webhook takes it, when an export fails for
   await rm(missing, { recursive: true });
   try {
     const id = await requestExport(db.pool, user, "judge_scores");
-    await waitUntil(() => readExport(db.pool, id), (row) => row.attempts === 1 && row.status === "queued", "the first attempt has failed");
-    // Skip the backoff: make the next attempt, due now, the last one.
+    const retrying = await waitUntil(
+      () => readExport(db.pool, id),
+      (row) => row.attempts === 1 && row.status === "queued",
+      "the first attempt has failed",
+    );
+    expect(retrying.error_message).toBe("Attempt 1 of 5 failed; the export will be retried shortly.");
+    // Skip the backoff: make the next attempt, due now, the last one. Only an unlocked
+    // job can be rescheduled, and the worker unlocks it just after the export row changed.
     await waitUntil(
       () => db.pool.query("select graphile_worker.reschedule_jobs(array(select id from graphile_worker.jobs where task_identifier = 'export'), run_at := now(), attempts := 4)"),
       (result) => result.rowCount === 1,
       "the failed job could be rescheduled",
     );
-    expect(await waitForExport(db.pool, id)).toMatchObject({ status: "failed", attempts: 5 });
+    const failed = await waitForExport(db.pool, id);
+    expect(failed).toMatchObject({ status: "failed", attempts: 5, file_name: null, rows: null });
+    expect(failed.error_message).toBe(`The export failed 5 times; try again later, or ask your operator about export ${id}.`);
     await waitUntil(async () => received.length, (count) => count === 2, "the webhook has been called twice");
 
     expect(received[0]).toEqual(received[1]);
@@ -73,7 +82,14 @@ it("posts an alert, retried until the webhook takes it, when an export fails for
       summary: expect.stringMatching(new RegExp(`^Export ${id} \\(judge_scores\\) failed after 5 attempt\\(s\\): `)),
     });
     await waitUntil(async () => worker.lines.find((line) => line.message === "alert delivered"), Boolean, "the delivery is logged");
-    expect(worker.lines.filter((line) => line.level === "error").map((line) => line.message)).toEqual(["export failed for good"]);
+    // One line per failed attempt, a warning until the last, which is the only error; graphile-worker's own line about each is debug only.
+    const failureLines = worker.lines.filter((line) => line.fields.exportId === Number(id) && line.message !== "export started");
+    expect(failureLines.map((line) => [line.level, line.message, line.fields.attempt])).toEqual([
+      ["warn", "export attempt failed; it will be retried", 1],
+      ["error", "export failed for good", 5],
+    ]);
+    expect(failureLines[1].fields.error).toContain(missing);
+    expect(worker.lines.filter((line) => line.level === "error")).toEqual([failureLines[1]]);
     expect(worker.lines.find((line) => line.message === "alert delivery failed; retrying")?.fields).toMatchObject({
       alert: "export_failed",
       attempt: 1,

@@ -10,7 +10,8 @@ import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type LogRecord, type RunningServer } from "../support/server.ts";
-import { expectedContents, exportContents, readExport, type ExportRow, type SignedIn, waitUntil } from "../exports/support.ts";
+import { expectedExport } from "../exports/oracle.ts";
+import { exportContents, readExport, type ExportRow, type SignedIn, waitUntil } from "../exports/support.ts";
 import { scrape, spawnMetricsWorker, total, withPassword, type WorkerProcess } from "./support.ts";
 
 const db = useTestDatabase();
@@ -140,7 +141,7 @@ it("runs 50 exports exactly once across two workers while one of them is killed 
   for (const export_ of requested) {
     const row = await readExport(db.pool, export_.id);
     expect(row, `export ${export_.id}`).toMatchObject({ status: "succeeded", user_id: export_.user.userId, kind: export_.kind });
-    expect(await exportContents(exportDir, row)).toEqual(await expectedContents(db.pool, export_.user, export_.kind));
+    expect(await exportContents(exportDir, row)).toEqual(await expectedExport(db.pool, export_.user, export_.kind));
     const { rows: [{ request_id }] } = await db.pool.query("select request_id from app_public.exports where id = $1", [export_.id]);
     expect(request_id).toBe(export_.requestId);
     rows.push(row);

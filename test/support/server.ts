@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import jwt from "jsonwebtoken";
+import { afterAll, afterEach, beforeEach } from "vitest";
 import { authUrlFor } from "./db.ts";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
@@ -53,6 +54,42 @@ function environment(databaseUrl: string, exportDir: string, overrides: Record<s
   return env;
 }
 
+/**
+ * Every process spawned here is SIGKILLed, even when its test fails before
+ * stopping it (a worker left running would take the next test's jobs): one
+ * spawned by a test after that test, one spawned by a beforeAll after the
+ * file's tests, and any left when the test process exits. These hooks attach
+ * to the root suite of each test file that imports this module.
+ */
+const spawned = new Map<ChildProcess, { spawnedByTest: boolean }>();
+let inTest = false;
+
+async function killRunning(which: (spawnedByTest: boolean) => boolean) {
+  const killed = [...spawned]
+    .filter(([child, { spawnedByTest }]) => which(spawnedByTest) && child.exitCode === null && child.signalCode === null)
+    .map(([child]) => child);
+  await Promise.all(
+    killed.map((child) => {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGCONT"); // a stopped process (SIGSTOP) would not exit before it is continued
+      child.kill("SIGKILL");
+      return exited;
+    }),
+  );
+}
+
+beforeEach(() => {
+  inTest = true;
+});
+afterEach(async () => {
+  inTest = false;
+  await killRunning((spawnedByTest) => spawnedByTest);
+});
+afterAll(() => killRunning(() => true));
+process.once("exit", () => {
+  for (const child of spawned.keys()) child.kill("SIGKILL");
+});
+
 /** Runs `npx prompter <args>`; resolves once `ready` holds of what it printed (which may be a promise). */
 export async function spawnPrompter(options: {
   databaseUrl: string;
@@ -72,7 +109,9 @@ export async function spawnPrompter(options: {
   let stderr = "";
   child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+  spawned.set(child, { spawnedByTest: inTest });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  void exited.then(() => spawned.delete(child));
   let running = true;
   void exited.then(() => (running = false));
 
