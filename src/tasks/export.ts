@@ -160,8 +160,9 @@ async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHel
   try {
     await client.query("begin isolation level repeatable read read only");
     await client.query(
-      "select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true)",
-      [job.requested_role, job.user_id, connectionName],
+      `select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true),
+              set_config('statement_timeout', $4, true)`,
+      [job.requested_role, job.user_id, connectionName, `${context.exportStatementTimeoutSeconds}s`],
     );
     const {
       rows: [{ data_version: dataVersion }],
