@@ -87,7 +87,7 @@ it("a failing export is retried with a message for the user; after its last atte
       (row) => row.status === "queued" && row.attempts === 1,
       "the first attempt has failed",
     );
-    expect(retrying.error_message).toBe("Attempt 1 of 5 failed; the export will be retried shortly.");
+    expect(retrying.error_message).toBe("Attempt 1 of 5 failed (the server's export directory is missing); the export will be retried shortly.");
 
     // Skip the backoff: make the next attempt, due now, the last one. Only an
     // unlocked job can be rescheduled, and the worker unlocks it just after the export row changed.
@@ -101,7 +101,7 @@ it("a failing export is retried with a message for the user; after its last atte
     );
     const failed = await waitForExport(db.pool, id);
     expect(failed).toMatchObject({ status: "failed", attempts: 5, file_name: null, rows: null });
-    expect(failed.error_message).toBe(`The export failed 5 times; try again later, or ask your operator about export ${id}.`);
+    expect(failed.error_message).toBe(`The export failed 5 times (the server's export directory is missing); try again later, or ask your operator about export ${id}.`);
 
     // One line per failed attempt, a warning until the last, which is an error; graphile-worker's own line about each is debug only.
     const failureLines = worker.lines.filter((line) => line.fields.exportId === Number(id) && line.message !== "export started");

@@ -24,7 +24,9 @@ beforeAll(async () => {
   server = await startServer({
     databaseUrl: database.url,
     args: ["start"],
-    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "3", EXPORT_WAIT_SECONDS: "30" },
+    // Dead-worker detection would take ten minutes: the runner that died with the
+    // database must have its jobs released by its own process, when it replaces it.
+    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "10m", EXPORT_WAIT_SECONDS: "30" },
   });
 });
 
