@@ -6,6 +6,7 @@
 // attempts, so a wait outlives the outage if the export finishes in time.
 import pg from "pg";
 import type { Log } from "../log.ts";
+import { isDatabaseUnavailable } from "./errors.ts";
 
 export const EXPORTS_CHANNEL = "prompter_exports";
 
@@ -65,11 +66,13 @@ export function exportEvents(databaseUrl: string, log: Log) {
   return {
     /**
      * Reads the export until `finished` says so or `seconds` pass, re-reading
-     * whenever its id is notified (or every POLL_MS while not listening).
-     * Returns the last value read.
+     * whenever its id is notified (or every POLL_MS while not listening, or
+     * while the database is unreachable). Returns the last value read, or
+     * `known` (what was read before waiting) if no read succeeded.
      */
-    async waitFor<T>(exportId: string, seconds: number, read: () => Promise<T>, finished: (value: T) => boolean): Promise<T> {
+    async waitFor<T>(exportId: string, seconds: number, read: () => Promise<T>, finished: (value: T) => boolean, known: T): Promise<T> {
       const deadline = Date.now() + seconds * 1000;
+      let value = known;
       let notified = false;
       let wake = () => {};
       const onNotify = () => {
@@ -83,14 +86,22 @@ export function exportEvents(databaseUrl: string, log: Log) {
           const listeningNow = !closed && (await listening().then(() => true, () => false));
           notified = false;
           // Read after listening, so a change between the two is never missed.
-          const value = await read();
+          // A read that finds the database unreachable is tried again: failing the
+          // request would have the client request the export a second time.
+          let readFailed = false;
+          try {
+            value = await read();
+          } catch (error) {
+            if (!isDatabaseUnavailable(error)) throw error;
+            readFailed = true;
+          }
           const remaining = deadline - Date.now();
           if (finished(value) || remaining <= 0 || closed) return value;
           if (!notified) {
             let timer: NodeJS.Timeout | undefined;
             await new Promise<void>((resolve) => {
               wake = resolve;
-              timer = setTimeout(resolve, listeningNow ? remaining : Math.min(remaining, POLL_MS));
+              timer = setTimeout(resolve, listeningNow && !readFailed ? remaining : Math.min(remaining, POLL_MS));
             });
             clearTimeout(timer);
           }
