@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createUser } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 import { expectedContents, exportContents, readExport, type ExportRow, type SignedIn } from "../exports/support.ts";
+import { parseMetrics, total } from "../ops/support.ts";
 import { OUTAGE_SECONDS, startControlledPostgres, within, type ControlledPostgres } from "./support.ts";
 
 let database: ControlledPostgres;
@@ -98,7 +99,10 @@ it("a restart during a running export: it succeeds on a later attempt, exports r
   expect(rows.find((row) => row.id === queued)!.kind).toBe("multi_agent_log");
   // The worker's runner died with the database and was replaced inside the same process.
   const lines = server.logLines();
-  expect(lines.filter((line) => line.msg === "worker runner restarted").length).toBeGreaterThan(0);
+  const restarts = lines.filter((line) => line.msg === "worker runner restarted").length;
+  expect(restarts).toBeGreaterThan(0);
+  const metrics = parseMetrics(await (await fetch(`${server.baseUrl}/metrics`)).text());
+  expect(total(metrics, "prompter_worker_restarts_total")).toBe(restarts);
   expect(server.child.exitCode).toBe(null);
 });
 
