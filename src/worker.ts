@@ -104,7 +104,7 @@ interface Runner {
 type Heartbeats = Awaited<ReturnType<typeof startHeartbeats>>;
 
 /** Restart delays: doubling from the first to the last while starts keep failing. */
-const RESTART_DELAY_MS = { first: 1000, max: 30_000 };
+const RESTART_DELAY_MS = { first: 1000, max: 10_000 };
 /** A runner that lasted this long was healthy: the next restart starts from the first delay again. */
 const HEALTHY_RUN_MS = 60_000;
 
