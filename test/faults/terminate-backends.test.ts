@@ -54,8 +54,12 @@ it("terminating every prompter backend during an export and requests: all recove
     await within(30, "the export waits for the lock halfway", async () =>
       (await db.pool.query("select from pg_stat_activity where application_name like $1 and wait_event_type = 'Lock'", [`prompter-worker export=${requested[0]} %`])).rowCount === 1);
 
+    const waiting = call("/api/storage/export-multi-agent?wait=true", { method: "POST" });
+    // Terminated before its export was queued, the request would rightly answer 503: wait until it waits.
+    await within(30, "the ?wait=true request waits for its export", async () =>
+      (await db.pool.query("select from app_public.exports where kind = 'multi_agent_log'")).rowCount === 1);
     const requests = [
-      call("/api/storage/export-multi-agent?wait=true", { method: "POST" }),
+      waiting,
       ...Array.from({ length: 4 }, () => call("/api/exports")),
       ...Array.from({ length: 4 }, () => call("/graphql", { method: "POST", body: JSON.stringify({ query: "{ allPrompts { totalCount } }" }) })),
     ];
