@@ -41,7 +41,7 @@ async function call(path: string, init: RequestInit = {}) {
     ...init,
     headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json", ...init.headers },
     // A request that hangs fails the test here, rather than at the test's timeout.
-    signal: AbortSignal.timeout(15_000),
+    signal: AbortSignal.timeout(45_000),
   });
   return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() };
 }
@@ -75,7 +75,12 @@ it("a restart during a running export: it succeeds on a later attempt, exports r
   const blocker = await database.pool.connect();
   await blocker.query("begin");
   await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
-  const victim = await requestExport("export-all");
+  // Requested with ?wait=true: the request waits through the restart (its reads fail meanwhile) and
+  // answers with the export's state, never 503, which would have the client request it again.
+  const waiting = call("/api/storage/export-all?wait=true", { method: "POST" });
+  const victim = await within(30, "the export is queued", async () =>
+    String((await database.pool.query("select id from app_public.exports where kind = 'all'")).rows[0].id));
+  requested.push(victim);
   await within(30, "the export waits for the lock halfway", async () =>
     (await database.pool.query("select from pg_stat_activity where application_name like $1 and wait_event_type = 'Lock'", [`prompter-worker export=${victim} %`])).rowCount === 1);
   expect(await readExport(database.pool, victim)).toMatchObject({ status: "running", attempts: 1 });
@@ -94,6 +99,9 @@ it("a restart during a running export: it succeeds on a later attempt, exports r
   await within(60, "/readyz answers 200", readyz, (status) => status === 200);
   console.info(`database restart: every export done and /readyz 200 ${((Date.now() - back) / 1000).toFixed(1)} s after the database was back`);
 
+  const waited = await waiting;
+  expect([200, 202], JSON.stringify(waited)).toContain(waited.status);
+  expect(waited.body.export_id).toBe(Number(victim));
   const rows = await expectEveryExportSucceededOnce();
   expect(rows.find((row) => row.id === victim)!.attempts).toBeGreaterThan(1);
   expect(rows.find((row) => row.id === queued)!.kind).toBe("multi_agent_log");
