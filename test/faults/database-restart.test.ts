@@ -10,7 +10,7 @@ import { createUser } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 import { expectedContents, exportContents, readExport, type ExportRow, type SignedIn } from "../exports/support.ts";
 import { parseMetrics, total } from "../ops/support.ts";
-import { OUTAGE_SECONDS, startControlledPostgres, within, type ControlledPostgres } from "./support.ts";
+import { callAs, OUTAGE_SECONDS, startControlledPostgres, within, type ControlledPostgres } from "./support.ts";
 
 let database: ControlledPostgres;
 let server: RunningServer;
@@ -36,15 +36,7 @@ afterAll(async () => {
   await database?.destroy();
 });
 
-async function call(path: string, init: RequestInit = {}) {
-  const response = await fetch(`${server.baseUrl}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json", ...init.headers },
-    // A request that hangs fails the test here, rather than at the test's timeout.
-    signal: AbortSignal.timeout(45_000),
-  });
-  return { status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() };
-}
+const call = (path: string, init?: RequestInit) => callAs(server.baseUrl, user.token, path, init);
 
 async function requestExport(route: string): Promise<string> {
   const { status, body } = await call(`/api/storage/${route}`, { method: "POST" });
@@ -121,6 +113,7 @@ it("while the database is down REST and GraphQL answer 503 with Retry-After at o
   while (Date.now() - stoppedAt < OUTAGE_SECONDS * 1000) {
     const rest = await call("/api/exports");
     expect(rest).toEqual({
+      path: "/api/exports",
       status: 503,
       retryAfter: "5",
       body: { success: false, error: { code: "DATABASE_UNAVAILABLE", message: expect.stringMatching(/try again in a few seconds/) } },

@@ -70,6 +70,26 @@ export async function startControlledPostgres(): Promise<ControlledPostgres> {
   };
 }
 
+export interface Answer {
+  path: string;
+  status: number;
+  retryAfter: string | null;
+  body: any;
+}
+
+/**
+ * Calls the gateway as the token's owner with JSON. A request that hangs fails
+ * the test after 45 s (longer than any EXPORT_WAIT_SECONDS here), rather than at the test's timeout.
+ */
+export async function callAs(baseUrl: string, token: string, path: string, init: RequestInit = {}): Promise<Answer> {
+  const response = await fetch(`${baseUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    signal: AbortSignal.timeout(45_000),
+  });
+  return { path, status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() };
+}
+
 /** Polls until `ready` holds of what `read` returns (a read that throws counts as not ready); fails after `seconds`. */
 export async function within<T>(seconds: number, what: string, read: () => Promise<T>, ready: (value: T) => boolean = Boolean): Promise<T> {
   const deadline = Date.now() + seconds * 1000;

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 import { expectedContents, exportContents, readExport, type SignedIn } from "../exports/support.ts";
-import { within } from "./support.ts";
+import { type Answer, callAs, within } from "./support.ts";
 
 const db = useTestDatabase();
 let server: RunningServer;
@@ -27,14 +27,7 @@ beforeAll(async () => {
 
 afterAll(() => server?.stop());
 
-async function call(path: string, init: RequestInit = {}) {
-  const response = await fetch(`${server.baseUrl}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${user.token}`, "content-type": "application/json" },
-    signal: AbortSignal.timeout(30_000),
-  });
-  return { path, status: response.status, retryAfter: response.headers.get("retry-after"), body: await response.json() };
-}
+const call = (path: string, init?: RequestInit) => callAs(server.baseUrl, user.token, path, init);
 
 const terminatePrompterBackends = async () =>
   (await db.pool.query<{ n: number }>(
@@ -45,7 +38,7 @@ const terminatePrompterBackends = async () =>
 it("terminating every prompter backend during an export and requests: all recovers, each export succeeds once", { timeout: 120_000 }, async () => {
   const requested: string[] = [];
   const blocker = await db.pool.connect();
-  let inFlight: Awaited<ReturnType<typeof call>>[];
+  let inFlight: Answer[];
   try {
     await blocker.query("begin");
     await blocker.query("lock table app_hidden.agent_stats in access exclusive mode");
