@@ -169,6 +169,12 @@ export function loadConfig(env: Env = process.env) {
     shutdownGraceSeconds: durationSeconds(env, "SHUTDOWN_GRACE", 20),
     /** `prompter worker` serves /metrics on this port when set (0: any free port). */
     workerMetricsPort: env.WORKER_METRICS_PORT ? integer(env, "WORKER_METRICS_PORT", 0, 0, 65535) : undefined,
+    /** The worker gives up on opening a database connection after this long (then retries). */
+    workerConnectTimeoutSeconds: durationSeconds(env, "WORKER_PG_CONNECT_TIMEOUT", 10),
+    /** The longest any statement of the worker may run (a hung query then fails, and its job is retried), except an export's COPY. */
+    workerStatementTimeoutSeconds: durationSeconds(env, "WORKER_STATEMENT_TIMEOUT", 300),
+    /** The longest an export's COPY may run (or wait for a lock): then the attempt fails and is retried. */
+    exportStatementTimeoutSeconds: durationSeconds(env, "EXPORT_STATEMENT_TIMEOUT", 3600),
     poolMax: integer(env, "PG_POOL_MAX", 10, 1, 1000),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):

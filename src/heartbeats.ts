@@ -1,14 +1,17 @@
 // Dead-worker detection. graphile-worker only gives up on a job's lock after
 // four hours, so a worker that is SIGKILLed (or whose host dies) would hold its
-// export that long. Instead each worker records a heartbeat, and on each beat
-// whichever worker gets there first releases the jobs of workers silent for
-// WORKER_DEAD_AFTER, so another worker retries them within a minute.
+// export that long. Instead each runner records a heartbeat under its
+// graphile-worker pool id, and on each beat whichever worker gets there first
+// releases the jobs of pools silent for WORKER_DEAD_AFTER, so another worker
+// retries them within a minute. A runner that stops inside a live process (its
+// database connection failed) is replaced by one with a new pool id, and the
+// process releases the old pool's jobs itself (releaseWorkers).
 import { hostname } from "node:os";
 import type pg from "pg";
 import type { Log } from "./log.ts";
 import type { ReadinessCheck } from "./server/index.ts";
 
-/** A worker pool found silent, as app_private.release_dead_workers reports it (bigints as strings). */
+/** A released worker pool, as app_private.release_workers reports it (bigints as strings). */
 export interface DeadWorker {
   pool_id: string;
   hostname: string | null;
@@ -27,7 +30,7 @@ export async function startHeartbeats(options: {
   deadAfterSeconds: number;
   log: Log;
   onDeadWorker(dead: DeadWorker): Promise<void>;
-}): Promise<{ stop(): Promise<void> }> {
+}): Promise<{ stop(): Promise<void>; signOff(): Promise<void> }> {
   const { pool, poolId, log } = options;
   const beat = async () => {
     await pool.query("select app_private.worker_heartbeat($1, $2, $3)", [poolId, hostname(), process.pid]);
@@ -45,18 +48,33 @@ export async function startHeartbeats(options: {
       .finally(() => (beating = undefined));
   }, options.intervalSeconds * 1000);
   return {
-    /** Stops beating and signs off, so no one waits for this worker to go silent. */
+    /** Stops beating (after a beat in flight). */
     async stop() {
       clearInterval(timer);
       await beating;
+    },
+    /** Signs off after a clean stop (its jobs are finished or released), so no one waits for the pool to go silent. */
+    async signOff() {
       await pool.query("select app_private.worker_stopped($1)", [poolId]);
     },
   };
 }
 
-/** For /readyz: a worker is running (this process's, when `poolId` is given) if its heartbeat is recent. */
-export function workerAlive(deadAfterSeconds: number, poolId?: string): ReadinessCheck {
+/** Releases the jobs of pools known to have stopped, and drops their heartbeats. */
+export async function releaseWorkers(pool: pg.Pool, poolIds: string[]): Promise<DeadWorker[]> {
+  const { rows } = await pool.query<DeadWorker>("select * from app_private.release_workers($1)", [poolIds]);
+  return rows;
+}
+
+/**
+ * For /readyz: a worker is running if its heartbeat is recent. With
+ * `currentPoolId`, that worker is this process's runner: none (undefined)
+ * while it restarts.
+ */
+export function workerAlive(deadAfterSeconds: number, currentPoolId?: () => string | undefined): ReadinessCheck {
   return async (client) => {
+    const poolId = currentPoolId?.();
+    if (currentPoolId && poolId === undefined) return false;
     const { rows } = await client.query<{ alive: boolean }>(
       "select exists (select from app_hidden.gateway_live_workers(make_interval(secs => $1)) w (pool_id) where $2::text is null or w.pool_id = $2) as alive",
       [deadAfterSeconds, poolId ?? null],

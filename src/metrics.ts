@@ -101,6 +101,17 @@ export function createMetrics() {
       help: "Worker processes this process found silent and whose jobs it released.",
       registers,
     }),
+    workerRestarts: new Counter({
+      name: "prompter_worker_restarts_total",
+      help: "Worker runners started again in this process after one stopped on a database failure.",
+      registers,
+    }),
+    exportDirFailures: new Counter({
+      name: "prompter_export_dir_failures_total",
+      help: "Export attempts that could not write to EXPORT_DIR, by error code (ENOSPC: disk full, EROFS, EACCES...).",
+      labelNames: ["code"] as const,
+      registers,
+    }),
     alertDeliveries: new Counter({
       name: "prompter_alert_deliveries_total",
       help: "Alerts posted to ALERT_WEBHOOK_URL, by outcome (delivered, or failed after every retry).",

@@ -5,10 +5,11 @@
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { Logger, parseCronItems, run, type Job, type JobHelpers, type Task, type WorkerEvents } from "graphile-worker";
-import pg from "pg";
+import type pg from "pg";
 import { createAlerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
-import { startHeartbeats, type DeadWorker } from "./heartbeats.ts";
+import { resilientPool } from "./db/pool.ts";
+import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import exportTask from "./tasks/export.ts";
@@ -33,6 +34,8 @@ export interface TaskContext {
   metrics: Metrics;
   exportDir: string;
   exportRetentionDays: number;
+  /** The longest a statement of an export may run (its COPY). */
+  exportStatementTimeoutSeconds: number;
   /** Logs the failure at error level, counts it and posts an alert (in the background). */
   exportFailedForGood(failure: FailedExport): void;
 }
@@ -75,17 +78,44 @@ function workerLogger(log: Log): Logger {
 }
 
 export interface Worker {
-  /** graphile-worker's pool id: what the jobs it runs have in locked_by, and its heartbeat's key. */
-  poolId: string;
+  /**
+   * graphile-worker's pool id of the runner taking jobs now: what its jobs have
+   * in locked_by, and its heartbeat's key. Undefined while the runner restarts.
+   */
+  readonly poolId: string | undefined;
   /**
    * Stops taking jobs, lets running ones finish (aborting them after
    * SHUTDOWN_GRACE, so they are retried), signs off and closes the pool.
    */
   stop(): Promise<void>;
-  /** Settles when the worker has stopped; rejects if it stopped because of an error. */
+  /** Settles once the worker has stopped (after stop()). */
   done: Promise<void>;
 }
 
+/** A graphile-worker runner with its heartbeat. */
+interface Runner {
+  poolId: string;
+  stop(): Promise<void>;
+  /** Resolves when the runner has stopped, asked to or not (graphile-worker resolves either way). */
+  stopped: Promise<void>;
+  heartbeats: Heartbeats;
+}
+
+type Heartbeats = Awaited<ReturnType<typeof startHeartbeats>>;
+
+/** Restart delays: doubling from the first to the last while starts keep failing. */
+const RESTART_DELAY_MS = { first: 1000, max: 10_000 };
+/** A runner that lasted this long was healthy: the next restart starts from the first delay again. */
+const HEALTHY_RUN_MS = 60_000;
+
+/**
+ * Runs graphile-worker until stopped. graphile-worker's runner stops for good
+ * when its database connection fails at the wrong moment (a restart, a
+ * terminated backend: it cannot record a job's outcome); then this starts a new
+ * runner, with backoff while the database is unreachable, and releases the jobs
+ * the old runner held, so they run again at once. The process never needs a
+ * restart by hand, and /readyz fails (poolId is undefined) in between.
+ */
 export async function startWorker(
   config: Config,
   databaseUrl: string,
@@ -93,17 +123,18 @@ export async function startWorker(
   options: { metrics?: Metrics } = {},
 ): Promise<Worker> {
   await mkdir(config.exportDir, { recursive: true });
-  const pool = new pg.Pool({
-    // LISTEN and graphile-worker's locking need a session: no transaction-mode pooler.
-    connectionString: config.directDatabaseUrl ?? databaseUrl,
-    max: config.workerPoolMax,
-    application_name: "prompter-worker",
-  });
-  // A connection that drops (database restart) must not crash the process: idle
-  // ones are replaced, and a busy one fails its query, so its job is retried.
-  pool.on("error", (error) => log.warn({ error: error.message }, "idle worker database connection failed"));
-  pool.on("connect", (client) =>
-    client.on("error", (error) => log.warn({ error: error.message }, "worker database connection failed")),
+  // LISTEN and graphile-worker's locking need a session: no transaction-mode pooler.
+  // A query that hangs (a lock, an overloaded server) fails after
+  // WORKER_STATEMENT_TIMEOUT; exports set their own limit (EXPORT_STATEMENT_TIMEOUT).
+  const pool = resilientPool(
+    {
+      connectionString: config.directDatabaseUrl ?? databaseUrl,
+      max: config.workerPoolMax,
+      application_name: "prompter-worker",
+      connectionTimeoutMillis: config.workerConnectTimeoutSeconds * 1000,
+      statement_timeout: config.workerStatementTimeoutSeconds * 1000,
+    },
+    log,
   );
   const metrics = options.metrics ?? createMetrics();
   metrics.watchPool("worker", pool);
@@ -115,6 +146,7 @@ export async function startWorker(
     metrics,
     exportDir: config.exportDir,
     exportRetentionDays: config.exportRetentionDays,
+    exportStatementTimeoutSeconds: config.exportStatementTimeoutSeconds,
     exportFailedForGood(failure) {
       log.error(failure, "export failed for good");
       metrics.exportsFailed.inc({ kind: failure.kind });
@@ -129,13 +161,18 @@ export async function startWorker(
   const taskList: Record<string, Task> = Object.fromEntries(
     Object.entries(TASKS).map(([name, task]) => [name, (payload, helpers) => task(payload, helpers, context)]),
   );
-  // The pool id is only announced while run() starts.
-  const events: WorkerEvents = new EventEmitter();
-  let poolId = "";
-  events.once("pool:create", ({ workerPool }) => (poolId = workerPool.id));
-  let runner;
-  try {
-    runner = await run({
+  /** Pools of runners that stopped without signing off: their jobs are released before the next runner starts. */
+  const abandoned = new Set<string>();
+
+  async function startRunner(): Promise<Runner> {
+    // The pool id is only announced while run() starts.
+    const events: WorkerEvents = new EventEmitter();
+    let poolId = "";
+    events.once("pool:create", ({ workerPool }) => {
+      poolId = workerPool.id;
+      abandoned.add(poolId);
+    });
+    const runner = await run({
       pgPool: pool,
       concurrency: config.workerConcurrency,
       noHandleSignals: true,
@@ -154,44 +191,111 @@ export async function startWorker(
         },
       },
     });
-  } catch (error) {
-    await pool.end();
-    throw error;
+    const stopped = runner.promise.catch((error: Error) => log.warn({ poolId, error: error.message }, "worker runner stopped with an error"));
+    let heartbeats: Heartbeats;
+    try {
+      heartbeats = await startHeartbeats({
+        pool,
+        poolId,
+        intervalSeconds: config.workerHeartbeatSeconds,
+        deadAfterSeconds: config.workerDeadAfterSeconds,
+        log,
+        onDeadWorker: (dead) => {
+          metrics.deadWorkers.inc();
+          return releasedWorker(context, dead, "worker presumed dead: its jobs are released to be retried");
+        },
+      });
+    } catch (error) {
+      await runner.stop().catch(() => {});
+      await stopped;
+      throw error;
+    }
+    return { poolId, stop: () => runner.stop(), stopped, heartbeats };
   }
-  let heartbeats;
-  try {
-    heartbeats = await startHeartbeats({
-      pool,
-      poolId,
-      intervalSeconds: config.workerHeartbeatSeconds,
-      deadAfterSeconds: config.workerDeadAfterSeconds,
-      log,
-      onDeadWorker: (dead) => releasedDeadWorker(context, dead),
+
+  let stopping = false;
+  let wakeOnStop = () => {};
+  /** Waits `ms`, or less if stop() is called; true if it was. */
+  const stopRequested = (ms: number) =>
+    new Promise<boolean>((resolve) => {
+      if (stopping) return resolve(true);
+      const timer = setTimeout(() => resolve(stopping), ms);
+      wakeOnStop = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
     });
-  } catch (error) {
-    await runner.stop().catch(() => {});
+
+  let restartDelay = RESTART_DELAY_MS.first;
+  /**
+   * After a pause, releases the jobs of abandoned pools and starts a runner;
+   * retried with a growing pause until it works, or until the worker is stopped.
+   */
+  async function restart(): Promise<Runner | undefined> {
+    for (;;) {
+      if (await stopRequested(restartDelay)) return undefined;
+      restartDelay = Math.min(restartDelay * 2, RESTART_DELAY_MS.max);
+      try {
+        for (const released of await releaseWorkers(pool, [...abandoned])) {
+          await releasedWorker(context, released, "worker runner replaced: the jobs its previous runner held are released to be retried");
+        }
+        abandoned.clear();
+        const runner = await startRunner();
+        metrics.workerRestarts.inc();
+        log.info({ poolId: runner.poolId }, "worker runner restarted");
+        return runner;
+      } catch (error) {
+        log.warn({ error: (error as Error).message, retryInMs: restartDelay }, "could not restart the worker runner; retrying");
+      }
+    }
+  }
+
+  let current: Runner | undefined = await startRunner().catch(async (error) => {
     await pool.end();
     throw error;
-  }
-  // Beats go on while running jobs finish, so no one takes them meanwhile.
-  const done = runner.promise.finally(async () => {
-    await heartbeats.stop().catch((error: Error) => log.warn({ error: error.message }, "could not sign off the heartbeat"));
+  });
+
+  const done = (async () => {
+    let runner: Runner | undefined = current;
+    while (runner) {
+      const startedAt = Date.now();
+      await runner.stopped;
+      // Beats went on while running jobs finished, so no one took them meanwhile.
+      await runner.heartbeats.stop();
+      current = undefined;
+      if (stopping) {
+        await runner.heartbeats.signOff().then(
+          () => abandoned.delete(runner!.poolId),
+          (error: Error) => log.warn({ error: error.message }, "could not sign off the heartbeat"),
+        );
+        break;
+      }
+      log.error({ poolId: runner.poolId }, "worker runner stopped unexpectedly (database connection lost?); starting a new one");
+      if (Date.now() - startedAt >= HEALTHY_RUN_MS) restartDelay = RESTART_DELAY_MS.first;
+      runner = await restart();
+      current = runner;
+      if (stopping) void runner?.stop().catch(() => {});
+    }
     await alerts.flush();
     await pool.end();
-  });
-  let stopping: Promise<void> | undefined;
+  })();
+
   return {
-    poolId,
+    get poolId() {
+      return current?.poolId;
+    },
     stop() {
-      stopping ??= runner.stop().then(() => done);
-      return stopping;
+      stopping = true;
+      wakeOnStop();
+      void current?.stop().catch(() => {});
+      return done;
     },
     done,
   };
 }
 
-async function releasedDeadWorker(context: TaskContext, dead: DeadWorker): Promise<void> {
-  context.metrics.deadWorkers.inc();
+/** Logs a released pool, and fails for good the exports whose last attempt it held. */
+async function releasedWorker(context: TaskContext, dead: DeadWorker, message: string): Promise<void> {
   context.log.warn(
     {
       deadPoolId: dead.pool_id,
@@ -200,7 +304,7 @@ async function releasedDeadWorker(context: TaskContext, dead: DeadWorker): Promi
       lastSeen: dead.last_seen,
       releasedJobs: dead.released_jobs.map(Number),
     },
-    "worker presumed dead: its jobs are released to be retried",
+    message,
   );
   if (!dead.failed_exports.length) return;
   const { rows } = await context.pool.query<{ id: string; user_id: string; kind: string; attempts: number; request_id: string | null }>(

@@ -20,14 +20,10 @@ export default async function start(args: string[] = []): Promise<void> {
   await migrateDatabase(config.directDatabaseUrl ?? database.url, { authenticatorUrl: database.authUrl });
   const metrics = createMetrics();
   const worker = values["no-worker"] ? undefined : await startWorker(config, database.url, log.child({ component: "worker" }), { metrics });
-  worker?.done.catch((error: Error) => {
-    log.error({ err: error }, "worker stopped");
-    process.exit(1);
-  });
-  // Ready when this process's worker beats; with --no-worker, when any worker does.
+  // Ready when this process's worker runs and beats (not while it restarts); with --no-worker, when any worker beats.
   const gateway = await startGateway(config, gatewayUrl(database), log.child({ component: "gateway" }), {
     metrics,
-    readinessChecks: { worker: workerAlive(config.workerDeadAfterSeconds, worker?.poolId) },
+    readinessChecks: { worker: workerAlive(config.workerDeadAfterSeconds, worker && (() => worker.poolId)) },
   });
   stopOnSignal(log, [() => gateway.close(), async () => worker?.stop(), () => database.stop()]);
 }

@@ -23,10 +23,6 @@ export default async function worker(args: string[]): Promise<void> {
     ? undefined
     : await serveMetrics(metrics, { host: config.host, port: config.workerMetricsPort, token: config.metricsToken }, log);
   const running = await startWorker(config, database.url, log, { metrics });
-  running.done.catch((error: Error) => {
-    log.error({ err: error }, "worker stopped");
-    process.exit(1);
-  });
   stopOnSignal(log, [() => running.stop(), async () => metricsServer?.close(), () => database.stop()]);
   log.info(
     { poolId: running.poolId, concurrency: config.workerConcurrency, exportDir: config.exportDir, database: withoutPassword(databaseUrl) },

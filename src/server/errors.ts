@@ -13,6 +13,37 @@ export interface PublicError {
   status: number;
   code: string;
   message: string;
+  /** Sent as Retry-After (REST) and extensions.retryAfterSeconds (GraphQL). */
+  retryAfterSeconds?: number;
+}
+
+/** How long a client is asked to wait while the database is unreachable: about what a restart takes. */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
+
+const DATABASE_UNAVAILABLE: PublicError = {
+  status: 503,
+  code: "DATABASE_UNAVAILABLE",
+  message: "The database is unavailable right now (restarting or unreachable); try again in a few seconds.",
+  retryAfterSeconds: DATABASE_RETRY_AFTER_SECONDS,
+};
+
+// SQLSTATEs of a server going away or not taking connections: admin_shutdown,
+// crash_shutdown, cannot_connect_now; class 08 is any connection exception.
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03"]);
+// Socket errors when connecting to, or talking with, a server that is down or cut off.
+const UNAVAILABLE_SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "EHOSTUNREACH", "ENETUNREACH", "EAI_AGAIN"]);
+// node-pg's own errors for a connection that ended under a query, or that broke earlier.
+const UNAVAILABLE_MESSAGES = /^(Connection terminated|Client has encountered a connection error|Connection closed)/;
+
+/** Whether the error means the database cannot be reached now (restart, failover, network), so retrying later will do. */
+export function isDatabaseUnavailable(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string" && (UNAVAILABLE_SQLSTATES.has(code) || code.startsWith("08") || UNAVAILABLE_SOCKET_CODES.has(code))) return true;
+  if (UNAVAILABLE_MESSAGES.test(error.message)) return true;
+  // Connecting to a name with several addresses fails with all of their errors.
+  if (error instanceof AggregateError) return error.errors.some(isDatabaseUnavailable);
+  return error.cause !== undefined && isDatabaseUnavailable(error.cause);
 }
 
 /** A failure whose code and message are meant for the client. */
@@ -55,6 +86,7 @@ function constraintMessage(error: pg.DatabaseError): string {
 
 /** The client's view of a database error, or undefined when it must be masked. */
 export function publicDatabaseError(error: unknown): PublicError | undefined {
+  if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (!(error instanceof pg.DatabaseError) || !error.code) return undefined;
   const { code } = error;
   if (code.startsWith("PR")) return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message };
@@ -66,7 +98,8 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   return undefined;
 }
 
-export function sendError(res: Response, error: Pick<PublicError, "status" | "code" | "message">): void {
+export function sendError(res: Response, error: PublicError): void {
+  if (error.retryAfterSeconds !== undefined) res.set("Retry-After", String(error.retryAfterSeconds));
   res.status(error.status).json({ success: false, error: { code: error.code, message: error.message } });
 }
 

@@ -1,5 +1,6 @@
 // The GraphQL API: app_public as PostGraphile V5 sees it (Amber), with
 // aggregates and connection filters. Each request runs as its caller.
+import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import type { Request } from "express";
 import type pg from "pg";
@@ -14,7 +15,7 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
-import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
+import { MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -24,15 +25,17 @@ import { currentRequestId, requestIdOf } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible = publicDatabaseError(original) ?? rowNotFound(original);
+    const visible: Omit<PublicError, "status"> | undefined = publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
+      const outage = databaseOutages.getStore();
+      if (outage && visible.retryAfterSeconds !== undefined) outage.retryAfterSeconds = visible.retryAfterSeconds;
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
         positions: error.positions,
         path: error.path,
         originalError: original,
-        extensions: { code: visible.code },
+        extensions: { code: visible.code, ...(visible.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: visible.retryAfterSeconds }) },
       });
     }
     // Validation and other GraphQL errors are safe as they are.
@@ -52,6 +55,32 @@ function maskErrorFor(log: Log) {
   };
 }
 
+/** Set by maskError while a GraphQL request's errors are masked: the database was unreachable, so ask the client to retry. */
+const databaseOutages = new AsyncLocalStorage<{ retryAfterSeconds?: number }>();
+
+/**
+ * GraphQL answers 200 whatever its errors; when the database was unreachable
+ * the answer is 503 with Retry-After instead, as REST's is, so clients and
+ * load balancers back off. (maskError runs before the answer is serialized.)
+ */
+const DatabaseOutageStatusPlugin: GraphileConfig.Plugin = {
+  name: "DatabaseOutageStatusPlugin",
+  version: "1.0.0",
+  grafserv: {
+    middleware: {
+      async processRequest(next) {
+        const outage: { retryAfterSeconds?: number } = {};
+        const result = await databaseOutages.run(outage, next);
+        if (result && result.type !== "noContent" && outage.retryAfterSeconds !== undefined) {
+          result.statusCode = 503;
+          result.headers["retry-after"] = String(outage.retryAfterSeconds);
+        }
+        return result;
+      },
+    },
+  },
+};
+
 // A delete that RLS (or a wrong id) leaves without a row fails with a plain
 // Error in PostGraphile, where an update answers null; both mean "not found".
 function rowNotFound(error: Error | undefined) {
@@ -62,6 +91,7 @@ function rowNotFound(error: Error | undefined) {
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
+    plugins: [DatabaseOutageStatusPlugin],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],

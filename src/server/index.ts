@@ -6,6 +6,7 @@ import express from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
+import { resilientPool } from "../db/pool.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
@@ -40,14 +41,15 @@ export async function startGateway(
   const { createPostGraphile } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
-  const pool = new pg.Pool({
-    connectionString: authenticatorUrl,
-    max: config.poolMax,
-    connectionTimeoutMillis: 5000,
-    application_name: "prompter-gateway",
-  });
-  // Idle clients whose server went away report here; the pool replaces them.
-  pool.on("error", (error) => log.warn({ error: error.message }, "idle gateway database connection failed"));
+  const pool = resilientPool(
+    {
+      connectionString: authenticatorUrl,
+      max: config.poolMax,
+      connectionTimeoutMillis: 5000,
+      application_name: "prompter-gateway",
+    },
+    log,
+  );
   const metrics = options.metrics ?? createMetrics();
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);

@@ -134,7 +134,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
       client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.request_export($1, $2) e`,
         [kind, JSON.stringify(req.body ?? {})]));
     const row = wait === "true"
-      ? await events.waitFor(queued.id, config.exportWaitSeconds, () => readExport(req, queued.id), finished)
+      ? await events.waitFor(queued.id, config.exportWaitSeconds, () => readExport(req, queued.id), finished, queued)
       : queued;
     if (!row) throw new HttpError(404, "NOT_FOUND", "The export disappeared while waiting for it.");
     const body = { export_id: Number(row.id), status: row.status, status_url: `/api/exports/${row.id}`, export: exportJson(row) };

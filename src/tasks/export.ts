@@ -95,6 +95,8 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
     }
   } catch (error) {
     const final = attempt >= helpers.job.max_attempts;
+    const fileError = exportDirError(error);
+    if (fileError) metrics.exportDirFailures.inc({ code: fileError });
     await pool
       .query("select app_private.export_failed($1, $2, $3, $4)", [
         exportId,
@@ -110,6 +112,7 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
       error: helpers.abortSignal.aborted
         ? "aborted: the worker was stopped and SHUTDOWN_GRACE ran out before the export finished"
         : (error as Error).message,
+      ...(fileError ? { exportDir: context.exportDir, exportDirError: fileError } : {}),
     };
     if (final) {
       context.exportFailedForGood(failure);
@@ -129,13 +132,37 @@ function exportIdOf(payload: unknown): number {
   return exportId;
 }
 
-/** The schema's own errors explain themselves; anything else may name files or internals, so users get a summary. */
+// What a file system says when EXPORT_DIR cannot take the file: full, over
+// quota, read-only, not writable, gone, or failing.
+const EXPORT_DIR_ERRORS: Record<string, string> = {
+  ENOSPC: "the server's export disk is full",
+  EDQUOT: "the server's export disk quota is used up",
+  EROFS: "the server's export directory is read-only",
+  EACCES: "the server may not write to its export directory",
+  EPERM: "the server may not write to its export directory",
+  ENOENT: "the server's export directory is missing",
+  ENOTDIR: "the server's export directory is missing",
+  EIO: "the server's export disk failed",
+};
+
+/** The error code when writing to EXPORT_DIR failed (say ENOSPC), for the metric and the user's message. */
+function exportDirError(error: unknown): string | undefined {
+  const { code, syscall } = error as { code?: unknown; syscall?: unknown };
+  return typeof code === "string" && typeof syscall === "string" && code in EXPORT_DIR_ERRORS ? code : undefined;
+}
+
+/**
+ * The schema's own errors explain themselves, and so does a full or read-only
+ * disk; anything else may name files or internals, so users get a summary.
+ */
 function messageForUser(error: unknown, exportId: number, attempt: number, maxAttempts: number): string {
   const { code, message } = error as { code?: unknown; message?: string };
   if (typeof code === "string" && code.startsWith("PR") && message) return message;
+  const fileError = exportDirError(error);
+  const reason = fileError ? ` (${EXPORT_DIR_ERRORS[fileError]})` : "";
   return attempt >= maxAttempts
-    ? `The export failed ${attempt} times; try again later, or ask your operator about export ${exportId}.`
-    : `Attempt ${attempt} of ${maxAttempts} failed; the export will be retried shortly.`;
+    ? `The export failed ${attempt} times${reason}; try again later, or ask your operator about export ${exportId}.`
+    : `Attempt ${attempt} of ${maxAttempts} failed${reason}; the export will be retried shortly.`;
 }
 
 /**
@@ -167,8 +194,9 @@ async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHel
   try {
     await client.query("begin isolation level repeatable read read only");
     await client.query(
-      "select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true)",
-      [job.requested_role, job.user_id, connectionName],
+      `select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true),
+              set_config('statement_timeout', $4, true)`,
+      [job.requested_role, job.user_id, connectionName, `${context.exportStatementTimeoutSeconds}s`],
     );
     const {
       rows: [{ data_version: dataVersion }],
@@ -224,7 +252,9 @@ class CsvFile {
           if (!this.stream.push(chunk)) copy.pause();
         });
         copy.once("end", () => this.stream.push(null));
-        copy.once("error", (error) => this.stream.destroy(error));
+        // on, not once: a COPY cut short by a failed write fails again when its
+        // connection is then closed, and an unheard "error" would crash the worker.
+        copy.on("error", (error) => this.stream.destroy(error));
         this.copy = copy;
       },
       // A COPY that sends nothing yet (its query waits for a lock, or sorts) must
@@ -299,7 +329,11 @@ class Meter extends Transform {
 async function writeAtomically(dir: string, fileName: string, stages: [Readable, ...Transform[]], signal: AbortSignal) {
   const target = path.join(dir, fileName);
   const temporary = target + TEMPORARY_SUFFIX;
-  const file = await open(temporary, "wx");
+  const file = await open(temporary, "wx").catch((error) => {
+    // The content may be flowing already (a zip reads ahead): stop it, so its COPY ends quietly with the connection.
+    for (const stage of stages) stage.destroy();
+    throw error;
+  });
   const meter = new Meter();
   try {
     await pipeline([...stages, meter, file.createWriteStream({ flush: true })], { signal });

@@ -55,7 +55,7 @@ it("retries a failing export with a message for the user; after its last attempt
       (row) => row.attempts === 1 && row.status === "queued",
       "the first attempt has failed",
     );
-    expect(retrying.error_message).toBe("Attempt 1 of 5 failed; the export will be retried shortly.");
+    expect(retrying.error_message).toBe("Attempt 1 of 5 failed (the server's export directory is missing); the export will be retried shortly.");
     // Skip the backoff: make the next attempt, due now, the last one. Only an unlocked
     // job can be rescheduled, and the worker unlocks it just after the export row changed.
     await waitUntil(
@@ -65,7 +65,7 @@ it("retries a failing export with a message for the user; after its last attempt
     );
     const failed = await waitForExport(db.pool, id);
     expect(failed).toMatchObject({ status: "failed", attempts: 5, file_name: null, rows: null });
-    expect(failed.error_message).toBe(`The export failed 5 times; try again later, or ask your operator about export ${id}.`);
+    expect(failed.error_message).toBe(`The export failed 5 times (the server's export directory is missing); try again later, or ask your operator about export ${id}.`);
     await waitUntil(async () => received.length, (count) => count === 2, "the webhook has been called twice");
 
     expect(received[0]).toEqual(received[1]);

@@ -25,7 +25,14 @@ it("has working defaults and refuses settings that cannot work", () => {
     workerMetricsPort: undefined,
     directDatabaseUrl: undefined,
     logLevel: "info",
+    workerConnectTimeoutSeconds: 10,
+    workerStatementTimeoutSeconds: 300,
+    exportStatementTimeoutSeconds: 3600,
   });
+  expect(loadConfig({ WORKER_STATEMENT_TIMEOUT: "2m", EXPORT_STATEMENT_TIMEOUT: "6h", WORKER_PG_CONNECT_TIMEOUT: "3" }))
+    .toMatchObject({ workerStatementTimeoutSeconds: 120, exportStatementTimeoutSeconds: 6 * 3600, workerConnectTimeoutSeconds: 3 });
+  expect(refusal({ EXPORT_STATEMENT_TIMEOUT: "0" })).toMatch(/^EXPORT_STATEMENT_TIMEOUT must be a duration/);
+  expect(refusal({ WORKER_STATEMENT_TIMEOUT: "forever" })).toMatch(/^WORKER_STATEMENT_TIMEOUT must be a duration/);
   expect(loadConfig({ WORKER_HEARTBEAT_INTERVAL: "5s", WORKER_DEAD_AFTER: "1m", WORKER_METRICS_PORT: "9464" }))
     .toMatchObject({ workerHeartbeatSeconds: 5, workerDeadAfterSeconds: 60, workerMetricsPort: 9464 });
 

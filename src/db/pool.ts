@@ -1,0 +1,22 @@
+// A pg pool that outlives its connections: when the database restarts or a
+// backend is terminated, node-pg emits "error" on the client, and on a client
+// that is checked out (say, mid-query) nothing else listens, so the process
+// would crash. Here every client gets a listener; the failed query rejects, the
+// broken client is discarded, and the pool opens new connections on demand.
+import pg from "pg";
+import type { Log } from "../log.ts";
+
+export function resilientPool(options: pg.PoolConfig & { application_name: string }, log: Log): pg.Pool {
+  const pool = new pg.Pool({
+    // Notice a peer that vanished without closing the connection (host lost, network cut).
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 10_000,
+    ...options,
+  });
+  const name = options.application_name;
+  pool.on("error", (error) => log.warn({ pool: name, error: error.message }, "idle database connection failed; the pool replaces it"));
+  pool.on("connect", (client) =>
+    client.on("error", (error) => log.warn({ pool: name, error: error.message }, "database connection failed")),
+  );
+  return pool;
+}
