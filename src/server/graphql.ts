@@ -13,8 +13,9 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
-import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
-import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
+import { pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
+import { callerOf } from "./caller.ts";
+import { GRAPHQL_PATH, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -24,7 +25,8 @@ import { currentRequestId, requestIdOf } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible = publicDatabaseError(original) ?? rowNotFound(original);
+    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> | undefined =
+      publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
@@ -32,7 +34,10 @@ function maskErrorFor(log: Log) {
         positions: error.positions,
         path: error.path,
         originalError: original,
-        extensions: { code: visible.code },
+        extensions: {
+          code: visible.code,
+          ...(visible.retryAfterSeconds !== undefined ? { retryAfterSeconds: visible.retryAfterSeconds } : {}),
+        },
       });
     }
     // Validation and other GraphQL errors are safe as they are.
@@ -75,7 +80,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
       },
     },
     grafserv: {
-      graphqlPath: "/graphql",
+      graphqlPath: GRAPHQL_PATH,
       // Both switches, or GET /graphql with Accept: text/html still serves Ruru.
       graphiql: !config.production,
       graphiqlOnGraphQLGET: !config.production,
