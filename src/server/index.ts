@@ -1,5 +1,6 @@
 // The gateway: authenticates, hands the caller's claims to PostgreSQL, maps
 // errors and serves export files. Business rules stay in SQL.
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
@@ -86,6 +87,11 @@ export async function startGateway(
   // Prometheus authenticates with METRICS_TOKEN, not a user's token.
   refuseOtherMethods(app.route("/metrics").get(metricsEndpoint(metrics, config.metricsToken)));
   if (!config.metricsToken && config.production) log.warn({}, "METRICS_TOKEN is not set: anyone who reaches /metrics can read it");
+  // The REST API's contract (OpenAPI 3.1), public like the API's shape; read once.
+  const openApi = await readFile(new URL("./openapi.json", import.meta.url), "utf8");
+  refuseOtherMethods(app.route("/api/openapi.json").get((_req, res) => {
+    res.type("application/json").set("Cache-Control", "no-cache").send(openApi);
+  }));
   app.use(await uiRoutes());
   app.use(authenticate(config));
   app.use(express.json({ limit: MAX_BODY_BYTES }));

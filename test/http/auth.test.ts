@@ -8,6 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import jwt from "jsonwebtoken";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import { callRest } from "../support/openapi.ts";
 import { graphql, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
@@ -39,10 +40,8 @@ const now = () => Math.floor(Date.now() / 1000);
 const claimsOf = (userId: string) => ({ role: "app_user", user_id: userId, exp: now() + 600 });
 
 async function restAs(authorization?: string) {
-  const response = await fetch(`${server.baseUrl}/api/exports`, {
-    headers: authorization === undefined ? {} : { authorization },
-  });
-  return { status: response.status, challenge: response.headers.get("www-authenticate"), body: await response.json() };
+  const answer = await callRest(server.baseUrl, "GET", "/api/exports", { headers: authorization === undefined ? {} : { authorization } });
+  return { status: answer.status, challenge: answer.headers.get("www-authenticate"), body: answer.body };
 }
 
 async function graphqlAs(authorization?: string) {

@@ -5,7 +5,8 @@ import { createHash, createHmac } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createUser, useTestDatabase } from "../support/db.ts";
-import { signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
+import { callRest } from "../support/openapi.ts";
+import { graphql as graphqlAs, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
 let server: RunningServer;
@@ -13,15 +14,9 @@ let server: RunningServer;
 let impatient: RunningServer;
 const users: Record<"a" | "b" | "admin" | "waiter" | "limited", { id: string; name: string; token: string }> = {} as never;
 
-async function call(method: string, url: string, token?: string, init: { body?: string; headers?: Record<string, string>; on?: RunningServer } = {}) {
-  const response = await fetch(`${(init.on ?? server).baseUrl}${url}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...init.headers },
-    body: init.body,
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, text, body: /json/.test(response.headers.get("content-type") ?? "") ? JSON.parse(text) : undefined };
-}
+/** Every answer is checked against the OpenAPI document first (callRest). */
+const call = (method: string, url: string, token?: string, init: { body?: string; headers?: Record<string, string>; on?: RunningServer } = {}) =>
+  callRest((init.on ?? server).baseUrl, method, url, { token, ...init });
 const postJson = (url: string, token: string, body: string) => call("POST", url, token, { body, headers: { "content-type": "application/json" } });
 
 /** Setup as the database owner: a prompt with versions, scores and a best head. */
@@ -216,9 +211,9 @@ describe("queueing exports", () => {
     expect(Number.isInteger(retryAfter)).toBe(true);
     expect(Math.abs(retryAfter - seconds)).toBeLessThanOrEqual(2);
     // GraphQL clients read the same in extensions.
-    const graphql = await postJson("/graphql", users.limited.token, JSON.stringify({ query: 'mutation { requestExport(input: {kind: "all"}) { result { rowId } } }' }));
-    expect(graphql.body.errors).toEqual([expect.objectContaining({ extensions: { code: "PRRTL", retryAfterSeconds: expect.any(Number) } })]);
-    expect(Math.abs(graphql.body.errors[0].extensions.retryAfterSeconds - retryAfter)).toBeLessThanOrEqual(1);
+    const { errors } = await graphqlAs(server, 'mutation { requestExport(input: {kind: "all"}) { result { rowId } } }', {}, users.limited.token);
+    expect(errors).toEqual([expect.objectContaining({ extensions: { code: "PRRTL", retryAfterSeconds: expect.any(Number) } })]);
+    expect(Math.abs(errors![0].extensions!.retryAfterSeconds! - retryAfter)).toBeLessThanOrEqual(1);
     expect(await exportCount(users.limited.id)).toBe(10);
   });
 });
