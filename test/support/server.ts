@@ -58,6 +58,8 @@ export async function spawnPrompter(options: {
   env?: Record<string, string | undefined>;
   ready(output: string): boolean | Promise<boolean>;
   readyTimeoutMs?: number;
+  /** In a process group of its own, as a command run from a terminal is (signal the group with kill(-pid)). */
+  detached?: boolean;
 }): Promise<PrompterProcess> {
   const ownExportDir = options.env?.EXPORT_DIR ? undefined : await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
   const exportDir = options.env?.EXPORT_DIR ?? ownExportDir!;
@@ -65,6 +67,7 @@ export async function spawnPrompter(options: {
     cwd: projectRoot,
     env: environment(options.databaseUrl, exportDir, options.env),
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached,
   });
   let stdout = "";
   let stderr = "";
@@ -117,6 +120,7 @@ export async function startServer(options: {
   /** CLI arguments; default ["server"] (the gateway alone). */
   args?: string[];
   readyTimeoutMs?: number;
+  detached?: boolean;
 }): Promise<RunningServer> {
   const started = await spawnPrompter({
     ...options,
