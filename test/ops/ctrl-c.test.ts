@@ -2,10 +2,12 @@
 // to the whole foreground process group. Only prompter may stop the database,
 // after its requests and jobs have finished, so an export running at that
 // moment succeeds, nothing is logged as an error, and the worker signs off.
+import { execFile } from "node:child_process";
 import { chmod, mkdtemp, readdir, rm } from "node:fs/promises";
 import { readFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { promisify } from "node:util";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
@@ -26,7 +28,7 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-it("SIGINT to the process group during an export: the export succeeds, then the database stops, with no error logged", async () => {
+it("npm start on the embedded PostgreSQL: a start-up line, 'using' for other commands; SIGINT to the process group mid-export: it succeeds, then the database stops, no error logged", async () => {
   const pgDir = path.join(dir, "pg");
   server = await startServer({
     databaseUrl: "",
@@ -41,6 +43,17 @@ it("SIGINT to the process group during an export: the export succeeds, then the 
   pool.on("error", () => {}); // the database stops under the idle clients at the end
   const { rows: [{ id: userId }] } = await pool.query("insert into app_public.users (username) values ('ctrl_c') returning id");
   await pool.query("select app_private.generate_demo($1, 50)", [userId]);
+  // Start-up ends with one line for the person at the terminal.
+  const startup = server.logLines().map((line) => line.msg);
+  const ready = startup.findIndex((msg) => msg.startsWith("prompter is ready"));
+  expect(ready).toBeGreaterThan(startup.findIndex((msg) => msg.startsWith("prompter gateway listening")));
+  expect(startup[ready]).toMatch(
+    /^prompter is ready: open http:\/\/127\.0\.0\.1:\d+\/ for the web UI, GraphiQL at http:\/\/127\.0\.0\.1:\d+\/graphiql; make the first admin with: npx prompter user add <username> --admin$/);
+  // A command run meanwhile uses the running cluster, and says so.
+  const token = await promisify(execFile)(path.resolve("node_modules/.bin/node"), ["src/cli.ts", "token", "ctrl_c"], {
+    env: { ...process.env, DATABASE_URL: "", EMBEDDED_PG_DIR: pgDir, EMBEDDED_PG_PORT: String(port) },
+  });
+  expect(token.stderr).toContain(`DATABASE_URL is not set: using the embedded PostgreSQL already running in ${pgDir} on port ${port}`);
 
   // The export waits for a lock on what it reads, so it is running when the signal comes.
   const blocker = await pool.connect();
