@@ -1,9 +1,10 @@
 // Structured logs: one JSON object per line (pino) on stdout, from the gateway,
-// the worker and the commands that run them. Secrets never reach a line: the
+// the worker and the commands that run them; pretty-printed when stdout is a terminal. Secrets never reach a line: the
 // fields that could hold one are redacted by name, and connection strings are
 // logged without their password.
 import { hostname } from "node:os";
 import pino from "pino";
+import pretty from "pino-pretty";
 import type { Config } from "./config.ts";
 
 /** What the gateway, the worker and the tasks log through; a pino logger fits it, and so does a test's recorder. */
@@ -27,7 +28,11 @@ export function createLogger(config: Pick<Config, "logLevel">, destination?: pin
     redact: { paths: SECRET_FIELDS.flatMap((name) => [name, `*.${name}`]), censor: "[redacted]" },
   };
   // Written synchronously: the lines just before a crash are the ones most needed.
-  return pino(options, destination ?? pino.destination({ dest: 1, sync: true }));
+  // A person at a terminal reads them through pino's own pretty printer; anything else gets JSON lines.
+  const readable = !destination && process.stdout.isTTY;
+  return pino(options, destination ?? (readable
+    ? pretty({ sync: true, translateTime: "SYS:HH:MM:ss", ignore: "hostname,pid" })
+    : pino.destination({ dest: 1, sync: true })));
 }
 
 /** A connection string fit for a log line: without its password. */

@@ -28,6 +28,11 @@ interface DatabaseState {
 export function createMetrics() {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // Only counters may end in _total (promtool check metrics refuses these gauges);
+  // each is the sum of the by-type gauge of the same name without the suffix.
+  for (const name of ["nodejs_active_handles_total", "nodejs_active_requests_total", "nodejs_active_resources_total"]) {
+    registry.removeSingleMetric(name);
+  }
   const registers = [registry];
   const pools = new Map<string, pg.Pool>();
   let readState: (() => Promise<DatabaseState | undefined>) | undefined;

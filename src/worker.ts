@@ -4,8 +4,7 @@
 // jobs of a worker that died (src/heartbeats.ts).
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
-import { Logger, parseCronItems, run, type Job, type JobHelpers, type Task, type WorkerEvents } from "graphile-worker";
-import type pg from "pg";
+import { Logger, parseCronItems, run, type Job, type Task, type WorkerEvents } from "graphile-worker";
 import { createAlerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
 import { resilientPool } from "./db/pool.ts";
@@ -14,34 +13,7 @@ import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
-
-/** An export that will not be retried, with what its log line and alert tell. */
-export interface FailedExport {
-  exportId: number;
-  userId: string;
-  kind: string;
-  attempt: number;
-  requestId: string | null;
-  error: string;
-  [detail: string]: unknown;
-}
-
-/** What tasks need besides their payload; passed by the worker, not read from the environment. */
-export interface TaskContext {
-  /** The worker's pool: connects as the database owner. */
-  pool: pg.Pool;
-  log: Log;
-  metrics: Metrics;
-  exportDir: string;
-  exportRetentionDays: number;
-  /** The longest a statement of an export may run (its COPY). */
-  exportStatementTimeoutSeconds: number;
-  /** Logs the failure at error level, counts it and posts an alert (in the background). */
-  exportFailedForGood(failure: FailedExport): void;
-}
-
-/** A task of src/tasks/: graphile-worker's task function, plus the context. */
-type ContextTask = (payload: unknown, helpers: JobHelpers, context: TaskContext) => Promise<void>;
+import type { ContextTask, TaskContext } from "./task-context.ts";
 
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,

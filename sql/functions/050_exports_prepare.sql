@@ -7,7 +7,9 @@ set search_path = pg_catalog
 as $$
 declare
   max_per_minute constant int := 10;
+  window_length constant interval := interval '1 minute';
   recent int;
+  wait_seconds int;
   unknown_options text;
 begin
   if new.user_id is null then
@@ -33,10 +35,18 @@ begin
   -- Serialise this user's requests so concurrent ones cannot all slip under the limit.
   perform pg_advisory_xact_lock(hashtextextended('prompter.exports.rate', new.user_id));
   select count(*) into recent from app_public.exports
-   where user_id = new.user_id and requested_at > clock_timestamp() - interval '1 minute';
+   where user_id = new.user_id and requested_at > clock_timestamp() - window_length;
   if recent >= max_per_minute then
-    raise exception 'Too many exports: at most % per minute. Try again in a minute.', max_per_minute
-      using errcode = 'PRRTL';
+    -- A slot frees when enough of the recent requests have left the window: the
+    -- (recent - max + 1)-th oldest of them is the last one that has to go.
+    select ceil(extract(epoch from requested_at + window_length - clock_timestamp()))::int into wait_seconds
+      from app_public.exports
+     where user_id = new.user_id and requested_at > clock_timestamp() - window_length
+     order by requested_at
+     offset recent - max_per_minute limit 1;
+    wait_seconds := greatest(coalesce(wait_seconds, 1), 1);
+    raise exception 'Too many exports: at most % per minute. Try again in % seconds.', max_per_minute, wait_seconds
+      using errcode = 'PRRTL', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
   end if;
 
   new.options := jsonb_build_object(

@@ -2,7 +2,7 @@
 // queues an export as that user (their role and claims, so the SQL rules and
 // RLS apply as for any other request), and with --wait or --out waits for a
 // worker to write it.
-import { copyFile } from "node:fs/promises";
+import { access, copyFile, mkdir } from "node:fs/promises";
 import path from "node:path";
 import type pg from "pg";
 import { loadConfig } from "../config.ts";
@@ -35,6 +35,12 @@ export default async function exportCommand(args: string[]): Promise<void> {
   const [kind] = positionals;
   if (!kind || positionals.length > 1 || !values.username) throw new UsageError(USAGE);
   const { exportDir } = loadConfig();
+  // Before anything is queued: a missing directory is created, one that cannot be is a usage error.
+  if (values.out) {
+    await mkdir(path.dirname(path.resolve(values.out)), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
+      throw new UsageError(`Cannot create the directory of --out ${values.out}: ${error.message}`);
+    });
+  }
   await withDatabase(async (client) => {
     const id = await requestExportFor(client, values.username!, kind, { gzip: values.gzip, excel: values.excel });
     process.stdout.write(`Queued export ${id} (${kind}) for ${values.username}.\n`);
@@ -51,9 +57,12 @@ export default async function exportCommand(args: string[]): Promise<void> {
       `Export ${id} succeeded: ${done.rows} rows, ${done.bytes} bytes, sha256 ${done.sha256}\n  ${file}\n`,
     );
     if (values.out) {
-      await copyFile(file, values.out).catch((error: NodeJS.ErrnoException) => {
-        if (error.code !== "ENOENT" || error.path !== file) throw error;
-        throw new UsageError(`${file} is missing: the worker writes to its own EXPORT_DIR, so share it with this machine.`);
+      await copyFile(file, values.out).catch(async (error: NodeJS.ErrnoException) => {
+        // copyFile names the source in error.path whichever side is missing: look.
+        if (!(await access(file).then(() => true, () => false))) {
+          throw new UsageError(`${file} is missing: the worker writes to its own EXPORT_DIR, so share it with this machine.`);
+        }
+        throw new UsageError(`Cannot write --out ${values.out}: ${error.message}`);
       });
       process.stdout.write(`Copied to ${values.out}\n`);
     }

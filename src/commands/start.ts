@@ -1,7 +1,7 @@
 // Runs everything in one process: the database (embedded when DATABASE_URL is
 // unset), migrations, the worker and the gateway, with one /metrics for both.
 // Stops in order on SIGINT/SIGTERM.
-import { loadConfig } from "../config.ts";
+import { loadConfig, type Config } from "../config.ts";
 import { gatewayUrl, openDatabase } from "../db/database.ts";
 import { migrateDatabase } from "../db/migrate.ts";
 import { workerAlive } from "../heartbeats.ts";
@@ -26,6 +26,20 @@ export default async function start(args: string[] = []): Promise<void> {
     readinessChecks: { worker: workerAlive(config.workerDeadAfterSeconds, worker && (() => worker.poolId)) },
   });
   stopOnSignal(log, [() => gateway.close(), async () => worker?.stop(), () => database.stop()]);
+  log.info({ url: `${publicOrigin(config.host, gateway.port)}/` }, readyLine(config, gateway.port));
+}
+
+/** Start-up's last line, for the person who ran `npm start`: where to go next. */
+function readyLine(config: Config, port: number): string {
+  const origin = publicOrigin(config.host, port);
+  const graphiql = config.production ? "" : `, GraphiQL at ${origin}/graphiql`;
+  return `prompter is ready: open ${origin}/ for the web UI${graphiql}; make the first admin with: npx prompter user add <username> --admin`;
+}
+
+/** A URL a browser on this machine can open, also when listening on every interface. */
+function publicOrigin(host: string, port: number): string {
+  const name = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  return `http://${name}:${port}`;
 }
 
 /** On SIGINT/SIGTERM runs the stop steps in order (the database last), then exits. */

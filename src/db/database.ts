@@ -19,8 +19,11 @@ const EMBEDDED_AUTHENTICATOR = "authenticator";
 
 export async function openDatabase(config: Config, log: (message: string) => void): Promise<Database> {
   if (config.databaseUrl) return { url: config.databaseUrl, authUrl: config.authDatabaseUrl, async stop() {} };
-  log(`DATABASE_URL is not set: starting embedded PostgreSQL in ${config.embeddedPgDir} on port ${config.embeddedPgPort}`);
+  const where = `${config.embeddedPgDir} on port ${config.embeddedPgPort}`;
   const embedded = await startEmbeddedPostgres({ dir: config.embeddedPgDir, port: config.embeddedPgPort });
+  log(embedded.reused
+    ? `DATABASE_URL is not set: using the embedded PostgreSQL already running in ${where}`
+    : `DATABASE_URL is not set: started embedded PostgreSQL in ${where}`);
   // The superuser makes the owner and its database, and is used for nothing else.
   const ownerPassword = await generatedPassword(path.join(config.embeddedPgDir, "owner-password"));
   await provisionDatabase(embedded.url("postgres"), { database: EMBEDDED_DATABASE, owner: EMBEDDED_OWNER, ownerPassword });

@@ -6,25 +6,20 @@ import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "expre
 import jwt, { type Algorithm } from "jsonwebtoken";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
 
 export const TOKEN_AUDIENCE = "prompter";
 /** How PostGraphile and `prompter token` sign; the lifetime is the `exp` claim from SQL. */
 export const SIGN_OPTIONS = { algorithm: "HS256", audience: TOKEN_AUDIENCE, issuer: "prompter" } as const;
 
-export interface Caller {
-  role: "app_user" | "app_admin";
-  userId: string;
-}
-
 const SIGNED_IN_ROLES = new Set(["app_user", "app_admin"]);
 
-/** A bigint identity as text: what user and export ids look like on the wire. */
-export const DATABASE_ID = /^[1-9]\d{0,17}$/;
-
-/** The verified caller, or undefined for anonymous requests. */
-export function callerOf(req: Request): Caller | undefined {
-  return (req as Request & { caller?: Caller }).caller;
+/** The signed-in caller; anonymous requests are refused with 401. */
+export function signedInCaller(req: Request): Caller {
+  const caller = callerOf(req);
+  if (!caller) throw new HttpError(401, "SIGN_IN_REQUIRED", "Sign in: send Authorization: Bearer <token>.");
+  return caller;
 }
 
 /**
@@ -89,7 +84,7 @@ export function authenticate(config: Config): RequestHandler {
     verify(req, res, (error?: unknown) => {
       if (error) return refuse(res, error, next);
       try {
-        (req as Request & { caller?: Caller }).caller = callerFromClaims((req as JWTRequest).auth!);
+        setCaller(req, callerFromClaims((req as JWTRequest).auth!));
       } catch (invalid) {
         return refuse(res, invalid, next);
       }
@@ -111,7 +106,7 @@ function refuse(res: Response, error: unknown, next: NextFunction): void {
 
 /** For routes that need a signed-in caller. */
 export const requireCaller: RequestHandler = (req, _res, next) => {
-  if (!callerOf(req)) throw new HttpError(401, "SIGN_IN_REQUIRED", "Sign in: send Authorization: Bearer <token>.");
+  signedInCaller(req);
   next();
 };
 

@@ -13,8 +13,10 @@ export interface PublicError {
   status: number;
   code: string;
   message: string;
-  /** Sent as Retry-After (REST) and extensions.retryAfterSeconds (GraphQL). */
+  /** When trying again makes sense: Retry-After (REST), extensions.retryAfterSeconds (GraphQL). */
   retryAfterSeconds?: number;
+  /** Headers the answer needs, such as Allow on a 405. */
+  headers?: Record<string, string>;
 }
 
 /** How long a client is asked to wait while the database is unreachable: about what a restart takes. */
@@ -47,13 +49,43 @@ export function isDatabaseUnavailable(error: unknown): boolean {
 }
 
 /** A failure whose code and message are meant for the client. */
-export class HttpError extends Error {
+export class HttpError extends Error implements PublicError {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  readonly headers?: Record<string, string>;
+  constructor(status: number, code: string, message: string, headers?: Record<string, string>) {
     super(message);
     this.status = status;
     this.code = code;
+    this.headers = headers;
+  }
+}
+
+/** Where the API's bearer tokens are valid, as RFC 6750 names it in WWW-Authenticate. */
+const REALM = "prompter";
+// RFC 6750 section 3.1: a request without credentials gets no error code.
+const BEARER_ERRORS: Record<string, string> = { INVALID_TOKEN: "invalid_token", TOKEN_EXPIRED: "invalid_token" };
+
+/** The WWW-Authenticate challenge every 401 carries. */
+export function bearerChallenge(error: Pick<PublicError, "code" | "message">): string {
+  const errorCode = BEARER_ERRORS[error.code];
+  const quoted = (value: string) => `"${value.replace(/["\\]/g, "")}"`;
+  return errorCode
+    ? `Bearer realm=${quoted(REALM)}, error=${quoted(errorCode)}, error_description=${quoted(error.message)}`
+    : `Bearer realm=${quoted(REALM)}`;
+}
+
+/**
+ * A retryable error raised in SQL says how long to wait in its DETAIL, as
+ * {"retryAfterSeconds": n}; anything else there is not for this.
+ */
+function retryAfterSecondsOf(error: pg.DatabaseError): number | undefined {
+  if (!error.detail?.startsWith("{")) return undefined;
+  try {
+    const seconds = (JSON.parse(error.detail) as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    return typeof seconds === "number" && Number.isFinite(seconds) && seconds >= 0 ? Math.ceil(seconds) : undefined;
+  } catch {
+    return undefined;
   }
 }
 
@@ -89,7 +121,9 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (!(error instanceof pg.DatabaseError) || !error.code) return undefined;
   const { code } = error;
-  if (code.startsWith("PR")) return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message };
+  if (code.startsWith("PR")) {
+    return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message, retryAfterSeconds: retryAfterSecondsOf(error) };
+  }
   if (code.startsWith("23")) {
     return { status: code === "23502" || code === "23514" ? 400 : 409, code, message: constraintMessage(error) };
   }
@@ -98,9 +132,26 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   return undefined;
 }
 
+/** The headers an error answer carries besides its body. */
+function errorHeaders(error: PublicError): Record<string, string> {
+  return {
+    ...error.headers,
+    ...(error.retryAfterSeconds !== undefined ? { "Retry-After": String(error.retryAfterSeconds) } : {}),
+    ...(error.status === 401 ? { "WWW-Authenticate": bearerChallenge(error) } : {}),
+  };
+}
+
+/** Where GraphQL is served: errors there are answered as GraphQL responses, which GraphQL clients can read. */
+export const GRAPHQL_PATH = "/graphql";
+
 export function sendError(res: Response, error: PublicError): void {
-  if (error.retryAfterSeconds !== undefined) res.set("Retry-After", String(error.retryAfterSeconds));
-  res.status(error.status).json({ success: false, error: { code: error.code, message: error.message } });
+  res.set(errorHeaders(error)).status(error.status);
+  if (res.req.path === GRAPHQL_PATH) {
+    const retry = error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {};
+    res.json({ errors: [{ message: error.message, extensions: { code: error.code, ...retry } }] });
+    return;
+  }
+  res.json({ success: false, error: { code: error.code, message: error.message } });
 }
 
 // body-parser's failures, by their `type`.

@@ -14,8 +14,9 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
-import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
-import { MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
+import { callerOf } from "./caller.ts";
+import { GRAPHQL_PATH, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -25,17 +26,22 @@ import { currentRequestId, requestIdOf } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible: Omit<PublicError, "status"> | undefined = publicDatabaseError(original) ?? rowNotFound(original);
+    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> & { status?: number } | undefined =
+      publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
       const outage = databaseOutages.getStore();
-      if (outage && visible.retryAfterSeconds !== undefined) outage.retryAfterSeconds = visible.retryAfterSeconds;
+      // Only an unavailable service changes the HTTP status; a rate limit is a GraphQL error like any other.
+      if (outage && "status" in visible && visible.status === 503) outage.retryAfterSeconds = visible.retryAfterSeconds;
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
         positions: error.positions,
         path: error.path,
         originalError: original,
-        extensions: { code: visible.code, ...(visible.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: visible.retryAfterSeconds }) },
+        extensions: {
+          code: visible.code,
+          ...(visible.retryAfterSeconds !== undefined ? { retryAfterSeconds: visible.retryAfterSeconds } : {}),
+        },
       });
     }
     // Validation and other GraphQL errors are safe as they are.
@@ -105,7 +111,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
       },
     },
     grafserv: {
-      graphqlPath: "/graphql",
+      graphqlPath: GRAPHQL_PATH,
       // Both switches, or GET /graphql with Accept: text/html still serves Ruru.
       graphiql: !config.production,
       graphiqlOnGraphQLGET: !config.production,

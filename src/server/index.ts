@@ -1,5 +1,6 @@
 // The gateway: authenticates, hands the caller's claims to PostgreSQL, maps
 // errors and serves export files. Business rules stay in SQL.
+import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import express from "express";
@@ -10,8 +11,9 @@ import { resilientPool } from "../db/pool.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
-import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
+import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
+import { refuseOtherMethods } from "./methods.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -67,10 +69,11 @@ export async function startGateway(
     if (closing) res.set("Connection", "close");
     next();
   });
-  app.get("/healthz", (_req, res) => {
+  const healthz = app.route("/healthz").get((_req, res) => {
     res.json({ success: true, status: "ok" });
   });
-  app.get("/readyz", async (_req, res) => {
+  refuseOtherMethods(healthz);
+  const readyz = app.route("/readyz").get(async (_req, res) => {
     const checks = await readiness(pool, options.readinessChecks ?? {});
     const failing = Object.entries(checks).filter(([, state]) => state !== "ok");
     if (!failing.length) {
@@ -83,15 +86,27 @@ export async function startGateway(
       checks,
     });
   });
+  refuseOtherMethods(readyz);
   // Prometheus authenticates with METRICS_TOKEN, not a user's token.
-  app.get("/metrics", metricsEndpoint(metrics, config.metricsToken));
+  refuseOtherMethods(app.route("/metrics").get(metricsEndpoint(metrics, config.metricsToken)));
   if (!config.metricsToken && config.production) log.warn({}, "METRICS_TOKEN is not set: anyone who reaches /metrics can read it");
+  // The REST API's contract (OpenAPI 3.1), public like the API's shape; read once.
+  const openApi = await readFile(new URL("./openapi.json", import.meta.url), "utf8");
+  refuseOtherMethods(app.route("/api/openapi.json").get((_req, res) => {
+    res.type("application/json").set("Cache-Control", "no-cache").send(openApi);
+  }));
   app.use(await uiRoutes());
   app.use(authenticate(config));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
 
   const server = createServer(app);
+  // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).
+  const graphqlMethods = config.production ? "POST" : "GET, POST"; // GET serves Ruru to browsers
+  app.use(GRAPHQL_PATH, (_req, res, next) => {
+    res.set("Allow", graphqlMethods);
+    next();
+  });
   await pgl.createServ(grafserv).addTo(app, server, false);
   app.use((req) => {
     throw new HttpError(404, "NOT_FOUND", `No endpoint ${req.method} ${req.path}.`);

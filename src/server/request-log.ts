@@ -8,7 +8,7 @@ import { randomUUID } from "node:crypto";
 import type { Request, RequestHandler, Response } from "express";
 import type { Log } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { callerOf } from "./auth.ts";
+import { callerOf } from "./caller.ts";
 
 const SANE_REQUEST_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 // Routes not declared to express; any other unmatched path is "other", so

@@ -1,13 +1,14 @@
 // The REST endpoints. Every read and write runs as the caller (asCaller), so
 // RLS decides what each one sees; SQL validates everything it is given.
-import { open } from "node:fs/promises";
 import path from "node:path";
-import { pipeline } from "node:stream/promises";
-import { Router, type Request, type Response } from "express";
+import { Router, type Request, type RequestHandler, type Response } from "express";
 import type pg from "pg";
 import type { Config } from "../config.ts";
-import { asCaller, callerOf, DATABASE_ID, pgSettingsFor, requireCaller } from "./auth.ts";
+import { asCaller, pgSettingsFor, requireCaller, signedInCaller } from "./auth.ts";
+import { callerOf, DATABASE_ID, setCaller } from "./caller.ts";
+import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
+import { refuseOtherMethods } from "./methods.ts";
 import type { ExportEvents } from "./export-events.ts";
 import { requestIdOf } from "./request-log.ts";
 
@@ -29,11 +30,13 @@ interface ExportRow {
   error_message: string | null;
   progress_rows: string;
   stale: boolean | null;
+  requested_by: string | null;
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
   e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.attempts, e.error_message, e.progress_rows,
-  app_public.exports_stale(e) as stale`;
+  app_public.exports_stale(e) as stale,
+  (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
 
 const numberOrNull = (value: string | null) => (value === null ? null : Number(value));
 const isoOrNull = (value: Date | null) => value?.toISOString() ?? null;
@@ -44,6 +47,7 @@ function exportJson(row: ExportRow) {
   return {
     id: Number(row.id),
     user_id: Number(row.user_id),
+    requested_by: row.requested_by,
     kind: row.kind,
     options: row.options,
     status: row.status,
@@ -84,10 +88,18 @@ function exportId(req: Request): string {
   return id;
 }
 
+/** The list's page size when the client names none. */
+const DEFAULT_PAGE = 50;
+
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
   const router = Router();
-  router.use(requireCaller);
   const settings = (req: Request) => pgSettingsFor(callerOf(req), config, requestIdOf(req));
+  /** Declares a path's handlers; other methods on it answer 405. */
+  const route = (routePath: string, handlers: Partial<Record<"get" | "post", RequestHandler[]>>) => {
+    const declared = router.route(routePath);
+    for (const [method, chain] of Object.entries(handlers)) declared[method as "get" | "post"](...chain);
+    refuseOtherMethods(declared);
+  };
 
   async function readExport(req: Request, id: string): Promise<ExportRow | undefined> {
     const { rows } = await asCaller(pool, settings(req), (client) =>
@@ -101,7 +113,18 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     return row;
   }
 
-  router.get("/agents/effectiveness", async (req, res) => {
+  /** The export, once it has a file to download. */
+  async function downloadableExport(req: Request): Promise<ExportRow & { file_name: string; sha256: string }> {
+    const row = await visibleExport(req);
+    if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
+      throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
+    }
+    // file_name is written by the worker; never let it point outside the export directory.
+    if (path.basename(row.file_name) !== row.file_name) throw new Error(`export ${row.id} has an unsafe file_name`);
+    return row as ExportRow & { file_name: string; sha256: string };
+  }
+
+  route("/agents/effectiveness", { get: [requireCaller, async (req, res) => {
     queryParameters(req, {});
     const { rows } = await asCaller(pool, settings(req), (client) =>
       client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
@@ -113,16 +136,16 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
       avg_score: row.avg_score,
     }]));
     res.json({ success: true, effectiveness });
-  });
+  }] });
 
   // The same JSON as the recordRun mutation's `run`; SQL checks every element.
-  router.post("/runs", async (req, res) => {
+  route("/runs", { post: [requireCaller, async (req, res) => {
     queryParameters(req, {});
     if (!req.is("application/json")) throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the run as application/json.");
     const { rows: [{ result }] } = await asCaller(pool, settings(req), (client) =>
       client.query<{ result: { replayed: boolean } }>("select app_public.record_run($1) as result", [JSON.stringify(req.body)]));
     res.status(result.replayed ? 200 : 201).json({ success: true, run: result });
-  });
+  }] });
 
   const exportRoute = (kind: string) => async (req: Request, res: Response) => {
     const { wait } = queryParameters(req, { wait: /^(true|false)$/ });
@@ -139,7 +162,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     if (!row) throw new HttpError(404, "NOT_FOUND", "The export disappeared while waiting for it.");
     const body = { export_id: Number(row.id), status: row.status, status_url: `/api/exports/${row.id}`, export: exportJson(row) };
     if (wait !== "true" || !finished(row)) {
-      res.status(202).json({ success: true, ...body });
+      res.status(202).location(body.status_url).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
       res.json({ success: true, csv_path: path.join(config.exportDir, row.file_name ?? ""), records: Number(row.rows), ...body });
     } else {
@@ -150,56 +173,74 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
       });
     }
   };
-  router.post("/storage/export-multi-agent", exportRoute("multi_agent_log"));
-  router.post("/storage/export-all", exportRoute("all"));
+  route("/storage/export-multi-agent", { post: [requireCaller, exportRoute("multi_agent_log")] });
+  route("/storage/export-all", { post: [requireCaller, exportRoute("all")] });
 
-  router.get("/exports", async (req, res) => {
-    const { limit = "50", offset = "0" } = queryParameters(req, { limit: /^([1-9]\d?|100)$/, offset: /^\d{1,9}$/ });
-    const { rows } = await asCaller(pool, settings(req), (client) =>
+  route("/exports", { get: [requireCaller, async (req, res) => {
+    const query = queryParameters(req, { limit: /^([1-9]\d?|100)$/, offset: /^\d{1,9}$/ });
+    const limit = Number(query.limit ?? DEFAULT_PAGE);
+    const offset = Number(query.offset ?? 0);
+    const [{ rows }, { rows: [{ total }] }] = await asCaller(pool, settings(req), (client) => Promise.all([
       client.query<ExportRow>(
         `select ${EXPORT_COLUMNS} from app_public.exports e order by e.requested_at desc, e.id desc limit $1 offset $2`,
-        [limit, offset]));
-    res.json({ success: true, exports: rows.map(exportJson) });
-  });
+        [limit, offset]),
+      client.query<{ total: number }>("select count(*)::int as total from app_public.exports"),
+    ]));
+    const next = offset + limit < total ? `/api/exports?limit=${limit}&offset=${offset + limit}` : null;
+    if (next) res.links({ next });
+    res.json({ success: true, exports: rows.map(exportJson), total, next_url: next });
+  }] });
 
-  router.get("/exports/:id", async (req, res) => {
+  route("/exports/:id", { get: [requireCaller, async (req, res) => {
     queryParameters(req, {});
     res.json({ success: true, export: exportJson(await visibleExport(req)) });
-  });
+  }] });
 
-  router.get("/exports/:id/download", async (req, res) => {
+  route("/exports/:id/download-link", { post: [requireCaller, async (req, res) => {
     queryParameters(req, {});
-    const row = await visibleExport(req);
-    if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
-      throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
+    const row = await downloadableExport(req);
+    const link = downloadLink(config.jwtSecret, row.id, signedInCaller(req));
+    res.json({ success: true, url: link.url, expires_at: link.expiresAt.toISOString() });
+  }] });
+
+  route("/exports/:id/download", { get: [async (req, res) => {
+    // A signed link stands for its caller; without one, the request's own token does.
+    if (req.query.signature !== undefined) {
+      setCaller(req, linkedCaller(config.jwtSecret, exportId(req), queryParameters(req, DOWNLOAD_LINK_PARAMETERS)));
+    } else {
+      queryParameters(req, {});
+      signedInCaller(req);
     }
-    // file_name is written by the worker; never let it point outside the export directory.
-    if (path.basename(row.file_name) !== row.file_name) throw new Error(`export ${row.id} has an unsafe file_name`);
-    const file = await open(path.join(config.exportDir, row.file_name)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") {
-        throw new HttpError(410, "EXPORT_FILE_GONE", "The export file is no longer on the server; request a new export.");
-      }
-      throw error;
-    });
-    try {
-      const etag = `"${row.sha256}"`;
-      res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
-      // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
-      const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
-      if (known.includes(etag) || known.includes("*")) {
-        res.status(304).end();
-        return;
-      }
-      res.attachment(row.file_name); // Content-Disposition, and Content-Type from the extension
-      res.set("Content-Length", String((await file.stat()).size));
-      await pipeline(file.createReadStream({ autoClose: false }), res).catch((error: NodeJS.ErrnoException) => {
+    const row = await downloadableExport(req);
+    const etag = `"${row.sha256}"`;
+    res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
+    // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
+    const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
+    if (known.includes(etag) || known.includes("*")) {
+      res.status(304).end();
+      return;
+    }
+    res.attachment(row.file_name); // Content-Disposition, and Content-Type from the extension
+    // send (behind sendFile) answers Range and If-Range (206, 416), sends Accept-Ranges
+    // and Last-Modified, and streams the file; the ETag set above is the one it compares.
+    await new Promise<void>((resolve, reject) => {
+      res.sendFile(row.file_name, { root: config.exportDir, etag: false, cacheControl: false, lastModified: true, acceptRanges: true }, (error?: NodeJS.ErrnoException) => {
         // The client went away mid-download: nothing to answer.
-        if (error.code !== "ERR_STREAM_PREMATURE_CLOSE") throw error;
+        if (!error || error.code === "ECONNABORTED") return resolve();
+        if (res.headersSent) return reject(error);
+        // The answer is an error now, not the file.
+        for (const name of ["Content-Disposition", "Content-Type", "ETag", "Last-Modified"]) res.removeHeader(name);
+        if (error.code === "ENOENT") {
+          return reject(new HttpError(410, "EXPORT_FILE_GONE", "The export file is no longer on the server; request a new export."));
+        }
+        if ((error as { status?: number }).status === 416) {
+          // send has set Content-Range: bytes */<size>.
+          return reject(new HttpError(416, "RANGE_NOT_SATISFIABLE", `The range asked for is outside the file (${row.bytes} bytes).`));
+        }
+        reject(error);
       });
-    } finally {
-      await file.close();
-    }
-  });
+    });
+  }] });
 
   return router;
 }

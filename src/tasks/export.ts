@@ -15,7 +15,7 @@ import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 import yazl from "yazl";
 import { LoggedError } from "../log.ts";
-import type { TaskContext } from "../worker.ts";
+import type { TaskContext } from "../task-context.ts";
 
 interface ExportJob {
   id: string;

@@ -5,7 +5,7 @@
 import type { JobHelpers } from "graphile-worker";
 import { readdir, stat, unlink } from "node:fs/promises";
 import path from "node:path";
-import type { TaskContext } from "../worker.ts";
+import type { TaskContext } from "../task-context.ts";
 import { EXPORT_FILE_NAME } from "./export.ts";
 
 const DAY_MS = 24 * 3600 * 1000;

@@ -82,19 +82,16 @@ export async function graphql<T>(query: string, variables: Record<string, unknow
 }
 
 /**
- * Downloads through fetch, so the token travels in the Authorization header and
- * never in a URL (where logs and browser history would keep it).
+ * Asks the gateway for a short-lived signed link and lets the browser fetch it:
+ * the file streams to disk however large it is (no blob in the page's memory),
+ * and the bearer token never appears in a URL, where logs and history keep it.
  */
-export async function download(path: string, fallbackName: string): Promise<void> {
-  const response = await send(path, { headers: { Accept: "*/*" } });
-  const disposition = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") ?? "");
-  const url = URL.createObjectURL(await response.blob());
+export async function download(linkPath: string): Promise<void> {
+  const { url } = await postJson<{ url: string }>(linkPath, {});
   const link = document.createElement("a");
   link.href = url;
-  link.download = disposition?.[1] ?? fallbackName;
+  link.download = ""; // named by the answer's Content-Disposition
   document.body.append(link);
   link.click();
   link.remove();
-  // The click has handed the blob to the download manager; free it on the next turn.
-  setTimeout(() => URL.revokeObjectURL(url));
 }

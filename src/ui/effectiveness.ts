@@ -39,6 +39,7 @@ export function effectivenessPage(): Page {
   const readAt = byId("read-at");
   const scope = byId("scope");
   const error = byId("effectiveness-error");
+  const empty = byId("effectiveness-empty");
 
   async function load(): Promise<void> {
     refresh.disabled = true;
@@ -48,6 +49,8 @@ export function effectivenessPage(): Page {
       const { effectiveness } = await getJson<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness");
       const read = new Date();
       const agents = Object.entries(effectiveness);
+      // Agents exist from the start; a dashboard of zeros is a new user's, who needs to know how data gets in.
+      empty.hidden = agents.some(([, figures]) => figures.total > 0);
       cards.replaceChildren(...agents.map(([agent, figures]) => agentCard(agent, figures)));
       charts.replaceChildren(
         barChart({
@@ -85,6 +88,7 @@ export function effectivenessPage(): Page {
       charts.replaceChildren();
       readAt.replaceChildren();
       scope.textContent = "";
+      empty.hidden = true;
       say(error, undefined);
     },
   };

@@ -22,6 +22,7 @@ interface ExportJson {
   progress_rows: number;
   stale: boolean | null;
   download_url: string | null;
+  requested_by: string | null;
 }
 
 const KIND_NAMES: Record<Kind, string> = {
@@ -117,15 +118,14 @@ export function exportsPage(): Page {
   }
 
   function fileCell(item: ExportJson): HTMLElement {
-    const url = item.download_url;
-    if (!url) return cell("File");
+    if (!item.download_url) return cell("File");
     const name = item.file_name ?? `export-${item.id}`;
     const button = h("button", { type: "button", class: "link", "data-focus-key": `download-${item.id}`, "aria-label": `Download ${name}` }, "Download");
     button.addEventListener("click", async () => {
       button.disabled = true;
       say(error, undefined);
       try {
-        await download(url, name);
+        await download(`/api/exports/${item.id}/download-link`);
       } catch (failure) {
         if (!(failure instanceof SessionEnded)) say(error, `Could not download ${name}: ${(failure as Error).message}`);
       } finally {
@@ -143,6 +143,7 @@ export function exportsPage(): Page {
       cell("Export",
         h("strong", {}, `#${item.id} ${KIND_NAMES[item.kind] ?? item.kind}`),
         options && h("span", { class: "options" }, options),
+        item.requested_by && h("span", { class: "requested-by" }, `by ${item.requested_by}`),
         h("time", { datetime: item.requested_at }, formatTime(requested))),
       statusCell(item),
       cell("Records", done && item.rows !== null && h("data", { value: item.rows }, formatCount(item.rows))),

@@ -1,7 +1,7 @@
 // `npx prompter export`: queues as the user (so the rules apply), waits, copies;
 // `npx prompter worker`: stops cleanly.
 import { execFile } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { readFile, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { promisify } from "node:util";
 import { beforeAll, expect, it } from "vitest";
@@ -37,6 +37,24 @@ it("queues an export as the user, waits for the worker and copies the file to --
   expect(row.file_name).toMatch(/\.csv\.gz$/);
   expect(result.stdout).toContain(`sha256 ${row.sha256}`);
   expect(await readFile(out)).toEqual(await exportFile(exportWorker.dir, row));
+});
+
+it("creates the directory of --out when it is missing", async () => {
+  const out = path.join(exportWorker.dir, "new", "deeper", "log.csv");
+  const result = await prompter("export", "multi_agent_log", "--username", username, "--out", out);
+  expect(result.code).toBe(0);
+  const id = /^Queued export (\d+)/.exec(result.stdout)![1];
+  expect(await readFile(out)).toEqual(await exportFile(exportWorker.dir, await readExport(db.pool, id)));
+});
+
+it("says what is wrong when --out cannot be written, and queues nothing", async () => {
+  const blocked = path.join(exportWorker.dir, "a-file");
+  await writeFile(blocked, "not a directory");
+  const before = (await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n;
+  const result = await prompter("export", "multi_agent_log", "--username", username, "--out", path.join(blocked, "log.csv"));
+  expect(result.code).toBe(2);
+  expect(result.stderr).toMatch(/^prompter export: Cannot create the directory of --out .*a-file\/log\.csv/);
+  expect((await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n).toBe(before);
 });
 
 it("reports the rules' errors without a stack trace", async () => {

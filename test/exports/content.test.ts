@@ -282,4 +282,24 @@ describe("requests the rules refuse", () => {
       expect(error.code).toBe("PRRTL");
     });
   });
+
+  it("PRRTL says in its DETAIL when the oldest request of the minute leaves the window", async () => {
+    const user: SignedIn = { role: "app_user", userId: await createUser(db.pool) };
+    await actAs(db.pool, user, async (client) => {
+      for (let i = 0; i < 10; i++) await client.query("select app_public.request_export('agent_effectiveness')");
+      // As the owner, inside the same transaction: age the requests, the oldest 48 s, the others 5 s.
+      await client.query("reset role");
+      await client.query(
+        `update app_public.exports set requested_at = clock_timestamp() - case when id = (select min(id) from app_public.exports where user_id = $1)
+           then interval '48 seconds' else interval '5 seconds' end where user_id = $1`, [user.userId]);
+      await client.query("select set_config('role', 'app_user', true)");
+      const error = (await errorOf(client.query("select app_public.request_export('agent_effectiveness')"))) as { code: string; message: string; detail?: string };
+      expect(error.code).toBe("PRRTL");
+      // 60 s window - 48 s = 12 s, rounded up; a second may pass between the update and the check.
+      const { retryAfterSeconds } = JSON.parse(error.detail!);
+      expect(retryAfterSeconds).toBeGreaterThanOrEqual(11);
+      expect(retryAfterSeconds).toBeLessThanOrEqual(12);
+      expect(error.message).toContain(`Try again in ${retryAfterSeconds} seconds`);
+    });
+  });
 });

@@ -8,6 +8,7 @@ import path from "node:path";
 import { promisify } from "node:util";
 import jwt from "jsonwebtoken";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import { callRest } from "../support/openapi.ts";
 import { graphql, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
@@ -39,10 +40,8 @@ const now = () => Math.floor(Date.now() / 1000);
 const claimsOf = (userId: string) => ({ role: "app_user", user_id: userId, exp: now() + 600 });
 
 async function restAs(authorization?: string) {
-  const response = await fetch(`${server.baseUrl}/api/exports`, {
-    headers: authorization === undefined ? {} : { authorization },
-  });
-  return { status: response.status, body: await response.json() };
+  const answer = await callRest(server.baseUrl, "GET", "/api/exports", { headers: authorization === undefined ? {} : { authorization } });
+  return { status: answer.status, challenge: answer.headers.get("www-authenticate"), body: answer.body };
 }
 
 async function graphqlAs(authorization?: string) {
@@ -51,28 +50,30 @@ async function graphqlAs(authorization?: string) {
     headers: { "content-type": "application/json", ...(authorization === undefined ? {} : { authorization }) },
     body: JSON.stringify({ query: "{ currentUserId }" }),
   });
-  return { status: response.status, body: await response.json() };
+  return { status: response.status, challenge: response.headers.get("www-authenticate"), body: await response.json() };
 }
 
 describe("bearer tokens", () => {
   it("without a token: REST needs sign-in, GraphQL runs as anonymous", async () => {
+    // RFC 6750 3.1: a request without credentials gets the challenge but no error code.
     expect(await restAs()).toEqual({
       status: 401,
+      challenge: 'Bearer realm="prompter"',
       body: { success: false, error: { code: "SIGN_IN_REQUIRED", message: expect.any(String) } },
     });
-    expect(await graphqlAs()).toEqual({ status: 200, body: { data: { currentUserId: null } } });
+    expect(await graphqlAs()).toEqual({ status: 200, challenge: null, body: { data: { currentUserId: null } } });
   });
 
   it("accepts a valid HS256 token and acts as its user", async () => {
     const token = `Bearer ${signTestToken(alice)}`;
-    expect(await restAs(token)).toEqual({ status: 200, body: { success: true, exports: [] } });
-    expect(await graphqlAs(token)).toEqual({ status: 200, body: { data: { currentUserId: alice } } });
+    expect(await restAs(token)).toEqual({ status: 200, challenge: null, body: { success: true, exports: [], total: 0, next_url: null } });
+    expect(await graphqlAs(token)).toEqual({ status: 200, challenge: null, body: { data: { currentUserId: alice } } });
   });
 
   it("accepts RS256 tokens from the identity provider's key (JWT_PUBLIC_KEY)", async () => {
     const token = jwt.sign(claimsOf(bob), identityProvider.privateKey, { algorithm: "RS256", audience: "prompter" });
     expect((await restAs(`Bearer ${token}`)).status).toBe(200);
-    expect(await graphqlAs(`Bearer ${token}`)).toEqual({ status: 200, body: { data: { currentUserId: bob } } });
+    expect((await graphqlAs(`Bearer ${token}`)).body).toEqual({ data: { currentUserId: bob } });
   });
 
   const valid = () => signTestToken(alice);
@@ -94,10 +95,15 @@ describe("bearer tokens", () => {
     ["without exp", () => jwt.sign({ role: "app_user", user_id: alice }, TEST_JWT_SECRET, { audience: "prompter" }), "INVALID_TOKEN"],
     ["garbage", () => "not.a.token", "INVALID_TOKEN"],
   ];
-  it.each(refused)("refuses a token %s with 401 on REST and GraphQL", async (_name, token, code) => {
-    for (const response of [await restAs(`Bearer ${token()}`), await graphqlAs(`Bearer ${token()}`)]) {
-      expect(response).toEqual({ status: 401, body: { success: false, error: { code, message: expect.any(String) } } });
-    }
+  it.each(refused)("refuses a token %s with 401 and a Bearer challenge on REST and GraphQL", async (_name, token, code) => {
+    const challenge = expect.stringMatching(/^Bearer realm="prompter", error="invalid_token", error_description="[^"]+"$/);
+    expect(await restAs(`Bearer ${token()}`)).toEqual({
+      status: 401, challenge, body: { success: false, error: { code, message: expect.any(String) } },
+    });
+    // On /graphql the body is a GraphQL response, which GraphQL clients know how to read.
+    expect(await graphqlAs(`Bearer ${token()}`)).toEqual({
+      status: 401, challenge, body: { errors: [{ message: expect.any(String), extensions: { code } }] },
+    });
   });
 
   it("refuses an Authorization header that is not a bearer token", async () => {
@@ -123,7 +129,7 @@ describe("register and authenticate through GraphQL", () => {
     // exp comes from SQL (JWT_EXPIRES_IN=2h, rounded to the second), iat from the signer.
     expect(Math.abs(claims.exp! - claims.iat! - 7200)).toBeLessThanOrEqual(2);
     const { rows } = await db.pool.query("select id::text from app_public.users where username = 'carol'");
-    expect(await graphqlAs(`Bearer ${token}`)).toEqual({ status: 200, body: { data: { currentUserId: rows[0].id } } });
+    expect((await graphqlAs(`Bearer ${token}`)).body).toEqual({ data: { currentUserId: rows[0].id } });
   });
 
   it("authenticate returns a token for the right password only", async () => {
@@ -158,7 +164,7 @@ describe("npx prompter token", () => {
     const { stdout } = await run("Alice");
     const token = stdout.trim();
     expect(jwt.decode(token)).toMatchObject({ role: "app_user", user_id: alice, aud: "prompter" });
-    expect(await graphqlAs(`Bearer ${token}`)).toEqual({ status: 200, body: { data: { currentUserId: alice } } });
+    expect((await graphqlAs(`Bearer ${token}`)).body).toEqual({ data: { currentUserId: alice } });
   });
 
   it("fails with a message for an unknown user", async () => {

@@ -2,6 +2,7 @@
 // the worker writes the file and notifies, the waiting request answers, and the
 // download is the file the worker described; one /metrics covers both.
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
@@ -48,3 +49,26 @@ it("is ready with its own worker alive, and serves the gateway's and the worker'
   expect(metrics).toMatch(/^prompter_exports_succeeded_total\{kind="multi_agent_log"\} 1$/m);
   expect(metrics).toMatch(/^prompter_http_request_duration_seconds_count\{method="POST",route="\/api\/storage\/export-multi-agent",status="200"\} 1$/m);
 });
+
+it("serves metrics that promtool check metrics accepts, the worker's and the gateway's", async () => {
+  const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+  expect(metrics).toMatch(/^nodejs_active_handles\{type="\w+"\} \d+$/m);
+  const checked = await promtool(["check", "metrics"], metrics);
+  // promtool exits 3 and names the metric for each naming rule broken (say, a gauge ending in _total).
+  expect(checked).toEqual({ code: 0, output: "" });
+});
+
+/** Runs Prometheus's own promtool (Debian's prometheus package; .ci/run installs it) with `input` on stdin. */
+async function promtool(args: string[], input: string): Promise<{ code: number | null; output: string }> {
+  const child = spawn("promtool", args, { stdio: ["pipe", "pipe", "pipe"] });
+  let output = "";
+  child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on("data", (chunk: Buffer) => (output += chunk.toString()));
+  const code = new Promise<number | null>((resolve, reject) => {
+    child.once("error", (error: NodeJS.ErrnoException) =>
+      reject(error.code === "ENOENT" ? new Error("promtool is not installed: apt-get install prometheus (as .ci/run does)") : error));
+    child.once("close", resolve);
+  });
+  child.stdin.end(input);
+  return { code: await code, output };
+}

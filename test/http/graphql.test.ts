@@ -241,13 +241,20 @@ describe("errors", () => {
     expect(names).not.toContain("dataVersion");
   });
 
-  it("answers a body that is not JSON with 400", async () => {
+  it("answers a body that is not JSON with 400, as a GraphQL response", async () => {
     const response = await fetch(`${server.baseUrl}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${tokens.a}` },
       body: '{"query": "{ currentUserId }"',
     });
     expect(response.status).toBe(400);
-    expect(await response.json()).toEqual({ success: false, error: { code: "BAD_JSON", message: expect.any(String) } });
+    expect(await response.json()).toEqual({ errors: [{ message: expect.any(String), extensions: { code: "BAD_JSON" } }] });
+  });
+
+  it("answers another method with 405 and Allow", async () => {
+    const response = await fetch(`${server.baseUrl}/graphql`, { method: "DELETE" });
+    expect(response.status).toBe(405);
+    expect(response.headers.get("allow")).toBe("GET, POST");
+    expect(await response.json()).toMatchObject({ errors: [{ message: expect.any(String) }] });
   });
 });

@@ -1,27 +1,22 @@
 // The REST endpoints: their exact shapes, what each caller may see (RLS as the
 // caller), export waiting and downloads, and the error codes for bad input.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { createUser, useTestDatabase } from "../support/db.ts";
-import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
+import { callRest } from "../support/openapi.ts";
+import { graphql as graphqlAs, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
 let server: RunningServer;
 /** A second gateway that waits at most a second for an export. */
 let impatient: RunningServer;
-const users: Record<"a" | "b" | "admin" | "waiter" | "limited", { id: string; token: string }> = {} as never;
+const users: Record<"a" | "b" | "admin" | "waiter" | "limited", { id: string; name: string; token: string }> = {} as never;
 
-async function call(method: string, url: string, token?: string, init: { body?: string; headers?: Record<string, string>; on?: RunningServer } = {}) {
-  const response = await fetch(`${(init.on ?? server).baseUrl}${url}`, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...init.headers },
-    body: init.body,
-  });
-  const text = await response.text();
-  return { status: response.status, headers: response.headers, text, body: /json/.test(response.headers.get("content-type") ?? "") ? JSON.parse(text) : undefined };
-}
+/** Every answer is checked against the OpenAPI document first (callRest). */
+const call = (method: string, url: string, token?: string, init: { body?: string; headers?: Record<string, string>; on?: RunningServer } = {}) =>
+  callRest((init.on ?? server).baseUrl, method, url, { token, ...init });
 const postJson = (url: string, token: string, body: string) => call("POST", url, token, { body, headers: { "content-type": "application/json" } });
 
 /** Setup as the database owner: a prompt with versions, scores and a best head. */
@@ -84,8 +79,9 @@ const exportCount = async (userId: string) =>
 
 beforeAll(async () => {
   for (const name of ["a", "b", "admin", "waiter", "limited"] as const) {
-    const id = await createUser(db.pool, { admin: name === "admin" });
-    users[name] = { id, token: signTestToken(id, { admin: name === "admin" }) };
+    const username = `rest_${name}`;
+    const id = await createUser(db.pool, { admin: name === "admin", username });
+    users[name] = { id, name: username, token: signTestToken(id, { admin: name === "admin" }) };
   }
   // Agent figures of a: syntax 2 versions, 1 win, scores 40 and 20; structure 2
   // versions, 1 win, scores 30 and 45; domain 1 version, unscored.
@@ -128,6 +124,7 @@ describe("GET /api/agents/effectiveness", () => {
 const EXPORT_SHAPE = {
   id: expect.any(Number),
   user_id: expect.any(Number),
+  requested_by: expect.any(String),
   kind: expect.any(String),
   options: { gzip: expect.any(Boolean), excel: expect.any(Boolean) },
   status: expect.any(String),
@@ -152,12 +149,13 @@ describe("queueing exports", () => {
     const response = await postJson("/api/storage/export-multi-agent", users.a.token, '{"gzip": true}');
     const id = response.body.export_id;
     expect(response).toMatchObject({ status: 202 });
+    expect(response.headers.get("location")).toBe(`/api/exports/${id}`);
     expect(response.body).toEqual({
       success: true,
       export_id: id,
       status: "queued",
       status_url: `/api/exports/${id}`,
-      export: { ...EXPORT_SHAPE, id, user_id: Number(users.a.id), kind: "multi_agent_log", options: { gzip: true, excel: false }, status: "queued" },
+      export: { ...EXPORT_SHAPE, id, user_id: Number(users.a.id), requested_by: users.a.name, kind: "multi_agent_log", options: { gzip: true, excel: false }, status: "queued" },
     });
   });
 
@@ -199,11 +197,23 @@ describe("queueing exports", () => {
     expect(response).toMatchObject({ status: 202, body: { success: true, status: "queued", export: { is_global: true } } });
   });
 
-  it("limits a user to 10 exports a minute (429 PRRTL)", async () => {
+  it("limits a user to 10 exports a minute (429 PRRTL), saying in Retry-After when the oldest leaves the minute", async () => {
     for (let i = 0; i < 10; i++) expect((await call("POST", "/api/storage/export-all", users.limited.token)).status).toBe(202);
-    expect(await call("POST", "/api/storage/export-all", users.limited.token)).toMatchObject({
+    const refused = await call("POST", "/api/storage/export-all", users.limited.token);
+    expect(refused).toMatchObject({
       status: 429, body: { success: false, error: { code: "PRRTL", message: expect.stringMatching(/at most 10 per minute/) } },
     });
+    // Recomputed here: the oldest of the 10 requests leaves the one-minute window then.
+    const { rows: [{ seconds }] } = await db.pool.query(
+      "select extract(epoch from min(requested_at) + interval '1 minute' - clock_timestamp())::float8 as seconds from app_public.exports where user_id = $1",
+      [users.limited.id]);
+    const retryAfter = Number(refused.headers.get("retry-after"));
+    expect(Number.isInteger(retryAfter)).toBe(true);
+    expect(Math.abs(retryAfter - seconds)).toBeLessThanOrEqual(2);
+    // GraphQL clients read the same in extensions.
+    const { errors } = await graphqlAs(server, 'mutation { requestExport(input: {kind: "all"}) { result { rowId } } }', {}, users.limited.token);
+    expect(errors).toEqual([expect.objectContaining({ extensions: { code: "PRRTL", retryAfterSeconds: expect.any(Number) } })]);
+    expect(Math.abs(errors![0].extensions!.retryAfterSeconds! - retryAfter)).toBeLessThanOrEqual(1);
     expect(await exportCount(users.limited.id)).toBe(10);
   });
 });
@@ -222,6 +232,30 @@ describe("reading exports", () => {
     expect(all.body.exports).toHaveLength((await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n);
     const paged = await call("GET", "/api/exports?limit=1&offset=1", users.admin.token);
     expect(paged.body.exports).toEqual([all.body.exports[1]]);
+  });
+
+  it("GET /api/exports counts them all and links the next page until the last", async () => {
+    const { rows: [{ n }] } = await db.pool.query("select count(*)::int as n from app_public.exports");
+    const first = await call("GET", "/api/exports?limit=2", users.admin.token);
+    expect(first.body).toMatchObject({ total: n, next_url: "/api/exports?limit=2&offset=2" });
+    expect(first.headers.get("link")).toBe('</api/exports?limit=2&offset=2>; rel="next"');
+    const seen: number[] = [];
+    for (let url: string | null = "/api/exports?limit=2"; url; ) {
+      const page = await call("GET", url, users.admin.token);
+      seen.push(...page.body.exports.map((e: { id: number }) => e.id));
+      url = page.body.next_url;
+    }
+    expect(seen).toHaveLength(n);
+    expect(new Set(seen).size).toBe(n);
+    const last = await call("GET", `/api/exports?limit=2&offset=${n - 1}`, users.admin.token);
+    expect(last.body).toMatchObject({ total: n, next_url: null });
+    expect(last.headers.get("link")).toBeNull();
+  });
+
+  it("shows an admin who requested each export", async () => {
+    const id = await queueExport(users.b);
+    const { body } = await call("GET", "/api/exports?limit=100", users.admin.token);
+    expect(body.exports.find((e: { id: number }) => e.id === id)).toMatchObject({ user_id: Number(users.b.id), requested_by: users.b.name });
   });
 
   it("GET /api/exports/:id shows the export to its owner and an admin, 404 to anyone else", async () => {
@@ -256,6 +290,83 @@ describe("GET /api/exports/:id/download", () => {
     expect(stranger.text).not.toContain("hello");
   });
 
+  it("resumes: Range and If-Range answer 206 with the part, Accept-Ranges and Last-Modified are sent", async () => {
+    const content = "request_id,original_prompt\n1,hello\n2,world\n";
+    const id = await queueExport(users.waiter);
+    await recordOutcome(id, { status: "succeeded", content });
+    const url = `/api/exports/${id}/download`;
+    const whole = await call("GET", url, users.waiter.token);
+    expect(whole.headers.get("accept-ranges")).toBe("bytes");
+    const lastModified = whole.headers.get("last-modified")!;
+    expect(Date.parse(lastModified)).toBeGreaterThan(Date.now() - 60_000);
+    const etag = whole.headers.get("etag")!;
+
+    const part = await call("GET", url, users.waiter.token, { headers: { range: "bytes=27-33" } });
+    expect(part.status).toBe(206);
+    expect(part.text).toBe(content.slice(27, 34));
+    expect(part.headers.get("content-range")).toBe(`bytes 27-33/${content.length}`);
+    const rest = await call("GET", url, users.waiter.token, { headers: { range: "bytes=27-", "if-range": etag } });
+    expect(rest).toMatchObject({ status: 206, text: content.slice(27) });
+    const byDate = await call("GET", url, users.waiter.token, { headers: { range: "bytes=27-", "if-range": lastModified } });
+    expect(byDate).toMatchObject({ status: 206, text: content.slice(27) });
+    // The file changed since the client's part: it gets the whole new file.
+    const changed = await call("GET", url, users.waiter.token, { headers: { range: "bytes=27-", "if-range": '"an-older-sha256"' } });
+    expect(changed).toMatchObject({ status: 200, text: content });
+    const beyond = await call("GET", url, users.waiter.token, { headers: { range: `bytes=${content.length + 10}-` } });
+    expect(beyond.status).toBe(416);
+    expect(beyond.headers.get("content-range")).toBe(`bytes */${content.length}`);
+  });
+
+  it("POST /api/exports/:id/download-link gives a signed URL that works without a token for a minute", async () => {
+    const content = "request_id\n7\n";
+    const id = await queueExport(users.waiter);
+    await recordOutcome(id, { status: "succeeded", content });
+    const linkPath = `/api/exports/${id}/download-link`;
+    const issued = await call("POST", linkPath, users.waiter.token);
+    expect(issued).toMatchObject({ status: 200, body: { success: true, url: expect.stringMatching(new RegExp(`^/api/exports/${id}/download\\?`)) } });
+    const { url, expires_at } = issued.body;
+    expect(Date.parse(expires_at) - Date.now()).toBeGreaterThan(50_000);
+    expect(Date.parse(expires_at) - Date.now()).toBeLessThanOrEqual(60_000);
+    expect(url).not.toContain(users.waiter.token.split(".")[2]);
+    const fetched = await call("GET", url);
+    expect(fetched).toMatchObject({ status: 200, text: content });
+    expect(fetched.headers.get("content-disposition")).toContain(`multi_agent_log-${id}.csv`);
+
+    const link = new URL(url, server.baseUrl);
+    const altered = (name: string, value: string) => {
+      const changed = new URL(link);
+      changed.searchParams.set(name, value);
+      return `${changed.pathname}${changed.search}`;
+    };
+    // The signature, recomputed here, binds the export, the user, the role and the expiry.
+    const sign = (exportId: number, user: string, as: string, expires: number) => {
+      const key = createHmac("sha256", TEST_JWT_SECRET).update("prompter download links v1").digest();
+      return createHmac("sha256", key).update([exportId, user, as, expires].join("\n")).digest("base64url");
+    };
+    expect(link.searchParams.get("signature")).toBe(sign(id, users.waiter.id, "user", Number(link.searchParams.get("expires"))));
+    const past = Math.floor(Date.now() / 1000) - 1;
+    const forged: [string, string, string][] = [
+      ["another user", altered("user", users.b.id), "DOWNLOAD_LINK_INVALID"],
+      ["raised to admin", altered("as", "admin"), "DOWNLOAD_LINK_INVALID"],
+      ["a later expiry", altered("expires", String(Number(link.searchParams.get("expires")) + 3600)), "DOWNLOAD_LINK_INVALID"],
+      ["another export", url.replace(`/exports/${id}/`, `/exports/${id - 1}/`), "DOWNLOAD_LINK_INVALID"],
+      ["no signature", altered("signature", ""), "BAD_PARAMETER"],
+      ["expired", `/api/exports/${id}/download?user=${users.waiter.id}&as=user&expires=${past}&signature=${sign(id, users.waiter.id, "user", past)}`, "DOWNLOAD_LINK_EXPIRED"],
+    ];
+    for (const [, forgedUrl, code] of forged) {
+      const refused = await call("GET", forgedUrl);
+      expect(refused).toMatchObject({ status: code === "BAD_PARAMETER" ? 400 : 403, body: { success: false, error: { code } } });
+      expect(refused.text).not.toContain("request_id");
+    }
+    // A link stands for its user: RLS still decides, so one signed for b finds nothing of the waiter's.
+    const forB = `/api/exports/${id}/download?user=${users.b.id}&as=user&expires=${past + 61}&signature=${sign(id, users.b.id, "user", past + 61)}`;
+    expect(await call("GET", forB)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+    // Only the export's owner (or an admin) gets a link.
+    expect(await call("POST", linkPath, users.b.token)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+    expect(await call("POST", linkPath)).toMatchObject({ status: 401, body: { error: { code: "SIGN_IN_REQUIRED" } } });
+    expect((await call("POST", linkPath, users.admin.token)).status).toBe(200);
+  });
+
   it("answers 409 for an export that has not succeeded, and 410 once the file is gone", async () => {
     const id = await queueExport(users.waiter);
     expect(await call("GET", `/api/exports/${id}/download`, users.waiter.token)).toMatchObject({
@@ -285,6 +396,7 @@ describe("bad requests", () => {
     ["limit out of range", () => call("GET", "/api/exports?limit=1000", users.b.token), 400, "BAD_PARAMETER"],
     ["an id that is not a number", () => call("GET", "/api/exports/1%20or%201=1", users.b.token), 400, "BAD_PARAMETER"],
     ["an unknown endpoint", () => call("GET", "/api/nothing-here", users.b.token), 404, "NOT_FOUND"],
+    ["a known path with a wrong method", () => call("DELETE", "/api/exports/3", users.b.token), 405, "METHOD_NOT_ALLOWED"],
   ];
   it.each(cases)("%s gets a clear error and changes nothing", async (_name, request, status, code) => {
     const before = await exportCount(users.b.id);
@@ -292,5 +404,27 @@ describe("bad requests", () => {
     expect(response).toMatchObject({ status, body: { success: false, error: { code, message: expect.any(String) } } });
     expect(Object.keys(response.body)).toEqual(["success", "error"]);
     expect(await exportCount(users.b.id)).toBe(before);
+  });
+});
+
+describe("methods", () => {
+  const allowed: [string, string, string][] = [
+    ["DELETE", "/api/exports/3", "GET, HEAD, OPTIONS"],
+    ["PUT", "/api/exports", "GET, HEAD, OPTIONS"],
+    ["GET", "/api/storage/export-all", "POST, OPTIONS"],
+    ["PATCH", "/api/exports/3/download", "GET, HEAD, OPTIONS"],
+    ["GET", "/api/exports/3/download-link", "POST, OPTIONS"],
+    ["POST", "/healthz", "GET, HEAD, OPTIONS"],
+    ["DELETE", "/metrics", "GET, HEAD, OPTIONS"],
+  ];
+  it.each(allowed)("%s %s answers 405 with Allow: %s, signed in or not", async (method, url, allow) => {
+    for (const token of [users.b.token, undefined]) {
+      const response = await call(method, url, token);
+      expect(response).toMatchObject({ status: 405, body: { success: false, error: { code: "METHOD_NOT_ALLOWED" } } });
+      expect(response.headers.get("allow")).toBe(allow);
+    }
+    const options = await call("OPTIONS", url);
+    expect(options.status).toBe(204);
+    expect(options.headers.get("allow")).toBe(allow);
   });
 });

@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
+import { callRest } from "../support/openapi.ts";
 
 const db = useTestDatabase();
 let server: RunningServer;
@@ -25,13 +26,10 @@ function aRun(overrides: Record<string, unknown> = {}) {
   };
 }
 
+/** POST /api/runs; every answer is checked against the OpenAPI document. */
 async function postRun(body: string, token?: string, contentType = "application/json") {
-  const response = await fetch(`${server.baseUrl}/api/runs`, {
-    method: "POST",
-    headers: { "content-type": contentType, ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body,
-  });
-  return { status: response.status, body: await response.json() };
+  const answer = await callRest(server.baseUrl, "POST", "/api/runs", { token, body, headers: { "content-type": contentType } });
+  return { status: answer.status, body: answer.body };
 }
 
 const storedVersions = async (userId: string) =>

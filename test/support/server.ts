@@ -97,6 +97,8 @@ export async function spawnPrompter(options: {
   env?: Record<string, string | undefined>;
   ready(output: string): boolean | Promise<boolean>;
   readyTimeoutMs?: number;
+  /** In a process group of its own, as a command run from a terminal is (signal the group with kill(-pid)). */
+  detached?: boolean;
 }): Promise<PrompterProcess> {
   const ownExportDir = options.env?.EXPORT_DIR ? undefined : await mkdtemp(path.join(tmpdir(), "prompter-exports-"));
   const exportDir = options.env?.EXPORT_DIR ?? ownExportDir!;
@@ -104,6 +106,7 @@ export async function spawnPrompter(options: {
     cwd: projectRoot,
     env: environment(options.databaseUrl, exportDir, options.env),
     stdio: ["ignore", "pipe", "pipe"],
+    detached: options.detached,
   });
   let stdout = "";
   let stderr = "";
@@ -158,6 +161,7 @@ export async function startServer(options: {
   /** CLI arguments; default ["server"] (the gateway alone). */
   args?: string[];
   readyTimeoutMs?: number;
+  detached?: boolean;
 }): Promise<RunningServer> {
   const started = await spawnPrompter({
     ...options,
@@ -191,7 +195,7 @@ export function signTestToken(
 export interface GraphQLResponse {
   status: number;
   data?: Record<string, any>;
-  errors?: { message: string; path?: string[]; extensions?: { code?: string } }[];
+  errors?: { message: string; path?: string[]; extensions?: { code?: string; retryAfterSeconds?: number } }[];
   /** Set when the gateway refused the request before GraphQL (say, a bad token). */
   error?: { code: string; message: string };
 }

@@ -138,8 +138,13 @@ async function waitForStatus(id: number, status: string): Promise<Locator> {
   return row;
 }
 
+/** Clicks Download: the browser itself fetches a signed link (no token in it) and saves the file. */
 async function downloadFrom(row: Locator): Promise<Buffer> {
   const [download] = await Promise.all([page.waitForEvent("download"), row.getByRole("button", { name: /^Download / }).click()]);
+  const url = new URL(download.url());
+  expect(url.pathname).toMatch(/^\/api\/exports\/\d+\/download$/);
+  expect([...url.searchParams.keys()]).toEqual(["user", "as", "expires", "signature"]);
+  expect(Number(url.searchParams.get("expires")) * 1000 - Date.now()).toBeLessThanOrEqual(60_000);
   return readFile(await download.path());
 }
 
@@ -217,6 +222,10 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   const empty = await api<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness", alice.token);
   expect(Object.values(empty.effectiveness).every((figures) => figures.total === 0)).toBe(true);
   await expectDashboardToShow(empty.effectiveness);
+  // A dashboard of zeros says how data gets in.
+  const howTo = page.locator("#effectiveness-empty");
+  await howTo.waitFor();
+  expect(await howTo.textContent()).toMatch(/createPrompt[\s\S]*npx prompter demo/);
   expect(await page.locator("#account-name").textContent()).toBe(alice.username);
 
   await db.pool.query("select app_private.generate_demo($1, 30)", [alice.id]);
@@ -225,6 +234,7 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   // Alice's own 30 prompts, one version each per agent: none of Bob's.
   expect(Object.values(seeded.effectiveness).map((figures) => figures.total)).toEqual([30, 30, 30]);
   await expectDashboardToShow(seeded.effectiveness);
+  expect(await howTo.isHidden()).toBe(true);
   expect(await page.locator("#scope").textContent()).toBe("Your figures.");
   await screenshots("dashboard");
   expect(takeConsoleErrors()).toEqual([]);
@@ -263,6 +273,7 @@ it("runs exports from their buttons, shows progress and outcome, and downloads w
   expect(await logRow.locator("td[data-label=Size] data").getAttribute("value")).toBe(String(logExport.bytes));
   expect(await logRow.locator("td[data-label=Stale]").textContent()).toBe("no");
   expect(await logRow.locator("td[data-label='Time taken']").textContent()).toMatch(/^\d+(\.\d)? (ms|s)$/);
+  expect(await logRow.locator(".requested-by").textContent()).toBe(`by ${alice.username}`);
   const logFile = await downloadFrom(logRow);
   expect(sha256(logFile)).toBe(logExport.sha256);
   const logCsv = parseCsv(logFile);
@@ -364,13 +375,13 @@ it("says clearly when the export rate limit is reached", async () => {
   }
   const exportCount = async () => (await db.pool.query("select count(*)::int as total from app_public.exports")).rows[0].total;
   const before = await exportCount();
-  const limited = "Rate limit reached: Too many exports: at most 10 per minute. Try again in a minute.";
+  const limited = /^Rate limit reached: Too many exports: at most 10 per minute\. Try again in \d+ seconds\.$/;
   // Through GraphQL (an error in a 200 answer) and through REST (429): the same message.
   await page.getByRole("button", { name: "Prompt versions", exact: true }).click();
   await page.locator("#export-error").filter({ hasText: limited }).waitFor();
   await page.getByRole("button", { name: "All (zip)", exact: true }).click();
   await page.waitForFunction(() => !document.querySelector("#export-form button:disabled"));
-  expect(await page.locator("#export-error").textContent()).toBe(limited);
+  expect(await page.locator("#export-error").textContent()).toMatch(limited);
   expect(await exportCount()).toBe(before);
   expect(takeConsoleErrors([failedLoad(429)])).toEqual([]);
 });

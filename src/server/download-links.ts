@@ -1,0 +1,52 @@
+// Short-lived signed download URLs. The web UI hands one to the browser, which
+// streams the file to disk itself (no blob in the page's memory). The URL names
+// the export, who may download it (user id and whether as admin, so RLS still
+// decides) and until when; it carries no bearer token, and its signature uses a
+// key derived from JWT_SECRET for this purpose alone, so it cannot sign tokens.
+import { createHmac, timingSafeEqual } from "node:crypto";
+import type { Caller } from "./caller.ts";
+import { DATABASE_ID } from "./caller.ts";
+import { HttpError } from "./errors.ts";
+
+/** How long a download link works. */
+export const DOWNLOAD_LINK_SECONDS = 60;
+
+/** The query parameters of a signed download URL, each with its pattern. */
+export const DOWNLOAD_LINK_PARAMETERS = {
+  user: DATABASE_ID,
+  as: /^(user|admin)$/,
+  expires: /^\d{1,12}$/,
+  signature: /^[A-Za-z0-9_-]{43}$/,
+};
+
+type LinkParameters = Partial<Record<keyof typeof DOWNLOAD_LINK_PARAMETERS, string>>;
+
+function signature(secret: string, exportId: string, parameters: Required<Omit<LinkParameters, "signature">>): Buffer {
+  const key = createHmac("sha256", secret).update("prompter download links v1").digest();
+  return createHmac("sha256", key).update([exportId, parameters.user, parameters.as, parameters.expires].join("\n")).digest();
+}
+
+/** A URL that lets `caller` download export `exportId` for the next DOWNLOAD_LINK_SECONDS. */
+export function downloadLink(secret: string, exportId: string, caller: Caller, now = Date.now()): { url: string; expiresAt: Date } {
+  const expiresAt = new Date((Math.floor(now / 1000) + DOWNLOAD_LINK_SECONDS) * 1000);
+  const parameters = { user: caller.userId, as: caller.role === "app_admin" ? "admin" : "user", expires: String(expiresAt.getTime() / 1000) };
+  const query = new URLSearchParams({ ...parameters, signature: signature(secret, exportId, parameters).toString("base64url") });
+  return { url: `/api/exports/${exportId}/download?${query}`, expiresAt };
+}
+
+/** The caller a signed download URL stands for; refused with 403 when forged, altered or expired. */
+export function linkedCaller(secret: string, exportId: string, parameters: LinkParameters, now = Date.now()): Caller {
+  const { user, as, expires, signature: given } = parameters;
+  if (!user || !as || !expires || !given) {
+    throw new HttpError(403, "DOWNLOAD_LINK_INVALID", "A download link needs user, as, expires and signature; ask for a new link.");
+  }
+  const expected = signature(secret, exportId, { user, as, expires });
+  const received = Buffer.from(given, "base64url");
+  if (received.length !== expected.length || !timingSafeEqual(received, expected)) {
+    throw new HttpError(403, "DOWNLOAD_LINK_INVALID", "The download link is not valid; ask for a new link.");
+  }
+  if (Number(expires) * 1000 <= now) {
+    throw new HttpError(403, "DOWNLOAD_LINK_EXPIRED", "The download link has expired; ask for a new link.");
+  }
+  return { role: as === "admin" ? "app_admin" : "app_user", userId: user };
+}

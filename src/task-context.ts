@@ -1,0 +1,34 @@
+// What the worker hands each task of src/tasks/ besides its payload. A module of
+// its own, so the tasks and the runner (src/worker.ts) depend on it, not on each other.
+import type { JobHelpers } from "graphile-worker";
+import type pg from "pg";
+import type { Log } from "./log.ts";
+import type { Metrics } from "./metrics.ts";
+
+/** An export that will not be retried, with what its log line and alert tell. */
+export interface FailedExport {
+  exportId: number;
+  userId: string;
+  kind: string;
+  attempt: number;
+  requestId: string | null;
+  error: string;
+  [detail: string]: unknown;
+}
+
+/** What tasks need besides their payload; passed by the worker, not read from the environment. */
+export interface TaskContext {
+  /** The worker's pool: connects as the database owner. */
+  pool: pg.Pool;
+  log: Log;
+  metrics: Metrics;
+  exportDir: string;
+  exportRetentionDays: number;
+  /** The longest a statement of an export may run (its COPY). */
+  exportStatementTimeoutSeconds: number;
+  /** Logs the failure at error level, counts it and posts an alert (in the background). */
+  exportFailedForGood(failure: FailedExport): void;
+}
+
+/** A task of src/tasks/: graphile-worker's task function, plus the context. */
+export type ContextTask = (payload: unknown, helpers: JobHelpers, context: TaskContext) => Promise<void>;
