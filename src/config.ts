@@ -31,6 +31,13 @@ function connectionUrl(env: Env, name: string): string | undefined {
   return raw;
 }
 
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "false") return raw === "true";
+  throw new ConfigError(`${name} must be true or false, not "${raw}".`);
+}
+
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "24h", "30m", "7d" or a number of seconds. */
@@ -72,6 +79,15 @@ export function loadConfig(env: Env = process.env) {
   if (jwtPublicKey && !jwtPublicKey.includes("BEGIN PUBLIC KEY")) {
     throw new ConfigError("JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----).");
   }
+  const jwtIssuer = env.JWT_ISSUER || undefined;
+  if (jwtPublicKey && !jwtIssuer) {
+    throw new ConfigError("JWT_ISSUER must be set with JWT_PUBLIC_KEY: the identity provider's issuer (its tokens' iss claim).");
+  }
+  const jwtExpiresInSeconds = durationSeconds(env, "JWT_EXPIRES_IN", 24 * 3600);
+  const jwtMaxLifetimeSeconds = durationSeconds(env, "JWT_MAX_LIFETIME", Math.max(24 * 3600, jwtExpiresInSeconds));
+  if (jwtMaxLifetimeSeconds < jwtExpiresInSeconds) {
+    throw new ConfigError("JWT_MAX_LIFETIME must be at least JWT_EXPIRES_IN, or the gateway would refuse its own tokens.");
+  }
   const databaseUrl = connectionUrl(env, "DATABASE_URL");
   const directDatabaseUrl = connectionUrl(env, "DIRECT_DATABASE_URL");
   if (directDatabaseUrl && !databaseUrl) throw new ConfigError("DIRECT_DATABASE_URL needs DATABASE_URL (the embedded database is always direct).");
@@ -92,7 +108,13 @@ export function loadConfig(env: Env = process.env) {
     host: env.HOST || "0.0.0.0",
     jwtSecret,
     jwtPublicKey,
-    jwtExpiresInSeconds: durationSeconds(env, "JWT_EXPIRES_IN", 24 * 3600),
+    jwtExpiresInSeconds,
+    /** The iss claim RS256 tokens must carry (required with JWT_PUBLIC_KEY). */
+    jwtIssuer,
+    /** Tokens valid for longer than this (exp from iat, or from now) are refused, whoever signed them. */
+    jwtMaxLifetimeSeconds,
+    /** Whether anyone may create an account (GraphQL register); operators always can (`prompter user add`). */
+    allowRegistration: boolean(env, "ALLOW_REGISTRATION", !production),
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),

@@ -13,6 +13,8 @@ export interface PublicError {
   status: number;
   code: string;
   message: string;
+  /** For retryable refusals (throttling): sent as Retry-After (REST) and extensions.retryAfterSeconds (GraphQL). */
+  retryAfterSeconds?: number;
 }
 
 /** A failure whose code and message are meant for the client. */
@@ -29,10 +31,24 @@ export class HttpError extends Error {
 const PROJECT_STATUS: Record<string, number> = {
   PRCRD: 401, // wrong credentials
   PRLGN: 401, // sign-in required
+  PRSES: 401, // the token's session has ended (revoked, user disabled or removed)
+  PRREG: 403, // registration is closed
   PRNFD: 404,
   PRTKN: 409, // username taken
   PRRTL: 429, // export rate limit
+  PRTHR: 429, // sign-in throttled
 };
+
+/** Retryable errors raised in SQL carry the wait in their DETAIL: {"retryAfterSeconds": n}. */
+function retryAfterSeconds(error: pg.DatabaseError): number | undefined {
+  if (!error.detail?.startsWith("{")) return undefined;
+  try {
+    const seconds = (JSON.parse(error.detail) as { retryAfterSeconds?: unknown }).retryAfterSeconds;
+    return typeof seconds === "number" && seconds >= 0 ? Math.ceil(seconds) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 function constraintMessage(error: pg.DatabaseError): string {
   const name = `"${error.constraint ?? "unnamed"}"`;
@@ -56,7 +72,10 @@ function constraintMessage(error: pg.DatabaseError): string {
 export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (!(error instanceof pg.DatabaseError) || !error.code) return undefined;
   const { code } = error;
-  if (code.startsWith("PR")) return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message };
+  if (code.startsWith("PR")) {
+    const retryAfter = retryAfterSeconds(error);
+    return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message, ...(retryAfter === undefined ? {} : { retryAfterSeconds: retryAfter }) };
+  }
   if (code.startsWith("23")) {
     return { status: code === "23502" || code === "23514" ? 400 : 409, code, message: constraintMessage(error) };
   }
@@ -65,7 +84,8 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   return undefined;
 }
 
-export function sendError(res: Response, error: Pick<PublicError, "status" | "code" | "message">): void {
+export function sendError(res: Response, error: PublicError): void {
+  if (error.retryAfterSeconds !== undefined) res.set("Retry-After", String(error.retryAfterSeconds));
   res.status(error.status).json({ success: false, error: { code: error.code, message: error.message } });
 }
 

@@ -36,7 +36,7 @@ export async function startGateway(
 ): Promise<Gateway> {
   // Grafast reads its mode once, when first imported.
   process.env.GRAPHILE_ENV = config.graphileEnv;
-  const { createPostGraphile } = await import("./graphql.ts");
+  const { createPostGraphile, oneSignInPerOperation } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
   const pool = new pg.Pool({
@@ -84,9 +84,10 @@ export async function startGateway(
   app.get("/metrics", metricsEndpoint(metrics, config.metricsToken));
   if (!config.metricsToken && config.production) log.warn({}, "METRICS_TOKEN is not set: anyone who reaches /metrics can read it");
   app.use(await uiRoutes());
-  app.use(authenticate(config));
+  app.use(authenticate(config, pool));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
+  app.post("/graphql", oneSignInPerOperation);
 
   const server = createServer(app);
   await pgl.createServ(grafserv).addTo(app, server, false);

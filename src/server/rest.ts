@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import { Router, type Request, type Response } from "express";
 import type pg from "pg";
 import type { Config } from "../config.ts";
-import { asCaller, callerOf, DATABASE_ID, pgSettingsFor, requireCaller } from "./auth.ts";
+import { asCaller, DATABASE_ID, pgSettingsFor, requireCaller } from "./auth.ts";
 import { HttpError } from "./errors.ts";
 import type { ExportEvents } from "./export-events.ts";
 import { requestIdOf } from "./request-log.ts";
@@ -87,7 +87,7 @@ function exportId(req: Request): string {
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
   const router = Router();
   router.use(requireCaller);
-  const settings = (req: Request) => pgSettingsFor(callerOf(req), config, requestIdOf(req));
+  const settings = (req: Request) => pgSettingsFor(req, config, requestIdOf(req));
 
   async function readExport(req: Request, id: string): Promise<ExportRow | undefined> {
     const { rows } = await asCaller(pool, settings(req), (client) =>
