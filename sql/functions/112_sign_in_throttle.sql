@@ -50,7 +50,7 @@ set search_path = pg_catalog
 as $$
 declare
   k record;
-  failures integer;
+  failure_count integer;
 begin
   for k in select * from app_private.sign_in_keys(username) loop
     insert into app_private.sign_in_failures as f (key, failures, last_failed_at, blocked_until)
@@ -58,10 +58,10 @@ begin
     on conflict (key) do update
       set failures = case when f.last_failed_at < clock_timestamp() - interval '1 hour' then 1 else f.failures + 1 end,
           last_failed_at = clock_timestamp()
-    returning f.failures into failures;
-    if failures >= k.free_failures then
+    returning f.failures into failure_count;
+    if failure_count >= k.free_failures then
       update app_private.sign_in_failures f
-         set blocked_until = clock_timestamp() + least(2 ^ (failures - k.free_failures), 900) * interval '1 second'
+         set blocked_until = clock_timestamp() + least(2 ^ (failure_count - k.free_failures), 900) * interval '1 second'
        where f.key = k.key;
     end if;
   end loop;

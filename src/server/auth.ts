@@ -77,6 +77,9 @@ export async function asCaller<T>(
   }
 }
 
+// Clocks differ a little, and SQL rounds exp to the second.
+const CLOCK_TOLERANCE_SECONDS = 60;
+
 const invalid = (message: string) => new HttpError(401, "INVALID_TOKEN", message);
 
 function identityFromClaims(claims: jwt.JwtPayload, algorithm: string, config: Config): TokenIdentity {
@@ -86,7 +89,7 @@ function identityFromClaims(claims: jwt.JwtPayload, algorithm: string, config: C
   if (claims.role !== undefined && !SIGNED_IN_ROLES.has(String(claims.role))) throw invalid("The token claims a role it may not use.");
   const now = Math.floor(Date.now() / 1000);
   const issuedAt = typeof claims.iat === "number" ? claims.iat : null;
-  if (claims.exp - Math.min(now, issuedAt ?? now) > config.jwtMaxLifetimeSeconds) {
+  if (claims.exp - Math.min(now, issuedAt ?? now) > config.jwtMaxLifetimeSeconds + CLOCK_TOLERANCE_SECONDS) {
     throw invalid(`The token lives longer than the ${config.jwtMaxLifetimeSeconds} seconds accepted (JWT_MAX_LIFETIME).`);
   }
   if (algorithm === "RS256") {

@@ -151,7 +151,7 @@ export function signTestToken(
 export interface GraphQLResponse {
   status: number;
   data?: Record<string, any>;
-  errors?: { message: string; path?: string[]; extensions?: { code?: string } }[];
+  errors?: { message: string; path?: string[]; extensions?: { code?: string; retryAfterSeconds?: number } }[];
   /** Set when the gateway refused the request before GraphQL (say, a bad token). */
   error?: { code: string; message: string };
 }
