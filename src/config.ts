@@ -38,6 +38,22 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
   throw new ConfigError(`${name} must be true or false, not "${raw}".`);
 }
 
+/**
+ * Express's "trust proxy": which hops may name the client in X-Forwarded-For.
+ * Sign-in is throttled per client address, so behind a reverse proxy this must
+ * be set, or every client shares the proxy's address.
+ */
+function trustProxy(env: Env): boolean | number | string {
+  const raw = env.TRUST_PROXY?.trim();
+  if (!raw || raw === "false") return false;
+  if (raw === "true") return true;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  if (!/^[\w.:/,\s-]+$/.test(raw)) {
+    throw new ConfigError(`TRUST_PROXY must be true, false, a number of hops, or addresses/subnets (or loopback, linklocal, uniquelocal), not "${raw}".`);
+  }
+  return raw;
+}
+
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "24h", "30m", "7d" or a number of seconds. */
@@ -115,6 +131,7 @@ export function loadConfig(env: Env = process.env) {
     jwtMaxLifetimeSeconds,
     /** Whether anyone may create an account (GraphQL register); operators always can (`prompter user add`). */
     allowRegistration: boolean(env, "ALLOW_REGISTRATION", !production),
+    trustProxy: trustProxy(env),
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),

@@ -57,6 +57,8 @@ export async function startGateway(
 
   const app = express();
   app.disable("x-powered-by");
+  // req.ip is the client address sign-in is throttled by (prompter.client_address).
+  app.set("trust proxy", config.trustProxy);
   app.use(requestLog(log, metrics));
   let closing = false;
   app.use((_req, res, next) => {

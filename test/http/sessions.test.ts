@@ -127,6 +127,25 @@ describe("throttled sign-in", () => {
     expect((await signIn("tina", "tinas-password")).data!.authenticate.result).toEqual(expect.any(String));
   });
 
+  // Starts a server of its own.
+  it("throttles per client address as the trusted proxy reports it (TRUST_PROXY)", { timeout: 120_000 }, async () => {
+    const proxied = await startServer({ databaseUrl: db.url, env: { TRUST_PROXY: "loopback", ALLOW_REGISTRATION: "true" } });
+    try {
+      const from = (address: string, password: string) => fetch(`${proxied.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": address },
+        body: JSON.stringify({ query: `mutation { authenticate(input: { username: "vera", password: "${password}" }) { result } }` }),
+      }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code ?? "token");
+      await register("vera", "veras-password");
+      const codes: string[] = [];
+      for (let i = 0; i < 6; i++) codes.push(await from("203.0.113.7", `guess-${i}-guess`));
+      expect(codes).toEqual([...Array(5).fill("PRCRD"), "PRTHR"]);
+      expect(await from("198.51.100.9", "veras-password")).toBe("token");
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it("an unknown username is throttled the same way", async () => {
     const codes: string[] = [];
     for (let i = 0; i < 6; i++) codes.push((await signIn("nobody-at-all", `wrong-guess-${i}`)).errors![0].extensions!.code!);
@@ -182,7 +201,8 @@ describe("tokens from an identity provider (RS256)", () => {
 });
 
 describe("registration switch", () => {
-  it("ALLOW_REGISTRATION=false refuses register with PRREG", async () => {
+  // Starts a server of its own.
+  it("ALLOW_REGISTRATION=false refuses register with PRREG", { timeout: 120_000 }, async () => {
     const closed = await startServer({ databaseUrl: db.url, env: { ALLOW_REGISTRATION: "false" } });
     try {
       const response = await graphql(closed, `mutation { register(input: { username: "walter", password: "long-enough" }) { result } }`);
