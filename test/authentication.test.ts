@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest";
 import { execFile } from "node:child_process";
 import path from "node:path";
 import type pg from "pg";
+import { publicDatabaseError } from "../src/server/errors.ts";
 import { actAs, createUser, errorOf, useTestDatabase } from "./support/db.ts";
 
 const db = useTestDatabase();
@@ -97,6 +98,15 @@ describe("throttled sign-in", () => {
       await fail();
       expect((await c.query("select failures from app_private.sign_in_failures where key = 'user:somebody from 10.0.0.3'")).rows[0].failures).toBe(1);
     });
+  });
+
+  it("the gateway turns PRTHR's DETAIL into a 429 with the seconds to wait", async () => {
+    const error = await fromAddress("10.0.0.8", async (c) => {
+      await c.query("reset role");
+      for (let i = 0; i < 7; i++) await c.query("select app_private.record_sign_in_failure('waiting')");
+      return errorOf(c.query("select app_private.assert_sign_in_allowed('waiting')"));
+    });
+    expect(publicDatabaseError(error)).toEqual({ status: 429, code: "PRTHR", message: "Too many failed sign-ins; try again in 4 seconds.", retryAfterSeconds: 4 });
   });
 
   it("one address guessing many usernames is blocked after 30 failures", async () => {
