@@ -1,4 +1,4 @@
-// Authentication rules in SQL: what app_hidden.session_role answers for a
+// Authentication rules in SQL: what app_hidden.gateway_session_role answers for a
 // token's user, how revocation, sign-in throttling and the registration
 // switch behave, and the operators' `prompter user` commands.
 import { describe, expect, it } from "vitest";
@@ -11,13 +11,13 @@ import { actAs, createUser, errorOf, useTestDatabase } from "./support/db.ts";
 const db = useTestDatabase();
 
 const sessionRole = (userId: string, generation: number | null, issuedAt: number | null = null) =>
-  db.pool.query<{ role: string }>("select app_hidden.session_role($1, $2, $3) as role", [userId, generation, issuedAt])
+  db.pool.query<{ role: string }>("select app_hidden.gateway_session_role($1, $2, $3) as role", [userId, generation, issuedAt])
     .then(({ rows }) => rows[0].role, (error) => (error as { code: string }).code);
 
 const generationOf = async (userId: string) =>
   (await db.pool.query<{ g: number }>("select token_generation as g from app_public.users where id = $1", [userId])).rows[0].g;
 
-describe("app_hidden.session_role", () => {
+describe("app_hidden.gateway_session_role", () => {
   it("answers the role users.is_admin gives now, whatever the token said", async () => {
     const user = await createUser(db.pool);
     expect(await sessionRole(user, 0)).toBe("app_user");

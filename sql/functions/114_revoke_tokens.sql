@@ -1,4 +1,4 @@
--- Ends every token issued to the user so far (see app_hidden.session_role).
+-- Ends every token issued to the user so far (see app_hidden.gateway_session_role).
 create or replace function app_private.revoke_tokens(user_id bigint) returns void
 language sql volatile
 set search_path = pg_catalog

@@ -1,6 +1,6 @@
 -- `prompter user ...`: what an operator may do to accounts. Every change that
 -- takes rights away (demote, disable, remove, set-password) holds from the
--- user's next request, since the gateway asks app_hidden.session_role each time;
+-- user's next request, since the gateway asks app_hidden.gateway_session_role each time;
 -- disabling and a password reset also revoke every token issued so far.
 create or replace function app_private.user_id_for(username text) returns bigint
 language plpgsql stable

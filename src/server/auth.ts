@@ -1,6 +1,6 @@
 // Who is calling. A bearer token is verified (HS256 with JWT_SECRET, or RS256
 // with JWT_PUBLIC_KEY from an external identity provider) before any SQL runs.
-// The token only names the user: on every request app_hidden.session_role
+// The token only names the user: on every request app_hidden.gateway_session_role
 // decides in SQL whether that user still exists, is enabled, is an admin, and
 // whether the token was revoked; its answer becomes the role the request runs as.
 import type { NextFunction, Request, RequestHandler, Response } from "express";
@@ -105,7 +105,7 @@ function identityFromClaims(claims: jwt.JwtPayload, algorithm: string, config: C
 
 /** The role the user has now; fails with PRSES (401) when the user is gone, disabled or the token revoked. */
 async function sessionCaller(pool: pg.Pool, identity: TokenIdentity): Promise<Caller> {
-  const { rows } = await pool.query<{ role: Caller["role"] }>("select app_hidden.session_role($1, $2, $3) as role", [
+  const { rows } = await pool.query<{ role: Caller["role"] }>("select app_hidden.gateway_session_role($1, $2, $3) as role", [
     identity.userId,
     identity.tokenGeneration,
     identity.issuedAt,

@@ -4,9 +4,11 @@
 -- user is gone, disabled, or the token was revoked. Our tokens carry the
 -- generation they were issued at; external ones (token_generation null) must
 -- be issued after the last revocation.
--- Security definer and granted to the gateway's login itself: it reads one
--- users row by primary key and reveals only whether the token still holds.
-create or replace function app_hidden.session_role(user_id bigint, token_generation integer, issued_at bigint)
+-- Security definer, for the gateway's login itself (which, NOINHERIT, reads
+-- nothing else): it reads one users row by primary key and reveals only whether
+-- the token still holds. Named gateway_* so app_private.ensure_authenticator
+-- (least privilege, issue 11) grants it to that login like the health checks.
+create or replace function app_hidden.gateway_session_role(user_id bigint, token_generation integer, issued_at bigint)
 returns text
 language plpgsql stable security definer
 set search_path = pg_catalog
@@ -16,11 +18,11 @@ declare
 begin
   select case when u.is_admin then 'app_admin' else 'app_user' end into role
     from app_public.users u
-   where u.id = session_role.user_id
+   where u.id = gateway_session_role.user_id
      and not u.is_disabled
-     and case when session_role.token_generation is not null
-              then u.token_generation = session_role.token_generation
-              else u.tokens_revoked_at is null or session_role.issued_at > extract(epoch from u.tokens_revoked_at)
+     and case when gateway_session_role.token_generation is not null
+              then u.token_generation = gateway_session_role.token_generation
+              else u.tokens_revoked_at is null or gateway_session_role.issued_at > extract(epoch from u.tokens_revoked_at)
          end;
   if role is null then
     raise exception 'This session has ended (signed out everywhere, password changed, or account disabled or removed); sign in again.'
