@@ -90,7 +90,7 @@ async function peakRssMb(pid: number): Promise<number> {
 }
 
 function tokenFor(role: "app_user" | "app_admin", userId: string) {
-  return signToken({ role, user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 * 6 }, SECRET);
+  return signToken({ role, user_id: userId, exp: Math.floor(Date.now() / 1000) + 3600 * 6, token_generation: 0 }, SECRET);
 }
 
 async function api(pathname: string, token: string, init: RequestInit = {}) {

@@ -33,6 +33,29 @@ function connectionUrl(env: Env, name: string): string | undefined {
   return raw;
 }
 
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "false") return raw === "true";
+  throw new ConfigError(`${name} must be true or false, not "${raw}".`);
+}
+
+/**
+ * Express's "trust proxy": which hops may name the client in X-Forwarded-For.
+ * Sign-in is throttled per client address, so behind a reverse proxy this must
+ * be set, or every client shares the proxy's address.
+ */
+function trustProxy(env: Env): boolean | number | string {
+  const raw = env.TRUST_PROXY?.trim();
+  if (!raw || raw === "false") return false;
+  if (raw === "true") return true;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  if (!/^[\w.:/,\s-]+$/.test(raw)) {
+    throw new ConfigError(`TRUST_PROXY must be true, false, a number of hops, or addresses/subnets (or loopback, linklocal, uniquelocal), not "${raw}".`);
+  }
+  return raw;
+}
+
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
 
 /** "24h", "30m", "7d" or a number of seconds. */
@@ -114,6 +137,15 @@ export function loadConfig(env: Env = process.env) {
   if (jwtPublicKey && !jwtPublicKey.includes("BEGIN PUBLIC KEY")) {
     throw new ConfigError("JWT_PUBLIC_KEY must be a PEM public key (-----BEGIN PUBLIC KEY-----).");
   }
+  const jwtIssuer = env.JWT_ISSUER || undefined;
+  if (jwtPublicKey && !jwtIssuer) {
+    throw new ConfigError("JWT_ISSUER must be set with JWT_PUBLIC_KEY: the identity provider's issuer (its tokens' iss claim).");
+  }
+  const jwtExpiresInSeconds = durationSeconds(env, "JWT_EXPIRES_IN", 24 * 3600);
+  const jwtMaxLifetimeSeconds = durationSeconds(env, "JWT_MAX_LIFETIME", Math.max(24 * 3600, jwtExpiresInSeconds));
+  if (jwtMaxLifetimeSeconds < jwtExpiresInSeconds) {
+    throw new ConfigError("JWT_MAX_LIFETIME must be at least JWT_EXPIRES_IN, or the gateway would refuse its own tokens.");
+  }
   const databaseUrl = connectionUrl(env, "DATABASE_URL");
   const authDatabaseUrl = connectionUrl(env, "AUTH_DATABASE_URL");
   const authDirectDatabaseUrl = connectionUrl(env, "AUTH_DIRECT_DATABASE_URL");
@@ -151,7 +183,14 @@ export function loadConfig(env: Env = process.env) {
       return jwtSecret;
     },
     jwtPublicKey,
-    jwtExpiresInSeconds: durationSeconds(env, "JWT_EXPIRES_IN", 24 * 3600),
+    jwtExpiresInSeconds,
+    /** The iss claim RS256 tokens must carry (required with JWT_PUBLIC_KEY). */
+    jwtIssuer,
+    /** Tokens valid for longer than this (exp from iat, or from now) are refused, whoever signed them. */
+    jwtMaxLifetimeSeconds,
+    /** Whether anyone may create an account (GraphQL register); operators always can (`prompter user add`). */
+    allowRegistration: boolean(env, "ALLOW_REGISTRATION", !production),
+    trustProxy: trustProxy(env),
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),

@@ -72,7 +72,8 @@ const cases: TableCase[] = [
     table: "judge_scores",
     select: () => ["select id from app_public.judge_scores where id = $1", [ids.score]],
     insert: () => ["insert into app_public.judge_scores (prompt_version_id, clarity, specificity, actionability, structure, context_use) values ($1, 1, 1, 1, 1, 1)", [ids.otherVersion]],
-    foreignInsertCode: "23503",
+    // Someone else's version is refused like a missing one (see test/tenant-oracle.test.ts).
+    foreignInsertCode: "PRNFD",
     update: () => ["update app_public.judge_scores set clarity = 9 where id = $1", [ids.score]],
     delete: () => ["delete from app_public.judge_scores where id = $1", [ids.score]],
   },
@@ -80,8 +81,8 @@ const cases: TableCase[] = [
     table: "best_heads",
     select: () => ["select prompt_id from app_public.best_heads where prompt_id = $1", [ids.prompt]],
     insert: () => ["insert into app_public.best_heads (prompt_id, prompt_version_id) values ($1, $2) on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id", [ids.prompt, ids.otherVersion]],
-    // The upsert meets Alice's head, which RLS does not let anyone else update.
-    foreignInsertCode: "42501",
+    // Refused before the upsert meets Alice's head: her version is not the caller's.
+    foreignInsertCode: "PRNFD",
     update: () => ["update app_public.best_heads set prompt_version_id = $2 where prompt_id = $1", [ids.prompt, ids.otherVersion]],
     delete: () => ["delete from app_public.best_heads where prompt_id = $1", [ids.prompt]],
   },

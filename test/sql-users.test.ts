@@ -326,6 +326,16 @@ describe("an admin's login", () => {
     expect(queued.rows[0].is_global).toBe(false);
   });
 
+  it("reads nothing while its user is disabled, in open sessions too, and only its own rows once enabled", async () => {
+    const { id, client, countUsers } = await adminWithLogin();
+    await db.pool.query("update app_public.users set is_disabled = true where id = $1", [id]);
+    expect((await client.query("select app_public.current_user_id() as id")).rows[0].id).toBe(null);
+    expect(await countUsers()).toBe(0);
+    await db.pool.query("update app_public.users set is_disabled = false where id = $1", [id]);
+    expect((await client.query("select app_public.current_user_id() as id")).rows[0].id).toBe(id);
+    expect(await countUsers()).toBe(1);
+  });
+
   it("reads nothing once its user is deleted, even with a claim set by hand, and stays listed for removal", async () => {
     const { id, credentials, client, countUsers } = await adminWithLogin();
     await db.pool.query("delete from app_public.users where id = $1", [id]);

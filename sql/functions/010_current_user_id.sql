@@ -2,7 +2,8 @@
 -- `prompter sql-user add` always acts for its mapped user, and any other
 -- read-only login (one whose user was deleted, or one mapped in another
 -- database of the cluster) for nobody: a jwt claim set by hand never decides
--- who a login is. Everyone else (the gateway, the worker, which may `set role`
+-- who a login is. A login of a disabled user acts for nobody until the user is
+-- enabled again. Everyone else (the gateway, the worker, which may `set role`
 -- to a login) passes the user in the jwt.claims.user_id setting. The database's
 -- owner is a member of every login (to run their exports), so it is told apart
 -- by owning the database, not by its memberships.
@@ -18,7 +19,8 @@ begin
   if (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') and r.oid <> d.datdba
         from pg_catalog.pg_roles r, pg_catalog.pg_database d
        where r.rolname = session_user and d.datname = current_database()) then
-    return (select l.user_id from app_private.sql_logins l where l.login = session_user);
+    return (select l.user_id from app_private.sql_logins l join app_public.users u on u.id = l.user_id
+             where l.login = session_user and not u.is_disabled);
   end if;
   return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
 end;

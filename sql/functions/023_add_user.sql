@@ -4,7 +4,7 @@ language plpgsql volatile
 set search_path = pg_catalog
 as $$
 declare
-  new_id bigint := (app_public.register(add_user.username, add_user.password)).user_id;
+  new_id bigint := (app_private.create_user(add_user.username, add_user.password)).id;
 begin
   update app_public.users u set is_admin = add_user.is_admin where u.id = new_id;
   return new_id;

@@ -29,5 +29,5 @@ create or replace trigger _100_prepare before insert on app_public.exports
 create or replace trigger _500_enqueue after insert on app_public.exports
   for each row execute function app_private.tg_exports__enqueue();
 
-create or replace trigger _100_demote_sql_logins before update of is_admin or delete on app_public.users
+create or replace trigger _100_demote_sql_logins before update of is_admin, is_disabled or delete on app_public.users
   for each row when (old.is_admin) execute function app_private.tg_users__demote_sql_logins();

@@ -29,8 +29,8 @@ export async function withDatabase<T>(work: (client: pg.Client, database: Databa
 
 /** The user's id and the claims a token for them carries (role decided in SQL by app_private.jwt_for). */
 export async function findUser(client: pg.ClientBase, username: string) {
-  const { rows } = await client.query<{ id: string; role: "app_user" | "app_admin"; exp: string }>(
-    "select u.id, t.role, t.exp from app_public.users u, app_private.jwt_for(u) t where lower(u.username) = lower($1)",
+  const { rows } = await client.query<{ id: string; role: "app_user" | "app_admin"; exp: string; token_generation: number }>(
+    "select u.id, t.role, t.exp, t.token_generation from app_public.users u, app_private.jwt_for(u) t where lower(u.username) = lower($1)",
     [username]);
   if (!rows[0]) throw new UsageError(`No user "${username}"; create one with: npx prompter user add ${username}`);
   return rows[0];

@@ -13,5 +13,5 @@ export default async function token(args: string[]): Promise<void> {
     await client.query("select set_config('prompter.jwt_ttl', $1, false)", [`${config.jwtExpiresInSeconds} seconds`]);
     return findUser(client, positionals[0]);
   });
-  process.stdout.write(`${signToken({ role: claims.role, user_id: claims.id, exp: Number(claims.exp) }, config.jwtSecret)}\n`);
+  process.stdout.write(`${signToken({ role: claims.role, user_id: claims.id, exp: Number(claims.exp), token_generation: claims.token_generation }, config.jwtSecret)}\n`);
 }

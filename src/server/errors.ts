@@ -92,10 +92,13 @@ function retryAfterSecondsOf(error: pg.DatabaseError): number | undefined {
 const PROJECT_STATUS: Record<string, number> = {
   PRCRD: 401, // wrong credentials
   PRLGN: 401, // sign-in required
+  PRSES: 401, // the token's session has ended (revoked, user disabled or removed)
+  PRREG: 403, // registration is closed
   PRNFD: 404,
   PRTKN: 409, // username taken
   PRIDM: 409, // idempotency key reused for a different run
   PRRTL: 429, // export rate limit
+  PRTHR: 429, // sign-in throttled
 };
 
 function constraintMessage(error: pg.DatabaseError): string {

@@ -2,21 +2,21 @@
 // aggregates and connection filters. Each request runs as its caller.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
-import type { Request } from "express";
+import type { Request, RequestHandler } from "express";
 import type pg from "pg";
 import { postgraphile } from "postgraphile";
 import { makePgService } from "postgraphile/adaptors/pg";
 import { defaultMaskError } from "postgraphile/grafserv";
-import { isSafeError } from "postgraphile/grafast";
-import { GraphQLError, type GraphQLFormattedError } from "postgraphile/graphql";
+import { isSafeError, lambda, object, type ExecutableStep } from "postgraphile/grafast";
+import { GraphQLError, Kind, parse, type DocumentNode, type GraphQLFormattedError, type SelectionSetNode } from "postgraphile/graphql";
+import { wrapPlans } from "postgraphile/utils";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
-import { callerOf } from "./caller.ts";
-import { GRAPHQL_PATH, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -27,7 +27,7 @@ function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
     const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> & { status?: number } | undefined =
-      publicDatabaseError(original) ?? rowNotFound(original);
+      original instanceof HttpError ? original : publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
       const outage = databaseOutages.getStore();
       // Only an unavailable service changes the HTTP status; a rate limit is a GraphQL error like any other.
@@ -94,10 +94,76 @@ function rowNotFound(error: Error | undefined) {
   return missing ? { code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
 }
 
+// authenticate and change_password return null for a wrong password, so that
+// the failure they record commits and counts towards the sign-in backoff; here
+// that null becomes the error the caller sees, and the payload is null.
+const WRONG_PASSWORD: Record<string, string> = {
+  authenticate: "Wrong username or password.",
+  changePassword: "The current password is wrong.",
+};
+const refuseWrongPassword = wrapPlans({
+  Mutation: Object.fromEntries(Object.entries(WRONG_PASSWORD).map(([field, message]) => [field, (plan: () => ExecutableStep) => {
+    const $payload = plan() as ExecutableStep & { getStepForKey(key: string): ExecutableStep & { get(attribute: string): ExecutableStep } };
+    const $result = $payload.getStepForKey("result");
+    const $signedIn = lambda($result.get("user_id"), (userId) => {
+      if (userId == null) throw new HttpError(401, "PRCRD", message);
+      return true;
+    });
+    return object({ result: $result, signedIn: $signedIn });
+  }])),
+});
+
+/** Fields that check a password (bcrypt) or create an account: at most one per operation. */
+const CREDENTIAL_FIELDS = new Set(["authenticate", "register", "changePassword"]);
+
+function credentialFieldCount(document: DocumentNode, selectionSet: SelectionSetNode, seen: Set<string>): number {
+  let count = 0;
+  for (const selection of selectionSet.selections) {
+    if (selection.kind === Kind.FIELD) {
+      if (CREDENTIAL_FIELDS.has(selection.name.value)) count++;
+      if (selection.selectionSet) count += credentialFieldCount(document, selection.selectionSet, seen);
+    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+      count += credentialFieldCount(document, selection.selectionSet, seen);
+    } else if (!seen.has(selection.name.value)) {
+      // A fragment spread: counted each time it is spread; a cycle is GraphQL's to refuse.
+      const fragment = document.definitions.find((d) => d.kind === Kind.FRAGMENT_DEFINITION && d.name.value === selection.name.value);
+      if (fragment?.kind === Kind.FRAGMENT_DEFINITION) {
+        count += credentialFieldCount(document, fragment.selectionSet, new Set([...seen, selection.name.value]));
+      }
+    }
+  }
+  return count;
+}
+
+/**
+ * Refuses, before any SQL runs, an operation with more than one sign-in,
+ * registration or password change: aliases would otherwise turn one request
+ * into a batch of password guesses (each one bcrypt) or of new accounts.
+ */
+export const oneSignInPerOperation: RequestHandler = (req, res, next) => {
+  const query = (req.body as { query?: unknown } | undefined)?.query;
+  if (req.method !== "POST" || typeof query !== "string") return next();
+  let document: DocumentNode;
+  try {
+    document = parse(query);
+  } catch {
+    return next(); // GraphQL answers the syntax error itself
+  }
+  const tooMany = document.definitions.some((definition) =>
+    definition.kind === Kind.OPERATION_DEFINITION && credentialFieldCount(document, definition.selectionSet, new Set()) > 1);
+  if (!tooMany) return next();
+  res.status(400).json({
+    errors: [{
+      message: "One sign-in, registration or password change per request: send each in a request of its own.",
+      extensions: { code: "ONE_SIGN_IN_PER_REQUEST" },
+    }],
+  });
+};
+
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
-    plugins: [DatabaseOutageStatusPlugin],
+    plugins: [DatabaseOutageStatusPlugin, refuseWrongPassword],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],
@@ -107,7 +173,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     grafast: {
       context(requestContext) {
         const req = requestContext.expressv4!.req as Request;
-        return { pgSettings: pgSettingsFor(callerOf(req), config, requestIdOf(req)) };
+        return { pgSettings: pgSettingsFor(req, config, requestIdOf(req)) };
       },
     },
     grafserv: {

@@ -40,7 +40,7 @@ export async function startGateway(
 ): Promise<Gateway> {
   // Grafast reads its mode once, when first imported.
   process.env.GRAPHILE_ENV = config.graphileEnv;
-  const { createPostGraphile } = await import("./graphql.ts");
+  const { createPostGraphile, oneSignInPerOperation } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
   const pool = resilientPool(
@@ -62,6 +62,8 @@ export async function startGateway(
 
   const app = express();
   app.disable("x-powered-by");
+  // req.ip is the client address sign-in is throttled by (prompter.client_address).
+  app.set("trust proxy", config.trustProxy);
   app.use(requestLog(log, metrics));
   let closing = false;
   app.use((_req, res, next) => {
@@ -96,9 +98,10 @@ export async function startGateway(
     res.type("application/json").set("Cache-Control", "no-cache").send(openApi);
   }));
   app.use(await uiRoutes());
-  app.use(authenticate(config));
+  app.use(authenticate(config, pool));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
+  app.post("/graphql", oneSignInPerOperation);
 
   const server = createServer(app);
   // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).

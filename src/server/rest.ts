@@ -5,7 +5,7 @@ import { Router, type Request, type RequestHandler, type Response } from "expres
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import { asCaller, pgSettingsFor, requireCaller, signedInCaller } from "./auth.ts";
-import { callerOf, DATABASE_ID, setCaller } from "./caller.ts";
+import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
 import { refuseOtherMethods } from "./methods.ts";
@@ -93,7 +93,7 @@ const DEFAULT_PAGE = 50;
 
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
   const router = Router();
-  const settings = (req: Request) => pgSettingsFor(callerOf(req), config, requestIdOf(req));
+  const settings = (req: Request) => pgSettingsFor(req, config, requestIdOf(req));
   /** Declares a path's handlers; other methods on it answer 405. */
   const route = (routePath: string, handlers: Partial<Record<"get" | "post", RequestHandler[]>>) => {
     const declared = router.route(routePath);

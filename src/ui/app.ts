@@ -1,5 +1,6 @@
-// The page's entry point: sign-in, and the two pages behind it, chosen by the
-// URL's hash (#/effectiveness, #/exports) so back/forward and bookmarks work.
+// The page's entry point: sign-in, and the pages behind it, chosen by the
+// URL's hash (#/effectiveness, #/exports, #/account) so back/forward and bookmarks work.
+import { accountPage } from "./account.ts";
 import { ApiError, graphql, whenSessionEnds } from "./api.ts";
 import { byId, say } from "./dom.ts";
 import { effectivenessPage } from "./effectiveness.ts";
@@ -7,7 +8,8 @@ import { exportsPage } from "./exports.ts";
 import type { Page } from "./page.ts";
 import { clearSession, currentSession, saveSession } from "./session.ts";
 
-type PageName = "effectiveness" | "exports";
+type PageName = "effectiveness" | "exports" | "account";
+const PAGE_NAMES: PageName[] = ["effectiveness", "exports", "account"];
 
 const SIGN_IN = {
   authenticate: `mutation SignIn($username: String!, $password: String!) {
@@ -18,7 +20,7 @@ const SIGN_IN = {
   }`,
 };
 
-const pages: Record<PageName, Page> = { effectiveness: effectivenessPage(), exports: exportsPage() };
+const pages: Record<PageName, Page> = { effectiveness: effectivenessPage(), exports: exportsPage(), account: accountPage(signOut) };
 const signInSection = byId("sign-in");
 const signInForm = byId<HTMLFormElement>("sign-in-form");
 const signInError = byId("sign-in-error");
@@ -26,12 +28,12 @@ const username = byId<HTMLInputElement>("username");
 const password = byId<HTMLInputElement>("password");
 const notice = byId("notice");
 const nav = byId("nav");
-const account = byId("account");
+const accountBar = byId("account-bar");
 const accountName = byId("account-name");
 let shown: PageName | "sign-in" | undefined;
 
 function pageFromHash(): PageName {
-  return location.hash === "#/exports" ? "exports" : "effectiveness";
+  return PAGE_NAMES.find((name) => location.hash === `#/${name}`) ?? "effectiveness";
 }
 
 function showOnly(name: PageName | "sign-in"): void {
@@ -49,7 +51,7 @@ function showOnly(name: PageName | "sign-in"): void {
 function showSignIn(message?: string): void {
   showOnly("sign-in");
   nav.hidden = true;
-  account.hidden = true;
+  accountBar.hidden = true;
   if (message !== undefined) say(notice, message);
   document.title = "Sign in · prompter";
   username.focus();
@@ -65,7 +67,7 @@ function route(): void {
   const changed = shown !== name;
   showOnly(name);
   nav.hidden = false;
-  account.hidden = false;
+  accountBar.hidden = false;
   // A token from elsewhere (`prompter token`, an identity provider) comes without the username typed here.
   accountName.textContent = [session.username || "Signed in", session.isAdmin && "(admin)"].filter(Boolean).join(" ");
   document.title = `${byId(`${name}-title`).textContent} · prompter`;

@@ -23,6 +23,7 @@ const rsaKeys = () =>
     privateKeyEncoding: { type: "pkcs8", format: "pem" },
   });
 const identityProvider = rsaKeys();
+const IDP_ISSUER = "https://idp.example.test/";
 const strangerKeys = rsaKeys();
 
 beforeAll(async () => {
@@ -30,7 +31,7 @@ beforeAll(async () => {
   bob = await createUser(db.pool);
   server = await startServer({
     databaseUrl: db.url,
-    env: { JWT_PUBLIC_KEY: identityProvider.publicKey, JWT_EXPIRES_IN: "2h" },
+    env: { JWT_PUBLIC_KEY: identityProvider.publicKey, JWT_ISSUER: IDP_ISSUER, JWT_EXPIRES_IN: "2h", JWT_MAX_LIFETIME: "12h" },
   });
 });
 afterAll(() => server?.stop());
@@ -71,7 +72,7 @@ describe("bearer tokens", () => {
   });
 
   it("accepts RS256 tokens from the identity provider's key (JWT_PUBLIC_KEY)", async () => {
-    const token = jwt.sign(claimsOf(bob), identityProvider.privateKey, { algorithm: "RS256", audience: "prompter" });
+    const token = jwt.sign(claimsOf(bob), identityProvider.privateKey, { algorithm: "RS256", audience: "prompter", issuer: IDP_ISSUER });
     expect((await restAs(`Bearer ${token}`)).status).toBe(200);
     expect((await graphqlAs(`Bearer ${token}`)).body).toEqual({ data: { currentUserId: bob } });
   });
@@ -85,7 +86,7 @@ describe("bearer tokens", () => {
     }, "INVALID_TOKEN"],
     ["signed with another secret", () => signTestToken(alice, { secret: "not-the-secret-of-this-server-0123456789" }), "INVALID_TOKEN"],
     ["alg none (unsigned)", () => `${base64url({ alg: "none", typ: "JWT" })}.${base64url({ ...claimsOf(alice), aud: "prompter" })}.`, "INVALID_TOKEN"],
-    ["RS256 signed by another key", () => jwt.sign(claimsOf(alice), strangerKeys.privateKey, { algorithm: "RS256", audience: "prompter" }), "INVALID_TOKEN"],
+    ["RS256 signed by another key", () => jwt.sign(claimsOf(alice), strangerKeys.privateKey, { algorithm: "RS256", audience: "prompter", issuer: IDP_ISSUER }), "INVALID_TOKEN"],
     ["HS256 keyed with the public key (algorithm confusion)", () => {
       const unsigned = `${base64url({ alg: "HS256", typ: "JWT" })}.${base64url({ ...claimsOf(alice), aud: "prompter" })}`;
       return `${unsigned}.${createHmac("sha256", identityProvider.publicKey).update(unsigned).digest("base64url")}`;

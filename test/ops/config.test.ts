@@ -44,6 +44,21 @@ it("has working defaults and refuses settings that cannot work", () => {
   expect(refusal({ WORKER_METRICS_PORT: "70000" })).toMatch(/^WORKER_METRICS_PORT must be a whole number from 0 to 65535/);
 });
 
+it("authentication settings: issuer with the public key, bounded lifetime, registration and proxies", () => {
+  const publicKey = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
+  expect(loadConfig({})).toMatchObject({ allowRegistration: true, jwtMaxLifetimeSeconds: 86400, jwtIssuer: undefined, trustProxy: false });
+  expect(loadConfig({ NODE_ENV: "production", JWT_SECRET: "3f9c1a7be2d4086c5f1e9a3b7d2c4e60a1b2" }).allowRegistration).toBe(false);
+  expect(loadConfig({ JWT_EXPIRES_IN: "2d" }).jwtMaxLifetimeSeconds).toBe(2 * 86400);
+  expect(loadConfig({ JWT_PUBLIC_KEY: publicKey, JWT_ISSUER: "https://idp.example/", TRUST_PROXY: "loopback, 10.0.0.0/8", ALLOW_REGISTRATION: "false" }))
+    .toMatchObject({ jwtIssuer: "https://idp.example/", trustProxy: "loopback, 10.0.0.0/8", allowRegistration: false });
+  expect(loadConfig({ TRUST_PROXY: "2" }).trustProxy).toBe(2);
+
+  expect(refusal({ JWT_PUBLIC_KEY: publicKey })).toMatch(/^JWT_ISSUER must be set with JWT_PUBLIC_KEY/);
+  expect(refusal({ JWT_EXPIRES_IN: "2h", JWT_MAX_LIFETIME: "1h" })).toMatch(/^JWT_MAX_LIFETIME must be at least JWT_EXPIRES_IN/);
+  expect(refusal({ ALLOW_REGISTRATION: "yes" })).toBe('ALLOW_REGISTRATION must be true or false, not "yes".');
+  expect(refusal({ TRUST_PROXY: "*; rm" })).toMatch(/^TRUST_PROXY must be/);
+});
+
 it("writes JSON lines without credentials: redacted fields, passwordless connection strings", () => {
   const lines: string[] = [];
   const sink = new Writable({

@@ -185,6 +185,7 @@ export function signTestToken(
       role: options.admin ? "app_admin" : "app_user",
       user_id: String(userId),
       exp: now + (options.expiresInSeconds ?? 3600),
+      token_generation: 0,
       ...options.claims,
     },
     options.secret ?? TEST_JWT_SECRET,

@@ -427,3 +427,30 @@ it("goes back to sign-in with a message when the API answers 401", async () => {
   expect(await page.locator("[data-agent], #history-rows tr").count()).toBe(0);
   expect(takeConsoleErrors([failedLoad(401)])).toEqual([]);
 });
+
+it("changes the password on the account page (ending older sessions) and signs out everywhere", async () => {
+  await signIn(alice.username, alice.password);
+  await page.locator("#agent-cards [data-agent]").first().waitFor();
+  const before = (await page.evaluate(() => sessionStorage.getItem("prompter.token")))!;
+  await page.getByRole("link", { name: "Account" }).click();
+  await page.getByRole("heading", { name: "Change password" }).waitFor();
+  const newPassword = "a brand new password";
+  await page.getByLabel("Current password", { exact: true }).fill(alice.password);
+  await page.getByLabel("New password", { exact: true }).fill(newPassword);
+  await page.getByLabel("New password again", { exact: true }).fill(newPassword);
+  await page.getByRole("button", { name: "Change password" }).click();
+  await page.getByRole("status").filter({ hasText: "Your password is changed." }).waitFor();
+  const after = (await page.evaluate(() => sessionStorage.getItem("prompter.token")))!;
+  expect(after).not.toBe(before);
+  const statusWith = async (token: string) =>
+    (await fetch(`${server.baseUrl}/api/exports`, { headers: { authorization: `Bearer ${token}` } })).status;
+  expect(await statusWith(before)).toBe(401);
+  expect(await statusWith(after)).toBe(200);
+
+  await page.getByRole("button", { name: "Sign out everywhere" }).click();
+  await page.getByRole("heading", { name: "Sign in" }).waitFor();
+  expect(await page.locator("#notice").textContent()).toBe("You have signed out everywhere.");
+  expect(await statusWith(after)).toBe(401);
+  expect(await page.locator("#current-password").count()).toBe(0);
+  expect(takeConsoleErrors()).toEqual([]);
+});

@@ -1,0 +1,82 @@
+-- Throttled sign-in. Failures are counted per key: the username from this
+-- client address (a guesser is slowed after a few tries), the username from
+-- anywhere (many addresses), and the address whatever the username (one
+-- address spraying many usernames). Unknown usernames are counted like known
+-- ones, so the answers tell nothing about which exist. After free_failures,
+-- each failure blocks the key for twice as long as the one before, at most 15
+-- minutes, and a key forgets its failures an hour after the last one: a
+-- throttled owner waits, but is never locked out for good.
+-- The gateway passes the client address as prompter.client_address.
+create or replace function app_private.sign_in_keys(username text)
+returns table (key text, free_failures integer)
+language sql stable
+set search_path = pg_catalog
+as $$
+  select k.key, k.free_failures
+    from (values
+      ('user:' || lower(username) || ' from ' || coalesce(nullif(current_setting('prompter.client_address', true), ''), '-'), 5),
+      ('user:' || lower(username), 50),
+      ('address:' || nullif(current_setting('prompter.client_address', true), ''), 30)
+    ) k (key, free_failures)
+   where k.key is not null;
+$$;
+
+-- Raises PRTHR while any of the keys is blocked. Holds a lock per username until
+-- the attempt's transaction ends, so parallel guesses queue and each sees the
+-- failures recorded before it.
+create or replace function app_private.assert_sign_in_allowed(username text) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  blocked_until timestamptz;
+  wait_seconds integer;
+begin
+  perform pg_advisory_xact_lock(hashtextextended('prompter.sign_in:' || coalesce(lower(username), ''), 0));
+  select max(f.blocked_until) into blocked_until
+    from app_private.sign_in_failures f
+    join app_private.sign_in_keys(username) k on k.key = f.key;
+  if blocked_until > clock_timestamp() then
+    wait_seconds := ceil(extract(epoch from blocked_until - clock_timestamp()))::integer;
+    raise exception 'Too many failed sign-ins; try again in % seconds.', wait_seconds
+      using errcode = 'PRTHR', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
+  end if;
+end;
+$$;
+
+create or replace function app_private.record_sign_in_failure(username text) returns void
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  k record;
+  failure_count integer;
+begin
+  for k in select * from app_private.sign_in_keys(username) loop
+    insert into app_private.sign_in_failures as f (key, failures, last_failed_at, blocked_until)
+    values (k.key, 1, clock_timestamp(), clock_timestamp())
+    on conflict (key) do update
+      set failures = case when f.last_failed_at < clock_timestamp() - interval '1 hour' then 1 else f.failures + 1 end,
+          last_failed_at = clock_timestamp()
+    returning f.failures into failure_count;
+    if failure_count >= k.free_failures then
+      update app_private.sign_in_failures f
+         set blocked_until = clock_timestamp() + least(2 ^ (failure_count - k.free_failures), 900) * interval '1 second'
+       where f.key = k.key;
+    end if;
+  end loop;
+  -- Keys of guesses long past; the index keeps this to the rows it removes.
+  delete from app_private.sign_in_failures f where f.last_failed_at < clock_timestamp() - interval '1 day';
+end;
+$$;
+
+-- After a successful sign-in the username starts afresh; the address does not
+-- (one good account must not reset a guesser's count).
+create or replace function app_private.forget_sign_in_failures(username text) returns void
+language sql volatile
+set search_path = pg_catalog
+as $$
+  delete from app_private.sign_in_failures f
+   using app_private.sign_in_keys(username) k
+   where f.key = k.key and k.key like 'user:%';
+$$;
