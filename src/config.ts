@@ -60,6 +60,23 @@ function logLevel(env: Env): string {
   return level;
 }
 
+/** What one GraphQL operation may ask for (see src/server/graphql-limits.ts and the README). */
+function graphqlLimits(env: Env) {
+  const maxPageSize = integer(env, "GRAPHQL_MAX_PAGE_SIZE", 1000, 1, 100_000);
+  const defaultPageSize = integer(env, "GRAPHQL_DEFAULT_PAGE_SIZE", 100, 1, 100_000);
+  if (defaultPageSize > maxPageSize) throw new ConfigError("GRAPHQL_DEFAULT_PAGE_SIZE must not be more than GRAPHQL_MAX_PAGE_SIZE.");
+  return {
+    defaultPageSize,
+    maxPageSize,
+    maxAliases: integer(env, "GRAPHQL_MAX_ALIASES", 15, 1, 1000),
+    maxDepth: integer(env, "GRAPHQL_MAX_DEPTH", 10, 2, 100),
+    maxTokens: integer(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),
+    /** GraphQL Armor's estimate: a page size given as a literal multiplies the cost of what is inside it. */
+    maxCost: integer(env, "GRAPHQL_MAX_COST", 50_000, 100, 10_000_000),
+    maxResponseBytes: integer(env, "GRAPHQL_MAX_RESPONSE_BYTES", 20_000_000, 10_000, 1_000_000_000),
+  };
+}
+
 const DEVELOPMENT_SECRET = "prompter-development-secret-do-not-use-in-production";
 
 export function loadConfig(env: Env = process.env) {
@@ -111,6 +128,7 @@ export function loadConfig(env: Env = process.env) {
     /** `prompter worker` serves /metrics on this port when set (0: any free port). */
     workerMetricsPort: env.WORKER_METRICS_PORT ? integer(env, "WORKER_METRICS_PORT", 0, 0, 65535) : undefined,
     poolMax: integer(env, "PG_POOL_MAX", 10, 1, 1000),
+    graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):
      * LISTEN, the worker and migrations need a session of their own. Defaults to DATABASE_URL.

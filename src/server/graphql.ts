@@ -14,6 +14,7 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
+import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
@@ -38,8 +39,9 @@ function maskErrorFor(log: Log) {
     // Validation and other GraphQL errors are safe as they are.
     if (!original || original instanceof GraphQLError) return error;
     if (isSafeError(original)) {
+      // Our own safe errors (a refused page size) carry their code; Grafast's are INTERNAL.
       const masked = defaultMaskError(error);
-      return { ...masked.toJSON(), extensions: { ...masked.extensions, code: "INTERNAL" } };
+      return { ...masked.toJSON(), extensions: { code: "INTERNAL", ...masked.extensions } };
     }
     const errorId = randomBytes(6).toString("hex");
     log.error({ requestId: currentRequestId(), errorId, path: error.path, err: original }, "GraphQL error masked");
@@ -62,6 +64,7 @@ function rowNotFound(error: Error | undefined) {
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
+    plugins: graphqlLimitsPlugins(config.graphqlLimits),
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],

@@ -11,6 +11,7 @@ import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
+import { responseSizeCap } from "./graphql-limits.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -88,6 +89,7 @@ export async function startGateway(
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
 
+  app.use("/graphql", responseSizeCap(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
   await pgl.createServ(grafserv).addTo(app, server, false);
   app.use((req) => {
