@@ -60,6 +60,24 @@ function logLevel(env: Env): string {
   return level;
 }
 
+/**
+ * Every API transaction runs with these (statement_timeout per role, and
+ * lock_timeout), set in the transaction itself: settings of a role made with
+ * ALTER ROLE do not apply after SET ROLE.
+ */
+function apiTimeouts(env: Env) {
+  const statementMs = {
+    app_anonymous: durationSeconds(env, "STATEMENT_TIMEOUT_ANONYMOUS", 5) * 1000,
+    app_user: durationSeconds(env, "STATEMENT_TIMEOUT_USER", 15) * 1000,
+    app_admin: durationSeconds(env, "STATEMENT_TIMEOUT_ADMIN", 60) * 1000,
+  };
+  const lockMs = durationSeconds(env, "LOCK_TIMEOUT", 3) * 1000;
+  if (Object.values(statementMs).some((ms) => ms < lockMs)) {
+    throw new ConfigError("LOCK_TIMEOUT must not be more than any STATEMENT_TIMEOUT_*.");
+  }
+  return { statementMs, lockMs };
+}
+
 /** What one GraphQL operation may ask for (see src/server/graphql-limits.ts and the README). */
 function graphqlLimits(env: Env) {
   const maxPageSize = integer(env, "GRAPHQL_MAX_PAGE_SIZE", 1000, 1, 100_000);
@@ -93,6 +111,7 @@ export function loadConfig(env: Env = process.env) {
   const directDatabaseUrl = connectionUrl(env, "DIRECT_DATABASE_URL");
   if (directDatabaseUrl && !databaseUrl) throw new ConfigError("DIRECT_DATABASE_URL needs DATABASE_URL (the embedded database is always direct).");
   const workerConcurrency = integer(env, "WORKER_CONCURRENCY", 2, 1, 64);
+  const poolMax = integer(env, "PG_POOL_MAX", 10, 1, 1000);
   const workerHeartbeatSeconds = durationSeconds(env, "WORKER_HEARTBEAT_INTERVAL", 10);
   const workerDeadAfterSeconds = durationSeconds(env, "WORKER_DEAD_AFTER", 30);
   if (workerDeadAfterSeconds < 2 * workerHeartbeatSeconds) {
@@ -127,7 +146,12 @@ export function loadConfig(env: Env = process.env) {
     shutdownGraceSeconds: durationSeconds(env, "SHUTDOWN_GRACE", 20),
     /** `prompter worker` serves /metrics on this port when set (0: any free port). */
     workerMetricsPort: env.WORKER_METRICS_PORT ? integer(env, "WORKER_METRICS_PORT", 0, 0, 65535) : undefined,
-    poolMax: integer(env, "PG_POOL_MAX", 10, 1, 1000),
+    poolMax,
+    /** How long a request waits for a free database connection before 503 SERVER_BUSY. */
+    poolWaitSeconds: durationSeconds(env, "PG_POOL_WAIT", 3),
+    /** Requests beyond this many already waiting for a connection are answered 503 SERVER_BUSY at once. */
+    poolMaxWaiting: integer(env, "PG_POOL_MAX_WAITING", poolMax * 5, 0, 100_000),
+    apiTimeouts: apiTimeouts(env),
     graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):

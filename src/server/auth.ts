@@ -32,13 +32,16 @@ export function callerOf(req: Request): Caller | undefined {
  * token lifetime, and the request id (seen in pg_stat_activity and recorded with exports).
  */
 export function pgSettingsFor(caller: Caller | undefined, config: Config, requestId: string): Record<string, string> {
+  const role = caller?.role ?? "app_anonymous";
   const common = {
     "prompter.jwt_ttl": `${config.jwtExpiresInSeconds} seconds`,
     "prompter.request_id": requestId,
     application_name: `prompter-gateway ${requestId}`,
+    statement_timeout: `${config.apiTimeouts.statementMs[role]}ms`,
+    lock_timeout: `${config.apiTimeouts.lockMs}ms`,
   };
-  if (!caller) return { role: "app_anonymous", ...common };
-  return { role: caller.role, "jwt.claims.user_id": caller.userId, ...common };
+  if (!caller) return { role, ...common };
+  return { role, "jwt.claims.user_id": caller.userId, ...common };
 }
 
 /** Runs `work` in a transaction as the caller, so RLS and grants decide what it sees. */

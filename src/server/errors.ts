@@ -13,17 +13,26 @@ export interface PublicError {
   status: number;
   code: string;
   message: string;
+  /** Sent as Retry-After (REST) and extensions.retryAfterSeconds (GraphQL). */
+  retryAfterSeconds?: number;
 }
 
 /** A failure whose code and message are meant for the client. */
 export class HttpError extends Error {
   readonly status: number;
   readonly code: string;
-  constructor(status: number, code: string, message: string) {
+  readonly retryAfterSeconds?: number;
+  constructor(status: number, code: string, message: string, retryAfterSeconds?: number) {
     super(message);
     this.status = status;
     this.code = code;
+    this.retryAfterSeconds = retryAfterSeconds;
   }
+}
+
+/** No database connection came free in time: the request did no work, and may be retried. */
+export function serverBusy(retryAfterSeconds: number): HttpError {
+  return new HttpError(503, "SERVER_BUSY", `The server is busy; try again in ${retryAfterSeconds} s.`, retryAfterSeconds);
 }
 
 const PROJECT_STATUS: Record<string, number> = {
@@ -62,10 +71,19 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   }
   // Row level security and grants: anonymous callers and other users' rows end here.
   if (code === "42501") return { status: 403, code, message: "Permission denied: sign in, or this is not yours." };
+  // The transaction's statement_timeout, or the gateway cancelling its queries as it shuts down.
+  if (code === "57014") {
+    return /statement timeout/.test(error.message)
+      ? { status: 503, code: "STATEMENT_TIMEOUT", message: "The request took longer than its time limit; ask for less (or request an export).", retryAfterSeconds: 1 }
+      : { status: 503, code: "SHUTTING_DOWN", message: "The server is restarting; try again.", retryAfterSeconds: 1 };
+  }
+  // lock_timeout: someone else holds what the request needed; it changed nothing.
+  if (code === "55P03") return { status: 503, code: "LOCK_TIMEOUT", message: "Busy with another change to the same data; try again.", retryAfterSeconds: 1 };
   return undefined;
 }
 
-export function sendError(res: Response, error: Pick<PublicError, "status" | "code" | "message">): void {
+export function sendError(res: Response, error: PublicError): void {
+  if (error.retryAfterSeconds !== undefined) res.set("Retry-After", String(error.retryAfterSeconds));
   res.status(error.status).json({ success: false, error: { code: error.code, message: error.message } });
 }
 

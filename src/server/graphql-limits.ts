@@ -5,6 +5,7 @@
 import { costLimitRule } from "@escape.tech/graphql-armor-cost-limit";
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
+import { AsyncLocalStorage } from "node:async_hooks";
 import type { RequestHandler } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
@@ -154,12 +155,27 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits): GraphileConfig.Plug
   return [pageSizePlugin(limits, paged), validationPlugin];
 }
 
+const retryables = new AsyncLocalStorage<{ retryAfterSeconds?: number; busy?: boolean }>();
+
+/**
+ * Called by maskError for an error the client may retry: the answer gets
+ * Retry-After, and 503 when the server was too busy to start on it.
+ */
+export function noteRetryable(retryAfterSeconds: number, busy: boolean): void {
+  const store = retryables.getStore();
+  if (!store) return;
+  store.retryAfterSeconds = Math.max(store.retryAfterSeconds ?? 0, retryAfterSeconds);
+  store.busy ||= busy;
+}
+
 /**
  * The answer grafserv writes in one piece is replaced, beyond the cap, by an
  * error: the client learns to ask for less rather than the gateway sending it.
+ * A retryable failure gets its Retry-After (and 503 when the server was busy).
  */
-export function responseSizeCap(maxBytes: number): RequestHandler {
+export function graphqlResponses(maxBytes: number): RequestHandler {
   return (_req, res, next) => {
+    const retryable: { retryAfterSeconds?: number; busy?: boolean } = {};
     const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
@@ -192,9 +208,13 @@ export function responseSizeCap(maxBytes: number): RequestHandler {
         writeHead(413, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
         return end(body);
       }
+      if (retryable.retryAfterSeconds !== undefined) {
+        res.setHeader("Retry-After", String(retryable.retryAfterSeconds));
+        if (retryable.busy && head) head[0] = 503;
+      }
       if (head) writeHead(...head);
       return end(chunk, ...rest);
     }) as typeof res.end;
-    next();
+    retryables.run(retryable, next);
   };
 }

@@ -14,8 +14,8 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { callerOf, pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
-import { graphqlLimitsPlugins } from "./graphql-limits.ts";
-import { MAX_BODY_BYTES, publicDatabaseError } from "./errors.ts";
+import { graphqlLimitsPlugins, noteRetryable } from "./graphql-limits.ts";
+import { HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -25,15 +25,16 @@ import { currentRequestId, requestIdOf } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible = publicDatabaseError(original) ?? rowNotFound(original);
+    const visible: Omit<PublicError, "status"> | undefined = original instanceof HttpError ? original : (publicDatabaseError(original) ?? rowNotFound(original));
     if (visible) {
+      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.code === "SERVER_BUSY");
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
         positions: error.positions,
         path: error.path,
         originalError: original,
-        extensions: { code: visible.code },
+        extensions: { code: visible.code, ...(visible.retryAfterSeconds !== undefined && { retryAfterSeconds: visible.retryAfterSeconds }) },
       });
     }
     // Validation and other GraphQL errors are safe as they are.

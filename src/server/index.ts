@@ -11,7 +11,8 @@ import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
-import { responseSizeCap } from "./graphql-limits.ts";
+import { graphqlResponses } from "./graphql-limits.ts";
+import { gatewayPool } from "./pool.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -40,15 +41,10 @@ export async function startGateway(
   const { createPostGraphile } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
-  const pool = new pg.Pool({
-    connectionString: databaseUrl,
-    max: config.poolMax,
-    connectionTimeoutMillis: 5000,
-    application_name: "prompter-gateway",
-  });
+  const metrics = options.metrics ?? createMetrics();
+  const pool = gatewayPool(config, databaseUrl, metrics);
   // Idle clients whose server went away report here; the pool replaces them.
   pool.on("error", (error) => log.warn({ error: error.message }, "idle gateway database connection failed"));
-  const metrics = options.metrics ?? createMetrics();
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
   // LISTEN needs a session of its own: not through a transaction-mode pooler.
@@ -89,7 +85,7 @@ export async function startGateway(
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
 
-  app.use("/graphql", responseSizeCap(config.graphqlLimits.maxResponseBytes));
+  app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
   await pgl.createServ(grafserv).addTo(app, server, false);
   app.use((req) => {
