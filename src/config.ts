@@ -139,6 +139,8 @@ export function loadConfig(env: Env = process.env) {
     workerHeartbeatSeconds,
     /** A worker silent this long is dead: its jobs are released to the others. */
     workerDeadAfterSeconds,
+    /** How often a worker cancels what SQL logins run past their configured limits. */
+    sqlLoginCheckSeconds: durationSeconds(env, "SQL_LOGIN_CHECK_INTERVAL", 10),
     /**
      * On SIGTERM, how long in-flight requests and running jobs may take: then
      * connections are closed and jobs aborted (to be retried by another worker).

@@ -13,6 +13,7 @@ import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
+import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
 
 /** An export that will not be retried, with what its log line and alert tell. */
 export interface FailedExport {
@@ -43,6 +44,7 @@ type ContextTask = (payload: unknown, helpers: JobHelpers, context: TaskContext)
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,
   export_retention: exportRetentionTask,
+  sql_login_limits: sqlLoginLimitsTask,
 };
 
 /** Hourly; runs on whichever worker claims it first. */
@@ -173,8 +175,10 @@ export async function startWorker(
     await pool.end();
     throw error;
   }
+  const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
   // Beats go on while running jobs finish, so no one takes them meanwhile.
   const done = runner.promise.finally(async () => {
+    await loginLimits.stop();
     await heartbeats.stop().catch((error: Error) => log.warn({ error: error.message }, "could not sign off the heartbeat"));
     await alerts.flush();
     await pool.end();
@@ -187,6 +191,22 @@ export async function startWorker(
       return stopping;
     },
     done,
+  };
+}
+
+/** Runs the sql_login_limits task every `intervalSeconds`, one run at a time. */
+function startSqlLoginLimits(context: TaskContext, intervalSeconds: number): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    running ??= sqlLoginLimitsTask({}, undefined, context)
+      .catch((error: Error) => context.log.warn({ error: error.message }, "could not check the SQL logins' limits"))
+      .finally(() => (running = undefined));
+  }, intervalSeconds * 1000);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
   };
 }
 

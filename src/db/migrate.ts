@@ -39,7 +39,7 @@ export async function applyRepeatableSql(connectionString: string): Promise<void
   try {
     await client.query("begin");
     // Several processes may start at once; one applies, the others wait.
-    await client.query("select pg_advisory_xact_lock(hashtextextended('prompter.apply_sql', 0))");
+    await client.query("select from app_private.process_locks where name = 'apply_sql' for update");
     for (const { file, sql } of await repeatableSql()) {
       try {
         await client.query(sql);
@@ -74,7 +74,7 @@ export async function migrateDatabase(connectionString: string): Promise<void> {
   const lock = new pg.Client({ connectionString });
   await lock.connect();
   try {
-    await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
+    await takeMigrationLock(lock);
     try {
       await runCommittedMigrations(settings);
     } finally {
@@ -85,6 +85,28 @@ export async function migrateDatabase(connectionString: string): Promise<void> {
   } finally {
     await lock.end();
   }
+}
+
+/**
+ * A row lock on app_private.process_locks, which only the owner may write, so
+ * no API caller or SQL login can hold migrations up (as anyone can hold an
+ * advisory key). The table comes with the migrations: a database that has not
+ * got it yet has no SQL logins either, and is locked with an advisory key.
+ * graphile-migrate then takes its own advisory key, which a SQL login could
+ * hold: sessions of SQL logins holding advisory locks are ended first.
+ * (So no migration may alter app_private.process_locks: it would wait for this lock.)
+ */
+async function takeMigrationLock(lock: pg.Client): Promise<void> {
+  const { rows } = await lock.query<{ ready: boolean }>(
+    `select to_regclass('app_private.process_locks') is not null
+        and to_regprocedure('app_private.enforce_sql_login_limits(boolean)') is not null as ready`);
+  if (!rows[0].ready) {
+    await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
+    return;
+  }
+  await lock.query("begin");
+  await lock.query("select from app_private.process_locks where name = 'migrate' for update");
+  await lock.query("select * from app_private.enforce_sql_login_limits(advisory_lock_holders => true)");
 }
 
 // The committed migrations a running process knows of do not change, so
