@@ -30,6 +30,9 @@ export class HttpError extends Error {
   }
 }
 
+/** A request cut off by the gateway's shutdown (its query cancelled, or still unanswered when the grace is over). */
+export const SHUTTING_DOWN: PublicError = { status: 503, code: "SHUTTING_DOWN", message: "The server is restarting; try again.", retryAfterSeconds: 1 };
+
 /** No database connection came free in time: the request did no work, and may be retried. */
 export function serverBusy(retryAfterSeconds: number): HttpError {
   return new HttpError(503, "SERVER_BUSY", `The server is busy; try again in ${retryAfterSeconds} s.`, retryAfterSeconds);
@@ -75,7 +78,7 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (code === "57014") {
     return /statement timeout/.test(error.message)
       ? { status: 503, code: "STATEMENT_TIMEOUT", message: "The request took longer than its time limit; ask for less (or request an export).", retryAfterSeconds: 1 }
-      : { status: 503, code: "SHUTTING_DOWN", message: "The server is restarting; try again.", retryAfterSeconds: 1 };
+      : SHUTTING_DOWN;
   }
   // lock_timeout: someone else holds what the request needed; it changed nothing.
   if (code === "55P03") return { status: 503, code: "LOCK_TIMEOUT", message: "Busy with another change to the same data; try again.", retryAfterSeconds: 1 };

@@ -27,7 +27,7 @@ function maskErrorFor(log: Log) {
     const original = error.originalError;
     const visible: Omit<PublicError, "status"> | undefined = original instanceof HttpError ? original : (publicDatabaseError(original) ?? rowNotFound(original));
     if (visible) {
-      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.code === "SERVER_BUSY");
+      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.code === "SERVER_BUSY" || visible.code === "SHUTTING_DOWN");
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,

@@ -2,14 +2,14 @@
 // errors and serves export files. Business rules stay in SQL.
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import express from "express";
+import express, { type Response } from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
-import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
+import { errorHandler, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
 import { graphqlResponses } from "./graphql-limits.ts";
 import { gatewayPool } from "./pool.ts";
@@ -43,6 +43,10 @@ export async function startGateway(
 
   const metrics = options.metrics ?? createMetrics();
   const pool = gatewayPool(config, databaseUrl, metrics);
+  // The backends of connections in use, whose queries shutdown cancels when its grace is over.
+  const checkedOut = new Set<number>();
+  pool.on("acquire", (client) => checkedOut.add(processIdOf(client)));
+  pool.on("release", (_error, client) => checkedOut.delete(processIdOf(client)));
   // Idle clients whose server went away report here; the pool replaces them.
   pool.on("error", (error) => log.warn({ error: error.message }, "idle gateway database connection failed"));
   metrics.watchPool("gateway", pool);
@@ -56,9 +60,12 @@ export async function startGateway(
   app.disable("x-powered-by");
   app.use(requestLog(log, metrics));
   let closing = false;
-  app.use((_req, res, next) => {
+  const inFlight = new Map<Response, { method: string; path: string; started: number }>();
+  app.use((req, res, next) => {
     // A request on a kept-alive connection during shutdown is answered, and the client told to reconnect elsewhere.
     if (closing) res.set("Connection", "close");
+    inFlight.set(res, { method: req.method, path: req.originalUrl.split("?")[0], started: performance.now() });
+    res.once("close", () => inFlight.delete(res));
     next();
   });
   app.get("/healthz", (_req, res) => {
@@ -111,9 +118,20 @@ export async function startGateway(
       // Kept-alive connections close as soon as their last request is answered.
       const sweep = setInterval(() => server.closeIdleConnections(), 100);
       const cutOff = setTimeout(() => {
-        log.warn({}, "shutdown grace is over: closing the connections left");
-        server.closeAllConnections();
+        void cutOffStuckRequests().finally(() => server.closeAllConnections());
       }, config.shutdownGraceSeconds * 1000);
+      // Requests still running when the grace is over: their queries are
+      // cancelled in PostgreSQL (so they answer 503 SHUTTING_DOWN and give their
+      // connections back), and any that has not answered a moment later is answered so.
+      async function cutOffStuckRequests() {
+        log.warn({ requests: inFlight.size, queries: checkedOut.size }, "shutdown grace is over: cancelling the requests left");
+        for (const [res, request] of inFlight) {
+          log.warn({ requestId: res.locals.requestId, ...request, durationMs: Math.round(performance.now() - request.started) }, "request cut off by shutdown");
+        }
+        await cancelQueries(databaseUrl, [...checkedOut], log);
+        await delay(CANCEL_ANSWER_MS);
+        for (const res of inFlight.keys()) if (!res.headersSent) sendError(res, SHUTTING_DOWN);
+      }
       try {
         await events.close();
         await closed;
@@ -123,11 +141,32 @@ export async function startGateway(
         try {
           await pgl.release();
         } finally {
-          await pool.end();
+          // A connection never given back (its server gone silent) must not keep the process alive.
+          await Promise.race([pool.end(), delay(CANCEL_ANSWER_MS)]);
         }
       }
     },
   };
+}
+
+/** How long requests whose queries shutdown cancelled get to answer (and the pool to close). */
+const CANCEL_ANSWER_MS = 1000;
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const processIdOf = (client: pg.PoolClient) => (client as pg.PoolClient & { processID: number }).processID;
+
+/** Cancels the running queries of these backends, over a connection of its own (the pool may be full). */
+async function cancelQueries(databaseUrl: string, pids: number[], log: Log): Promise<void> {
+  if (!pids.length) return;
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CANCEL_ANSWER_MS });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("select pg_cancel_backend(pid) from unnest($1::int[]) pid", [pids]);
+  } catch (error) {
+    log.warn({ error: (error as Error).message }, "could not cancel the queries of requests cut off by shutdown");
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 async function readiness(pool: pg.Pool, extra: Record<string, ReadinessCheck>): Promise<Record<string, string>> {

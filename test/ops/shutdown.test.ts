@@ -123,3 +123,36 @@ it("a worker whose export outlasts SHUTDOWN_GRACE aborts it and exits 0; the nex
   started.push(next);
   expect(await waitForExport(db.pool, id)).toMatchObject({ status: "succeeded", attempts: 2 });
 });
+
+it("a server whose request is stuck past SHUTDOWN_GRACE cancels its query, answers 503, logs it and exits, while the lock is still held", { timeout: 60_000 }, async () => {
+  const server = await startServer({
+    databaseUrl: db.url,
+    env: { EXPORT_DIR: exportDir, SHUTDOWN_GRACE: "2", STATEMENT_TIMEOUT_USER: "10m", LOCK_TIMEOUT: "5s" },
+  });
+  started.push(server);
+  await whileLocked("app_public.exports", "exclusive", async () => {
+    const answer = fetch(`${server.baseUrl}/api/storage/export-multi-agent`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${signTestToken(user.userId)}`, "x-request-id": "shutdown-stuck" },
+    });
+    await waitUntil(
+      async () => (await db.pool.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-stuck' and wait_event_type = 'Lock'")).rowCount,
+      (count) => count === 1,
+      "the request waits for the lock",
+    );
+    server.child.kill("SIGTERM");
+    const response = await answer;
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("1");
+    expect((await response.json()).error.code).toBe("SHUTTING_DOWN");
+    expect(await server.exited).toBe(0);
+    // Its query no longer waits in PostgreSQL.
+    const { rowCount } = await db.pool.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-stuck'");
+    expect(rowCount).toBe(0);
+  });
+  expect(server.logLines().find((line) => line.msg === "request cut off by shutdown")).toMatchObject({
+    requestId: "shutdown-stuck",
+    method: "POST",
+    path: "/api/storage/export-multi-agent",
+  });
+});
