@@ -233,7 +233,9 @@ async function rssMb(pid: number): Promise<number> {
  * holding B's and the service's advisory keys while running a query that
  * would last 10 minutes (its statement timeout is 5 s; the worker enforces it).
  */
-async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildProcess, attackerId: string, victimId: string) {
+async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildProcess, attackerId: string) {
+  // A user of its own: the others have used up their export rate limit in the pickup benchmark.
+  const { rows: [{ id: victimId }] } = await pool.query<{ id: string }>("insert into app_public.users (username) values ('bench_victim') returning id");
   await pool.query("select app_private.generate_demo($1, 100)", [victimId]);
   const victim = tokenFor("app_user", victimId);
   const attacker = tokenFor("app_user", attackerId);
@@ -267,19 +269,21 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
     const heavy = Array.from({ length: 8 }, async () => {
       let refused = 0;
       let answered = 0;
+      let failed = 0; // connection errors, such as a kept-alive socket the server closed meanwhile
       while (!stop) {
-        const response = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) });
-        const body = await response.json();
-        if (body.errors) refused++;
+        const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
+          .then((response) => response.json(), () => undefined);
+        if (!body) failed++;
+        else if (body.errors) refused++;
         else answered++;
       }
-      return { refused, answered };
+      return { refused, answered, failed };
     });
     const signIns = Promise.all(Array.from({ length: 50 }, () => fetch(`${base}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json" },
       body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result { userId } } }` }),
-    }).then((r) => r.json())));
+    }).then((r) => r.json(), () => undefined)));
     const sampling = (async () => {
       while (!stop) {
         peakRss = Math.max(peakRss, await rssMb(server.pid!));
@@ -293,7 +297,7 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
       api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records })),
     ]);
     stop = true;
-    const attackerQueries = (await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered }));
+    const attackerQueries = (await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed }));
     await signIns;
     await sampling;
     return {
@@ -345,7 +349,7 @@ function markdown(results: Record<string, any>): string {
       "| B's /api/agents/effectiveness | p50 ms | p99 ms | req/s | non-2xx |", "| --- | --- | --- | --- | --- |",
       `| without attack | ${results.noisy.baseline.p50_ms} | ${results.noisy.baseline.p99_ms} | ${results.noisy.baseline.requests_per_s} | ${results.noisy.baseline.non_2xx} |`,
       `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
-      `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
+      `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
     ] : []),
     "## Targets", "",
     ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
@@ -386,7 +390,7 @@ async function main() {
     const pickup = await benchPickup(pool, others);
     log("write path");
     const writes = await benchWrites(others);
-    const noisy = await benchNoisyNeighbours(pool, db.url, children[0], dataUser, others[0]);
+    const noisy = await benchNoisyNeighbours(pool, db.url, children[0], dataUser);
 
     const largest = sizes[sizes.length - 1];
     const hundredK = sizes.find((s) => s.prompts === 100_000);
