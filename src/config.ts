@@ -154,6 +154,8 @@ export function loadConfig(env: Env = process.env) {
     /** Requests beyond this many already waiting for a connection are answered 503 SERVER_BUSY at once. */
     poolMaxWaiting: integer(env, "PG_POOL_MAX_WAITING", poolMax * 5, 0, 100_000),
     apiTimeouts: apiTimeouts(env),
+    /** Requests one caller (a user, or an address when anonymous) may have in flight at once. */
+    callerMaxConcurrent: integer(env, "CALLER_MAX_CONCURRENT", 4, 1, 1000),
     graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):

@@ -101,6 +101,11 @@ export function createMetrics() {
       help: "Requests answered 503 SERVER_BUSY: no database connection free within PG_POOL_WAIT, or PG_POOL_MAX_WAITING already waiting.",
       registers,
     }),
+    callerLimited: new Counter({
+      name: "prompter_gateway_caller_limited_total",
+      help: "Requests answered 429 TOO_MANY_CONCURRENT_REQUESTS: their caller had CALLER_MAX_CONCURRENT in flight already.",
+      registers,
+    }),
     sqlLoginCancellations: new Counter({
       name: "prompter_sql_login_cancellations_total",
       help: "Statements cancelled and sessions ended by the worker because a SQL login went past its configured limits, by reason.",

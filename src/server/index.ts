@@ -13,6 +13,7 @@ import { errorHandler, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } fro
 import { exportEvents } from "./export-events.ts";
 import { graphqlResponses } from "./graphql-limits.ts";
 import { gatewayPool } from "./pool.ts";
+import { callerConcurrency } from "./admission.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -89,6 +90,7 @@ export async function startGateway(
   if (!config.metricsToken && config.production) log.warn({}, "METRICS_TOKEN is not set: anyone who reaches /metrics can read it");
   app.use(await uiRoutes());
   app.use(authenticate(config));
+  app.use(callerConcurrency(config.callerMaxConcurrent, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
 

@@ -1,5 +1,6 @@
 // What one GraphQL operation may ask for: each limit is tried just past its
-// value, and the refusal names the limit and changes nothing. Small limits
+// value, and the refusal names the limit and changes nothing. Also how many
+// requests one caller may have in flight. Small limits
 // here, so a few rows show the default and maximum page sizes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
@@ -18,6 +19,9 @@ const LIMITS = {
   GRAPHQL_MAX_TOKENS: "200",
   GRAPHQL_MAX_COST: "100",
   GRAPHQL_MAX_RESPONSE_BYTES: "20000",
+  CALLER_MAX_CONCURRENT: "2",
+  // No worker runs: an export request with ?wait=true stays in flight this long.
+  EXPORT_WAIT_SECONDS: "4",
 };
 
 beforeAll(async () => {
@@ -134,5 +138,20 @@ describe("response size", () => {
     } finally {
       await db.pool.query("update app_public.prompts set text = 'Prompt ' || id where user_id = $1", [userId]);
     }
+  });
+});
+
+describe("requests in flight per caller", () => {
+  it("answers 429 with Retry-After to a caller over CALLER_MAX_CONCURRENT, and serves the others", async () => {
+    const waiting = () => fetch(`${server.baseUrl}/api/storage/export-multi-agent?wait=true`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    const held = [waiting(), waiting()];
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const refused = await graphql(server, "{ allPrompts { totalCount } }", {}, token);
+    expect(refused).toMatchObject({ status: 429, error: { code: "TOO_MANY_CONCURRENT_REQUESTS" } });
+    const other = await graphql(server, "{ allPrompts { totalCount } }", {}, signTestToken(await createUser(db.pool)));
+    expect(other.status).toBe(200);
+    expect((await Promise.all(held)).map((response) => response.status)).toEqual([202, 202]);
+    // Answered, they no longer count.
+    expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
   });
 });
