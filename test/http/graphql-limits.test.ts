@@ -142,7 +142,7 @@ describe("response size", () => {
 });
 
 describe("requests in flight per caller", () => {
-  it("answers 429 with Retry-After to a caller over CALLER_MAX_CONCURRENT, and serves the others", async () => {
+  it("answers 429 to a caller over CALLER_MAX_CONCURRENT, and serves the others", async () => {
     const waiting = () => fetch(`${server.baseUrl}/api/storage/export-multi-agent?wait=true`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
     const held = [waiting(), waiting()];
     await new Promise((resolve) => setTimeout(resolve, 1000));
