@@ -54,11 +54,11 @@ async function database(): Promise<{ url: string; stop(): Promise<void> }> {
   return { url: embedded.url("prompter_bench"), stop: () => embedded.stop() };
 }
 
-function startProcess(command: string, url: string, exportDir: string): ChildProcess {
+function startProcess(command: string, url: string, exportDir: string, env: Record<string, string> = {}): ChildProcess {
   const child = spawn(node, ["src/cli.ts", command], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: url, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
-      LOG_LEVEL: "warn", NODE_ENV: "production" },
+      LOG_LEVEL: "warn", NODE_ENV: "production", ...env },
     stdio: ["ignore", "ignore", "inherit"],
   });
   return child;
@@ -240,7 +240,8 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
   const victim = tokenFor("app_user", victimId);
   const attacker = tokenFor("app_user", attackerId);
   const measureVictim = async () => {
-    const result = await autocannon({ url: `${base}/api/agents/effectiveness`, connections: 4, duration: 8, headers: { authorization: `Bearer ${victim}` } });
+    // 3 clients, plus B's export request: within B's CALLER_MAX_CONCURRENT (4).
+    const result = await autocannon({ url: `${base}/api/agents/effectiveness`, connections: 3, duration: 8, headers: { authorization: `Bearer ${victim}` } });
     return { p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests_per_s: round(result.requests.average, 0), non_2xx: result.non2xx };
   };
   log("noisy neighbours: baseline");
@@ -345,7 +346,7 @@ function markdown(results: Record<string, any>): string {
     `${results.writes.clients} clients for ${results.writes.seconds} s, each prompt = 1 prompt + 3 versions + 3 scores + best head (8 mutations): ${results.writes.prompts_per_s} prompts/s, ${results.writes.mutations_per_s} mutations/s.`, "",
     ...(results.noisy ? [
       "## 5. Noisy neighbours: user B while user A attacks", "",
-      `A: 8 clients sending the heaviest GraphQL read the limits allow (5 pages of 1000 versions), 50 wrong-password sign-ins, and a SQL login holding B's export lock key, the migration keys and running pg_sleep(600). A has ${results.noisy.scale_prompts_of_attacker} prompts.`, "",
+      `Gateway with default settings. A: 8 clients sending the heaviest GraphQL read the limits allow (5 pages of 1000 versions), 50 wrong-password sign-ins, and a SQL login holding B's export lock key, the migration keys and running pg_sleep(600). A has ${results.noisy.scale_prompts_of_attacker} prompts.`, "",
       "| B's /api/agents/effectiveness | p50 ms | p99 ms | req/s | non-2xx |", "| --- | --- | --- | --- | --- |",
       `| without attack | ${results.noisy.baseline.p50_ms} | ${results.noisy.baseline.p99_ms} | ${results.noisy.baseline.requests_per_s} | ${results.noisy.baseline.non_2xx} |`,
       `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
@@ -368,7 +369,8 @@ async function main() {
     const users = (await pool.query<{ id: string }>(
       "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
     const [adminId, dataUser, ...others] = users;
-    children.push(startProcess("server", db.url, exportDir), startProcess("worker", db.url, exportDir));
+    // Sections 2 and 4 load the gateway with 10 concurrent clients of one user; section 5 restarts it with the default limit.
+    children.push(startProcess("server", db.url, exportDir, { CALLER_MAX_CONCURRENT: "10" }), startProcess("worker", db.url, exportDir));
     const worker = children[1];
     await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
 
@@ -390,6 +392,10 @@ async function main() {
     const pickup = await benchPickup(pool, others);
     log("write path");
     const writes = await benchWrites(others);
+    children[0].kill("SIGTERM");
+    await new Promise((resolve) => children[0].once("exit", resolve));
+    children[0] = startProcess("server", db.url, exportDir);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
     const noisy = await benchNoisyNeighbours(pool, db.url, children[0], dataUser);
 
     const largest = sizes[sizes.length - 1];
