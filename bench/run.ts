@@ -272,10 +272,11 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
       let answered = 0;
       let failed = 0; // connection errors, such as a kept-alive socket the server closed meanwhile
       while (!stop) {
+        // Refused: a GraphQL error, or the gateway's 429 (too many of A's requests in flight).
         const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
           .then((response) => response.json(), () => undefined);
         if (!body) failed++;
-        else if (body.errors) refused++;
+        else if (body.errors || body.error) refused++;
         else answered++;
       }
       return { refused, answered, failed };
