@@ -9,6 +9,8 @@
 //      per prompt vs one recordRun;
 //   5. 10 writers of ONE user in SQL: with the bookkeeping triggers, with them
 //      disabled, and on plain copies of the tables (no RLS, no triggers).
+//   6. noisy neighbours: user B's agent_effectiveness latency, export and /readyz
+//      while user A attacks, vs the same without the attack.
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
@@ -65,11 +67,11 @@ async function database(): Promise<{ url: string; authUrl: string; stop(): Promi
   return { url, authUrl: withCredentials(url, authenticator, BENCH_PASSWORD), stop };
 }
 
-function startProcess(command: string, db: { url: string; authUrl: string }, exportDir: string): ChildProcess {
+function startProcess(command: string, db: { url: string; authUrl: string }, exportDir: string, env: Record<string, string> = {}): ChildProcess {
   const child = spawn(node, ["src/cli.ts", command], {
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url, AUTH_DATABASE_URL: db.authUrl, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
-      LOG_LEVEL: "warn", NODE_ENV: "production" },
+      LOG_LEVEL: "warn", NODE_ENV: "production", ...env },
     stdio: ["ignore", "ignore", "inherit"],
   });
   return child;
@@ -324,6 +326,101 @@ async function benchContention(pool: pg.Pool, url: string, userId: string, round
   };
 }
 
+/** The heaviest read the GraphQL limits let through: as many full pages as the cost limit allows. */
+const HEAVY_QUERY = `{ ${Array.from({ length: 5 }, (_, i) => `a${i}: allPromptVersions(first: 1000, offset: ${i * 1000}) { nodes { text explanation } }`).join(" ")} }`;
+
+async function rssMb(pid: number): Promise<number> {
+  const status = await readFile(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)![1]) / 1024;
+}
+
+/**
+ * User B's experience with and without user A's attack: A's heaviest allowed
+ * GraphQL reads in parallel, 50 wrong-password sign-ins, and a SQL login of A
+ * holding B's and the service's advisory keys while running a query that
+ * would last 10 minutes (its statement timeout is 5 s; the worker enforces it).
+ */
+async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildProcess, attackerId: string) {
+  // A user of its own: the others have used up their export rate limit in the pickup benchmark.
+  const { rows: [{ id: victimId }] } = await pool.query<{ id: string }>("insert into app_public.users (username) values ('bench_victim') returning id");
+  await pool.query("select app_private.generate_demo($1, 100)", [victimId]);
+  const victim = tokenFor("app_user", victimId);
+  const attacker = tokenFor("app_user", attackerId);
+  const measureVictim = async () => {
+    // 3 clients, plus B's export request: within B's CALLER_MAX_CONCURRENT (4).
+    const result = await autocannon({ url: `${base}/api/agents/effectiveness`, connections: 3, duration: 8, headers: { authorization: `Bearer ${victim}` } });
+    return { p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests_per_s: round(result.requests.average, 0), non_2xx: result.non2xx };
+  };
+  log("noisy neighbours: baseline");
+  const baseline = await measureVictim();
+
+  log("noisy neighbours: under attack");
+  const login = `bench_noisy_${process.pid}`;
+  const { rows: [added] } = await pool.query(
+    "select generated_password from app_private.add_sql_login($1, (select username from app_public.users where id = $2), statement_timeout => '5s')",
+    [login, attackerId]);
+  const readerUrl = new URL(url);
+  readerUrl.username = login;
+  readerUrl.password = added.generated_password;
+  const reader = new pg.Client({ connectionString: readerUrl.toString() });
+  reader.on("error", () => {});
+  let stop = false;
+  let peakRss = 0;
+  const readyz = { probes: 0, failed: 0 };
+  try {
+    await reader.connect();
+    await reader.query(
+      `select pg_advisory_lock(hashtextextended('prompter.exports.rate', $1::bigint)), pg_advisory_lock(hashtextextended('prompter.migrate', 0)),
+              pg_advisory_lock(4727445306447283)`, [victimId]);
+    await reader.query("set statement_timeout = 0");
+    const longQuery = reader.query("select pg_sleep(600)").then(() => "finished", (error) => error.code === "57014" ? "cancelled" : error.message);
+    const heavy = Array.from({ length: 8 }, async () => {
+      let refused = 0;
+      let answered = 0;
+      let failed = 0; // connection errors, such as a kept-alive socket the server closed meanwhile
+      while (!stop) {
+        // Refused: a GraphQL error, or the gateway's 429 (too many of A's requests in flight).
+        const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
+          .then((response) => response.json(), () => undefined);
+        if (!body) failed++;
+        else if (body.errors || body.error) refused++;
+        else answered++;
+      }
+      return { refused, answered, failed };
+    });
+    const signIns = Promise.all(Array.from({ length: 50 }, () => fetch(`${base}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result { userId } } }` }),
+    }).then((r) => r.json(), () => undefined)));
+    const sampling = (async () => {
+      while (!stop) {
+        peakRss = Math.max(peakRss, await rssMb(server.pid!));
+        readyz.probes++;
+        if (!(await fetch(`${base}/readyz`).then((r) => r.ok, () => false))) readyz.failed++;
+        await new Promise((resolve) => setTimeout(resolve, 250));
+      }
+    })();
+    const [attack, victimExport] = await Promise.all([
+      measureVictim(),
+      api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records })),
+    ]);
+    stop = true;
+    const attackerQueries = (await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed }));
+    await signIns;
+    await sampling;
+    return {
+      scale_prompts_of_attacker: Number((await pool.query("select count(*) from app_public.prompts where user_id = $1", [attackerId])).rows[0].count),
+      baseline, attack, victim_export: victimExport, readyz, gateway_peak_rss_mb: round(peakRss, 1),
+      attacker_heavy_queries: attackerQueries, wrong_sign_ins: 50, reader_long_query: await longQuery,
+    };
+  } finally {
+    stop = true;
+    await reader.end().catch(() => {});
+    await pool.query("call app_private.remove_sql_login($1, null)", [login]);
+  }
+}
+
 async function versions(pool: pg.Pool) {
   const pkg = (name: string) => readFile(path.join(root, "node_modules", name, "package.json"), "utf8").then((t) => JSON.parse(t).version);
   return {
@@ -362,6 +459,14 @@ function markdown(results: Record<string, any>): string {
     `Median of ${results.contention.rounds} rounds of ${results.contention.seconds} s per mode, the modes taking turns.`, "",
     "| bookkeeping (app_user, RLS, triggers) | tracking triggers disabled | plain copies of the tables (no RLS, no triggers) |", "| --- | --- | --- |",
     `| ${results.contention.bookkeeping_tps} tps | ${results.contention.no_bookkeeping_tps} tps (bookkeeping = ${results.contention.vs_no_bookkeeping}x) | ${results.contention.plain_tables_tps} tps (bookkeeping = ${results.contention.vs_plain_tables}x) |`, "",
+    ...(results.noisy ? [
+      "## 6. Noisy neighbours: user B while user A attacks", "",
+      `Gateway with default settings. A: 8 clients sending the heaviest GraphQL read the limits allow (5 pages of 1000 versions), 50 wrong-password sign-ins, and a SQL login holding B's export lock key, the migration keys and running pg_sleep(600). A has ${results.noisy.scale_prompts_of_attacker} prompts.`, "",
+      "| B's /api/agents/effectiveness | p50 ms | p99 ms | req/s | non-2xx |", "| --- | --- | --- | --- | --- |",
+      `| without attack | ${results.noisy.baseline.p50_ms} | ${results.noisy.baseline.p99_ms} | ${results.noisy.baseline.requests_per_s} | ${results.noisy.baseline.non_2xx} |`,
+      `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
+      `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
+    ] : []),
     "## Targets", "",
     ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
   ];
@@ -379,7 +484,8 @@ async function main() {
     const users = (await pool.query<{ id: string }>(
       "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
     const [adminId, dataUser, ...others] = users;
-    children.push(startProcess("server", db, exportDir), startProcess("worker", db, exportDir));
+    // Sections 2 and 4 load the gateway with 10 concurrent clients of one user; section 6 restarts it with the default limit.
+    children.push(startProcess("server", db, exportDir, { CALLER_MAX_CONCURRENT: "10" }), startProcess("worker", db, exportDir));
     const worker = children[1];
     await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
 
@@ -405,6 +511,11 @@ async function main() {
     const runs = { users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) };
     log("10 writers of one user");
     const contention = await benchContention(pool, db.url, dataUser);
+    children[0].kill("SIGTERM");
+    await new Promise((resolve) => children[0].once("exit", resolve));
+    children[0] = startProcess("server", db, exportDir);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
+    const noisy = await benchNoisyNeighbours(pool, db.url, children[0], dataUser);
 
     const largest = sizes[sizes.length - 1];
     const hundredK = sizes.find((s) => s.prompts === 100_000);
@@ -412,7 +523,7 @@ async function main() {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
       versions: await versions(pool),
-      sizes, pickup, writes, runs, contention,
+      sizes, pickup, writes, runs, contention, noisy,
       targets: [
         { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
         ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
@@ -423,6 +534,9 @@ async function main() {
         { target: "10 writers of one user reach 0.5x the throughput on plain copies of the tables", measured: `${contention.vs_plain_tables}x`, met: contention.vs_plain_tables >= 0.5 },
         { target: "recordRun at 20 clients: 500 prompts/s through GraphQL", measured: `${runs.users_20.prompts_per_s} prompts/s`, met: runs.users_20.prompts_per_s >= 500 },
         { target: "recordRun at 20 clients: about 9x the prompts/s of eight single mutations", measured: `${round(runs.users_20.prompts_per_s / writes.prompts_per_s, 1)}x`, met: runs.users_20.prompts_per_s / writes.prompts_per_s >= 9 },
+        { target: "B's effectiveness p99 under 100 ms while A attacks", measured: `${noisy.attack.p99_ms} ms (${noisy.baseline.p99_ms} ms without)`, met: noisy.attack.p99_ms < 100 && noisy.attack.non_2xx === 0 },
+        { target: "B's export succeeds and /readyz stays 200 while A attacks", measured: `${noisy.victim_export.status}, ${noisy.readyz.failed} failed probes`, met: noisy.victim_export.status === "succeeded" && noisy.readyz.failed === 0 },
+        { target: "gateway RSS under 512 MB while A attacks", measured: `${noisy.gateway_peak_rss_mb} MB`, met: noisy.gateway_peak_rss_mb < 512 },
       ],
     };
     await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);

@@ -127,6 +127,41 @@ function jwtSecretOf(env: Env, production: boolean, dataDir: string): string {
   return secret;
 }
 
+/**
+ * Every API transaction runs with these (statement_timeout per role, and
+ * lock_timeout), set in the transaction itself: settings of a role made with
+ * ALTER ROLE do not apply after SET ROLE.
+ */
+function apiTimeouts(env: Env) {
+  const statementMs = {
+    app_anonymous: durationSeconds(env, "STATEMENT_TIMEOUT_ANONYMOUS", 5) * 1000,
+    app_user: durationSeconds(env, "STATEMENT_TIMEOUT_USER", 15) * 1000,
+    app_admin: durationSeconds(env, "STATEMENT_TIMEOUT_ADMIN", 60) * 1000,
+  };
+  const lockMs = durationSeconds(env, "LOCK_TIMEOUT", 3) * 1000;
+  if (Object.values(statementMs).some((ms) => ms < lockMs)) {
+    throw new ConfigError("LOCK_TIMEOUT must not be more than any STATEMENT_TIMEOUT_*.");
+  }
+  return { statementMs, lockMs };
+}
+
+/** What one GraphQL operation may ask for (see src/server/graphql-limits.ts and the README). */
+function graphqlLimits(env: Env) {
+  const maxPageSize = integer(env, "GRAPHQL_MAX_PAGE_SIZE", 1000, 1, 100_000);
+  const defaultPageSize = integer(env, "GRAPHQL_DEFAULT_PAGE_SIZE", 100, 1, 100_000);
+  if (defaultPageSize > maxPageSize) throw new ConfigError("GRAPHQL_DEFAULT_PAGE_SIZE must not be more than GRAPHQL_MAX_PAGE_SIZE.");
+  return {
+    defaultPageSize,
+    maxPageSize,
+    maxAliases: integer(env, "GRAPHQL_MAX_ALIASES", 15, 1, 1000),
+    maxDepth: integer(env, "GRAPHQL_MAX_DEPTH", 10, 2, 100),
+    maxTokens: integer(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),
+    /** GraphQL Armor's estimate: a page size given as a literal multiplies the cost of what is inside it. */
+    maxCost: integer(env, "GRAPHQL_MAX_COST", 50_000, 100, 10_000_000),
+    maxResponseBytes: integer(env, "GRAPHQL_MAX_RESPONSE_BYTES", 20_000_000, 10_000, 1_000_000_000),
+  };
+}
+
 export function loadConfig(env: Env = process.env) {
   const production = env.NODE_ENV === "production";
   const dataDir = path.resolve(env.DATA_DIR || ".data");
@@ -157,6 +192,7 @@ export function loadConfig(env: Env = process.env) {
   const directDatabaseUrl = connectionUrl(env, "DIRECT_DATABASE_URL");
   if (directDatabaseUrl && !databaseUrl) throw new ConfigError("DIRECT_DATABASE_URL needs DATABASE_URL (the embedded database is always direct).");
   const workerConcurrency = integer(env, "WORKER_CONCURRENCY", 2, 1, 64);
+  const poolMax = integer(env, "PG_POOL_MAX", 10, 1, 1000);
   const workerHeartbeatSeconds = durationSeconds(env, "WORKER_HEARTBEAT_INTERVAL", 10);
   const workerDeadAfterSeconds = durationSeconds(env, "WORKER_DEAD_AFTER", 30);
   if (workerDeadAfterSeconds < 2 * workerHeartbeatSeconds) {
@@ -201,6 +237,8 @@ export function loadConfig(env: Env = process.env) {
     workerHeartbeatSeconds,
     /** A worker silent this long is dead: its jobs are released to the others. */
     workerDeadAfterSeconds,
+    /** How often a worker cancels what SQL logins run past their configured limits. */
+    sqlLoginCheckSeconds: durationSeconds(env, "SQL_LOGIN_CHECK_INTERVAL", 10),
     /**
      * On SIGTERM, how long in-flight requests and running jobs may take: then
      * connections are closed and jobs aborted (to be retried by another worker).
@@ -214,7 +252,15 @@ export function loadConfig(env: Env = process.env) {
     workerStatementTimeoutSeconds: durationSeconds(env, "WORKER_STATEMENT_TIMEOUT", 300),
     /** The longest an export's COPY may run (or wait for a lock): then the attempt fails and is retried. */
     exportStatementTimeoutSeconds: durationSeconds(env, "EXPORT_STATEMENT_TIMEOUT", 3600),
-    poolMax: integer(env, "PG_POOL_MAX", 10, 1, 1000),
+    poolMax,
+    /** How long a request waits for a free database connection before 503 SERVER_BUSY. */
+    poolWaitSeconds: durationSeconds(env, "PG_POOL_WAIT", 3),
+    /** Requests beyond this many already waiting for a connection are answered 503 SERVER_BUSY at once. */
+    poolMaxWaiting: integer(env, "PG_POOL_MAX_WAITING", poolMax * 5, 0, 100_000),
+    apiTimeouts: apiTimeouts(env),
+    /** Requests one caller (a user, or an address when anonymous) may have in flight at once. */
+    callerMaxConcurrent: integer(env, "CALLER_MAX_CONCURRENT", 4, 1, 1000),
+    graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):
      * LISTEN, the worker and migrations need a session of their own. Defaults to DATABASE_URL.

@@ -101,6 +101,22 @@ export function createMetrics() {
     exportDuration: new Histogram({ name: "prompter_export_duration_seconds", help: "Time to write an export.", labelNames: kind, buckets: SECONDS_BUCKETS, registers }),
     exportRows: new Histogram({ name: "prompter_export_rows", help: "Rows per export.", labelNames: kind, buckets: ROWS_BUCKETS, registers }),
     exportBytes: new Histogram({ name: "prompter_export_bytes", help: "Bytes per export file.", labelNames: kind, buckets: BYTES_BUCKETS, registers }),
+    gatewayBusy: new Counter({
+      name: "prompter_gateway_busy_total",
+      help: "Requests answered 503 SERVER_BUSY: no database connection free within PG_POOL_WAIT, or PG_POOL_MAX_WAITING already waiting.",
+      registers,
+    }),
+    callerLimited: new Counter({
+      name: "prompter_gateway_caller_limited_total",
+      help: "Requests answered 429 TOO_MANY_CONCURRENT_REQUESTS: their caller had CALLER_MAX_CONCURRENT in flight already.",
+      registers,
+    }),
+    sqlLoginCancellations: new Counter({
+      name: "prompter_sql_login_cancellations_total",
+      help: "Statements cancelled and sessions ended by the worker because a SQL login went past its configured limits, by reason.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     deadWorkers: new Counter({
       name: "prompter_dead_workers_total",
       help: "Worker processes this process found silent and whose jobs it released.",

@@ -14,10 +14,12 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
+import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
 
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,
   export_retention: exportRetentionTask,
+  sql_login_limits: sqlLoginLimitsTask,
 };
 
 /** Hourly; runs on whichever worker claims it first. */
@@ -226,6 +228,7 @@ export async function startWorker(
     await pool.end();
     throw error;
   });
+  const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
 
   const done = (async () => {
     let runner: Runner | undefined = current;
@@ -248,6 +251,7 @@ export async function startWorker(
       current = runner;
       if (stopping) void runner?.stop().catch(() => {});
     }
+    await loginLimits.stop();
     await alerts.flush();
     await pool.end();
   })();
@@ -263,6 +267,22 @@ export async function startWorker(
       return done;
     },
     done,
+  };
+}
+
+/** Runs the sql_login_limits task every `intervalSeconds`, one run at a time. */
+function startSqlLoginLimits(context: TaskContext, intervalSeconds: number): { stop(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    running ??= sqlLoginLimitsTask({}, undefined, context)
+      .catch((error: Error) => context.log.warn({ error: error.message }, "could not check the SQL logins' limits"))
+      .finally(() => (running = undefined));
+  }, intervalSeconds * 1000);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
   };
 }
 

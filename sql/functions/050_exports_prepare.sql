@@ -33,7 +33,7 @@ begin
   end if;
 
   -- Serialise this user's requests so concurrent ones cannot all slip under the limit.
-  perform pg_advisory_xact_lock(hashtextextended('prompter.exports.rate', new.user_id));
+  perform app_hidden.lock_export_rate(new.user_id);
   select count(*) into recent from app_public.exports
    where user_id = new.user_id and requested_at > clock_timestamp() - window_length;
   if recent >= max_per_minute then

@@ -19,6 +19,7 @@ as $$
 declare
   target app_public.users;
   timeout_ms bigint;
+  idle_limit interval;
   new_password text := add_sql_login.password;
 begin
   -- One change to logins at a time: granting on the database rewrites its
@@ -78,14 +79,16 @@ begin
       -- Re-raised without the failed statement as context: it holds the password.
       raise exception 'Could not create the login "%": %', login, sqlerrm using errcode = sqlstate;
   end;
-  -- The owner (who runs the worker and this command) may become the login, to
-  -- run its exports as it, and holds its privileges, to end its sessions.
-  execute format('grant %I to current_user', login)
-    || case when current_setting('server_version_num')::int >= 160000 then ' with inherit true, set true' else '' end;
-  -- Defaults the login starts each session with: a runaway query or a BI tool
-  -- that leaves a transaction open cannot hold the database for long.
+  -- The limits as configured: the worker enforces them (enforce_sql_login_limits)
+  -- whatever the login later sets for itself.
+  insert into app_private.sql_logins (login, user_id, is_admin, statement_timeout)
+  values (add_sql_login.login, target.id, add_sql_login.is_admin, make_interval(secs => timeout_ms / 1000.0))
+  returning idle_in_transaction_timeout into idle_limit;
+  -- Also the defaults the login starts each session with, so PostgreSQL itself
+  -- stops a runaway query or a transaction a BI tool leaves open.
   execute format('alter role %I set statement_timeout = %L', login, timeout_ms || 'ms');
-  execute format('alter role %I set idle_in_transaction_session_timeout = %L', login, '10min');
+  execute format('alter role %I set idle_in_transaction_session_timeout = %L', login,
+    (extract(epoch from idle_limit) * 1000)::bigint || 'ms');
   -- Explicit, so it survives `revoke connect on database ... from public`; it also
   -- marks the database the login belongs to (see list_sql_logins).
   execute format('grant connect on database %I to %I', current_database(), login);
@@ -95,7 +98,11 @@ begin
   -- template's database privileges). Large objects too go through PUBLIC, but
   -- only the functions' owner (a superuser) can revoke them: see the README.
   execute format('revoke temporary on database %I from public', current_database());
-  insert into app_private.sql_logins (login, user_id, is_admin) values (add_sql_login.login, target.id, add_sql_login.is_admin);
+  -- The owner (who runs the worker and this command) may become the login, to
+  -- run its exports as it, and holds its privileges, to cancel its statements
+  -- past its limits (enforce_sql_login_limits) and end its sessions.
+  execute format('grant %I to current_user', login)
+    || case when current_setting('server_version_num')::int >= 160000 then ' with inherit true, set true' else '' end;
 
   mapped_user_id := target.id;
   mapped_username := target.username;

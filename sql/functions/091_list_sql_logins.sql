@@ -1,13 +1,19 @@
 -- The database logins of this database (`prompter sql-user list`): every mapped
 -- login, and any reader login granted CONNECT here whose mapping went with its
--- deleted user (it sees nothing, but should still be removed).
-create or replace function app_private.list_sql_logins()
+-- deleted user (it sees nothing, but should still be removed). The limits are
+-- the configured ones (app_private.sql_logins), which the worker enforces;
+-- `settings_changed` flags a login whose role settings are no longer the ones
+-- add_sql_login gave it (it ran ALTER ROLE itself, in any database).
+drop function if exists app_private.list_sql_logins();
+create function app_private.list_sql_logins()
 returns table (
   login name,
   username text,
   is_admin boolean,
   connection_limit int,
   statement_timeout text,
+  idle_in_transaction_timeout text,
+  settings_changed boolean,
   open_sessions bigint,
   created_at timestamptz
 )
@@ -18,8 +24,16 @@ as $$
          u.username,
          coalesce(m.is_admin, pg_has_role(r.oid, 'app_auditor', 'usage')),
          r.rolconnlimit,
-         (select substr(setting, length('statement_timeout=') + 1)
-            from unnest(r.rolconfig) setting where setting like 'statement_timeout=%'),
+         (extract(epoch from m.statement_timeout) * 1000)::bigint || 'ms',
+         (extract(epoch from m.idle_in_transaction_timeout) * 1000)::bigint || 'ms',
+         m.login is not null and exists (
+           select from pg_db_role_setting s, unnest(s.setconfig) setting,
+                  lateral (select split_part(setting, '=', 1) as name, substr(setting, strpos(setting, '=') + 1) as value) kv
+            where s.setrole = r.oid
+              and (s.setdatabase <> 0
+                   or kv.name not in ('statement_timeout', 'idle_in_transaction_session_timeout')
+                   or (case when kv.value ~ '^\d+$' then kv.value || 'ms' else kv.value end)::interval
+                      is distinct from case kv.name when 'statement_timeout' then m.statement_timeout else m.idle_in_transaction_timeout end)),
          (select count(*) from pg_stat_activity a where a.usename = coalesce(m.login, r.rolname)),
          m.created_at
     from app_private.sql_logins m
@@ -32,4 +46,4 @@ as $$
    order by 1;
 $$;
 comment on function app_private.list_sql_logins() is
-  'The read-only database logins of this database, with their user (null when deleted) and limits.';
+  'The read-only database logins of this database, with their user (null when deleted), configured limits, and whether they changed their own settings.';

@@ -14,7 +14,9 @@ as $$
 declare
   dead text[];
 begin
-  if not pg_try_advisory_xact_lock(hashtextextended('prompter.release_dead_workers', 0)) then
+  -- A row lock only the owner can take (an advisory key anyone could hold).
+  perform from app_private.process_locks l where l.name = 'release_dead_workers' for update skip locked;
+  if not found then
     return;
   end if;
   select array_agg(distinct silent.pool_id) into dead from (

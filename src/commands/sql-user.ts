@@ -57,7 +57,7 @@ async function add(client: pg.Client, databaseUrl: string, options: {
     ...(created.generated_password ? [`Password (shown only this once): ${created.generated_password}`] : []),
     `Connection string: postgresql://${options.login}:<password>@${address}   (percent-encode special characters)`,
     `psql:              psql "postgresql://${options.login}@${address}"`,
-    `Limits: ${login.connection_limit} connections; statement_timeout ${login.statement_timeout} per session by default.`,
+    `Limits: ${login.connection_limit} connections; statement_timeout ${login.statement_timeout}, idle in a transaction ${login.idle_in_transaction_timeout} (enforced by the worker).`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }
@@ -68,6 +68,8 @@ interface ListedLogin {
   is_admin: boolean;
   connection_limit: number | null;
   statement_timeout: string | null;
+  idle_in_transaction_timeout: string | null;
+  settings_changed: boolean;
   open_sessions: string;
   created_at: Date | null;
 }
@@ -85,13 +87,16 @@ async function list(client: pg.Client): Promise<void> {
     return;
   }
   const table = [
-    ["login", "user", "reads", "connections", "statement_timeout", "open sessions", "created"],
+    ["login", "user", "reads", "connections", "statement_timeout", "idle_in_transaction", "own settings", "open sessions", "created"],
     ...logins.map((l) => [
       l.login,
       l.username ?? "(deleted user: remove this login)",
       l.is_admin ? "everyone's data" : "own rows",
       String(l.connection_limit ?? ""),
       l.statement_timeout ?? "",
+      l.idle_in_transaction_timeout ?? "",
+      // The limits above are enforced all the same; a change still says someone tried.
+      l.settings_changed ? "CHANGED by the login" : "as configured",
       l.open_sessions,
       l.created_at?.toISOString() ?? "",
     ]),

@@ -38,9 +38,8 @@ export async function applyRepeatableSql(connectionString: string, root = projec
   const client = new pg.Client({ connectionString });
   await client.connect();
   try {
+    // One transaction, under the migration lock that migrateDatabase holds.
     await client.query("begin");
-    // Several processes may start at once; one applies, the others wait.
-    await client.query("select pg_advisory_xact_lock(hashtextextended('prompter.apply_sql', 0))");
     for (const { file, sql } of await repeatableSql(root)) {
       try {
         await client.query(sql);
@@ -85,7 +84,7 @@ export async function migrateDatabase(
   const lock = new pg.Client({ connectionString });
   await lock.connect();
   try {
-    await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
+    await takeMigrationLock(lock);
     try {
       await runCommittedMigrations(settings);
     } finally {
@@ -93,16 +92,47 @@ export async function migrateDatabase(
     }
     await installWorkerSchema({ connectionString, logger: undefined });
     await applyRepeatableSql(connectionString, root);
-    if (options.authenticatorUrl) {
-      const authenticator = new URL(options.authenticatorUrl);
-      await lock.query("select app_private.ensure_authenticator($1, $2)", [
-        decodeURIComponent(authenticator.username),
-        decodeURIComponent(authenticator.password),
-      ]);
-    }
+    if (options.authenticatorUrl) await ensureAuthenticator(connectionString, options.authenticatorUrl);
   } finally {
     await lock.end();
   }
+}
+
+/** Creates or checks the gateway's login (app_private.ensure_authenticator), with the URL's password. */
+async function ensureAuthenticator(connectionString: string, authenticatorUrl: string): Promise<void> {
+  const authenticator = new URL(authenticatorUrl);
+  const client = new pg.Client({ connectionString });
+  await client.connect();
+  try {
+    await client.query("select app_private.ensure_authenticator($1, $2)", [
+      decodeURIComponent(authenticator.username),
+      decodeURIComponent(authenticator.password),
+    ]);
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * A row lock on app_private.process_locks, which only the owner may write, so
+ * no API caller or SQL login can hold migrations up (as anyone can hold an
+ * advisory key). The table comes with the migrations: a database that has not
+ * got it yet has no SQL logins either, and is locked with an advisory key.
+ * graphile-migrate then takes its own advisory key, which a SQL login could
+ * hold: sessions of SQL logins holding advisory locks are ended first.
+ * (So no migration may alter app_private.process_locks: it would wait for this lock.)
+ */
+async function takeMigrationLock(lock: pg.Client): Promise<void> {
+  const { rows } = await lock.query<{ ready: boolean }>(
+    `select to_regclass('app_private.process_locks') is not null
+        and to_regprocedure('app_private.enforce_sql_login_limits(boolean)') is not null as ready`);
+  if (!rows[0].ready) {
+    await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
+    return;
+  }
+  await lock.query("begin");
+  await lock.query("select from app_private.process_locks where name = 'migrate' for update");
+  await lock.query("select * from app_private.enforce_sql_login_limits(advisory_lock_holders => true)");
 }
 
 // The committed migrations a running process knows of do not change, so

@@ -39,6 +39,7 @@ export function signedInCaller(req: Request): Caller {
  */
 export function pgSettingsFor(req: Request, config: Config, requestId: string): Record<string, string> {
   const caller = callerOf(req);
+  const role = caller?.role ?? "app_anonymous";
   const common = {
     "prompter.jwt_ttl": `${config.jwtExpiresInSeconds} seconds`,
     "prompter.request_id": requestId,
@@ -46,9 +47,11 @@ export function pgSettingsFor(req: Request, config: Config, requestId: string): 
     "prompter.client_address": req.ip ?? "",
     "prompter.allow_registration": config.allowRegistration ? "on" : "off",
     application_name: `prompter-gateway ${requestId}`,
+    statement_timeout: `${config.apiTimeouts.statementMs[role]}ms`,
+    lock_timeout: `${config.apiTimeouts.lockMs}ms`,
   };
-  if (!caller) return { role: "app_anonymous", ...common };
-  return { role: caller.role, "jwt.claims.user_id": caller.userId, ...common };
+  if (!caller) return { role, ...common };
+  return { role, "jwt.claims.user_id": caller.userId, ...common };
 }
 
 /** Runs `work` in a transaction as the caller, so RLS and grants decide what it sees. */

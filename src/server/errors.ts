@@ -53,12 +53,22 @@ export class HttpError extends Error implements PublicError {
   readonly status: number;
   readonly code: string;
   readonly headers?: Record<string, string>;
-  constructor(status: number, code: string, message: string, headers?: Record<string, string>) {
+  readonly retryAfterSeconds?: number;
+  constructor(status: number, code: string, message: string, extra: Pick<PublicError, "headers" | "retryAfterSeconds"> = {}) {
     super(message);
     this.status = status;
     this.code = code;
-    this.headers = headers;
+    this.headers = extra.headers;
+    this.retryAfterSeconds = extra.retryAfterSeconds;
   }
+}
+
+/** A request cut off by the gateway's shutdown (its query cancelled, or still unanswered when the grace is over). */
+export const SHUTTING_DOWN: PublicError = { status: 503, code: "SHUTTING_DOWN", message: "The server is restarting; try again.", retryAfterSeconds: 1 };
+
+/** No database connection came free in time: the request did no work, and may be retried. */
+export function serverBusy(retryAfterSeconds: number): HttpError {
+  return new HttpError(503, "SERVER_BUSY", `The server is busy; try again in ${retryAfterSeconds} s.`, { retryAfterSeconds });
 }
 
 /** Where the API's bearer tokens are valid, as RFC 6750 names it in WWW-Authenticate. */
@@ -132,6 +142,14 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   }
   // Row level security and grants: anonymous callers and other users' rows end here.
   if (code === "42501") return { status: 403, code, message: "Permission denied: sign in, or this is not yours." };
+  // The transaction's statement_timeout, or the gateway cancelling its queries as it shuts down.
+  if (code === "57014") {
+    return /statement timeout/.test(error.message)
+      ? { status: 503, code: "STATEMENT_TIMEOUT", message: "The request took longer than its time limit; ask for less (or request an export).", retryAfterSeconds: 1 }
+      : SHUTTING_DOWN;
+  }
+  // lock_timeout: someone else holds what the request needed; it changed nothing.
+  if (code === "55P03") return { status: 503, code: "LOCK_TIMEOUT", message: "Busy with another change to the same data; try again.", retryAfterSeconds: 1 };
   return undefined;
 }
 

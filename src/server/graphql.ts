@@ -1,6 +1,5 @@
 // The GraphQL API: app_public as PostGraphile V5 sees it (Amber), with
 // aggregates and connection filters. Each request runs as its caller.
-import { AsyncLocalStorage } from "node:async_hooks";
 import { randomBytes } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import type pg from "pg";
@@ -17,6 +16,7 @@ import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { graphqlLimitsPlugins, noteRetryable } from "./graphql-limits.ts";
 import { currentRequestId, requestIdOf } from "./request-log.ts";
 
 /**
@@ -26,12 +26,12 @@ import { currentRequestId, requestIdOf } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> & { status?: number } | undefined =
+    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> | undefined =
       original instanceof HttpError ? original : publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
-      const outage = databaseOutages.getStore();
-      // Only an unavailable service changes the HTTP status; a rate limit is a GraphQL error like any other.
-      if (outage && "status" in visible && visible.status === 503) outage.retryAfterSeconds = visible.retryAfterSeconds;
+      // Retry-After on the answer; 503 only when the service could not serve it
+      // at all (a rate limit or a timeout stays a GraphQL error like any other).
+      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, UNAVAILABLE_CODES.has(visible.code));
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
@@ -47,8 +47,9 @@ function maskErrorFor(log: Log) {
     // Validation and other GraphQL errors are safe as they are.
     if (!original || original instanceof GraphQLError) return error;
     if (isSafeError(original)) {
+      // Our own safe errors (a refused page size) carry their code; Grafast's are INTERNAL.
       const masked = defaultMaskError(error);
-      return { ...masked.toJSON(), extensions: { ...masked.extensions, code: "INTERNAL" } };
+      return { ...masked.toJSON(), extensions: { code: "INTERNAL", ...masked.extensions } };
     }
     const errorId = randomBytes(6).toString("hex");
     log.error({ requestId: currentRequestId(), errorId, path: error.path, err: original }, "GraphQL error masked");
@@ -61,31 +62,8 @@ function maskErrorFor(log: Log) {
   };
 }
 
-/** Set by maskError while a GraphQL request's errors are masked: the database was unreachable, so ask the client to retry. */
-const databaseOutages = new AsyncLocalStorage<{ retryAfterSeconds?: number }>();
-
-/**
- * GraphQL answers 200 whatever its errors; when the database was unreachable
- * the answer is 503 with Retry-After instead, as REST's is, so clients and
- * load balancers back off. (maskError runs before the answer is serialized.)
- */
-const DatabaseOutageStatusPlugin: GraphileConfig.Plugin = {
-  name: "DatabaseOutageStatusPlugin",
-  version: "1.0.0",
-  grafserv: {
-    middleware: {
-      async processRequest(next) {
-        const outage: { retryAfterSeconds?: number } = {};
-        const result = await databaseOutages.run(outage, next);
-        if (result && result.type !== "noContent" && outage.retryAfterSeconds !== undefined) {
-          result.statusCode = 503;
-          result.headers["retry-after"] = String(outage.retryAfterSeconds);
-        }
-        return result;
-      },
-    },
-  },
-};
+/** The errors that mean the service could not serve the request now: the answer is 503, as REST's is. */
+const UNAVAILABLE_CODES = new Set(["DATABASE_UNAVAILABLE", "SERVER_BUSY", "SHUTTING_DOWN"]);
 
 // A delete that RLS (or a wrong id) leaves without a row fails with a plain
 // Error in PostGraphile, where an update answers null; both mean "not found".
@@ -163,7 +141,7 @@ export const oneSignInPerOperation: RequestHandler = (req, res, next) => {
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
-    plugins: [DatabaseOutageStatusPlugin, refuseWrongPassword],
+    plugins: [...graphqlLimitsPlugins(config.graphqlLimits), refuseWrongPassword],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],

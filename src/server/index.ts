@@ -3,17 +3,19 @@
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import express from "express";
+import express, { type Response } from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
-import { resilientPool } from "../db/pool.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { authenticate } from "./auth.ts";
-import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES } from "./errors.ts";
+import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
+import { graphqlResponses } from "./graphql-limits.ts";
 import { refuseOtherMethods } from "./methods.ts";
+import { gatewayPool } from "./pool.ts";
+import { callerConcurrency } from "./admission.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -43,16 +45,12 @@ export async function startGateway(
   const { createPostGraphile, oneSignInPerOperation } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
-  const pool = resilientPool(
-    {
-      connectionString: authenticatorUrl,
-      max: config.poolMax,
-      connectionTimeoutMillis: 5000,
-      application_name: "prompter-gateway",
-    },
-    log,
-  );
   const metrics = options.metrics ?? createMetrics();
+  const pool = gatewayPool(config, authenticatorUrl, metrics, log);
+  // The backends of connections in use, whose queries shutdown cancels when its grace is over.
+  const checkedOut = new Set<number>();
+  pool.on("acquire", (client) => checkedOut.add(processIdOf(client)));
+  pool.on("release", (_error, client) => checkedOut.delete(processIdOf(client)));
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
   // LISTEN needs a session of its own: not through a transaction-mode pooler.
@@ -66,9 +64,12 @@ export async function startGateway(
   app.set("trust proxy", config.trustProxy);
   app.use(requestLog(log, metrics));
   let closing = false;
-  app.use((_req, res, next) => {
+  const inFlight = new Map<Response, { method: string; path: string; started: number }>();
+  app.use((req, res, next) => {
     // A request on a kept-alive connection during shutdown is answered, and the client told to reconnect elsewhere.
     if (closing) res.set("Connection", "close");
+    inFlight.set(res, { method: req.method, path: req.originalUrl.split("?")[0], started: performance.now() });
+    res.once("close", () => inFlight.delete(res));
     next();
   });
   const healthz = app.route("/healthz").get((_req, res) => {
@@ -99,10 +100,12 @@ export async function startGateway(
   }));
   app.use(await uiRoutes());
   app.use(authenticate(config, pool));
+  app.use(callerConcurrency(config.callerMaxConcurrent, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events));
   app.post("/graphql", oneSignInPerOperation);
 
+  app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
   // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).
   const graphqlMethods = config.production ? "POST" : "GET, POST"; // GET serves Ruru to browsers
@@ -134,9 +137,20 @@ export async function startGateway(
       // Kept-alive connections close as soon as their last request is answered.
       const sweep = setInterval(() => server.closeIdleConnections(), 100);
       const cutOff = setTimeout(() => {
-        log.warn({}, "shutdown grace is over: closing the connections left");
-        server.closeAllConnections();
+        void cutOffStuckRequests().finally(() => server.closeAllConnections());
       }, config.shutdownGraceSeconds * 1000);
+      // Requests still running when the grace is over: their queries are
+      // cancelled in PostgreSQL (so they answer 503 SHUTTING_DOWN and give their
+      // connections back), and any that has not answered a moment later is answered so.
+      async function cutOffStuckRequests() {
+        log.warn({ requests: inFlight.size, queries: checkedOut.size }, "shutdown grace is over: cancelling the requests left");
+        for (const [res, request] of inFlight) {
+          log.warn({ requestId: res.locals.requestId, ...request, durationMs: Math.round(performance.now() - request.started) }, "request cut off by shutdown");
+        }
+        await cancelQueries(authenticatorUrl, [...checkedOut], log);
+        await delay(CANCEL_ANSWER_MS);
+        for (const res of inFlight.keys()) if (!res.headersSent) sendError(res, SHUTTING_DOWN);
+      }
       try {
         await events.close();
         await closed;
@@ -146,11 +160,32 @@ export async function startGateway(
         try {
           await pgl.release();
         } finally {
-          await pool.end();
+          // A connection never given back (its server gone silent) must not keep the process alive.
+          await Promise.race([pool.end(), delay(CANCEL_ANSWER_MS)]);
         }
       }
     },
   };
+}
+
+/** How long requests whose queries shutdown cancelled get to answer (and the pool to close). */
+const CANCEL_ANSWER_MS = 1000;
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+const processIdOf = (client: pg.PoolClient) => (client as pg.PoolClient & { processID: number }).processID;
+
+/** Cancels the running queries of these backends, over a connection of its own (the pool may be full). */
+async function cancelQueries(databaseUrl: string, pids: number[], log: Log): Promise<void> {
+  if (!pids.length) return;
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: CANCEL_ANSWER_MS });
+  client.on("error", () => {});
+  try {
+    await client.connect();
+    await client.query("select pg_cancel_backend(pid) from unnest($1::int[]) pid", [pids]);
+  } catch (error) {
+    log.warn({ error: (error as Error).message }, "could not cancel the queries of requests cut off by shutdown");
+  } finally {
+    await client.end().catch(() => {});
+  }
 }
 
 async function readiness(pool: pg.Pool, extra: Record<string, ReadinessCheck>): Promise<Record<string, string>> {

@@ -19,6 +19,6 @@ export function refuseOtherMethods(route: DeclaredRoute): void {
       res.set("Allow", allow).status(204).end();
       return;
     }
-    throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.originalUrl.split("?")[0]}; use ${methods.join(" or ")}.`, { Allow: allow });
+    throw new HttpError(405, "METHOD_NOT_ALLOWED", `${req.method} is not allowed on ${req.originalUrl.split("?")[0]}; use ${methods.join(" or ")}.`, { headers: { Allow: allow } });
   });
 }

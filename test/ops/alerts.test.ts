@@ -129,7 +129,7 @@ it("fails and alerts the export of a worker that died during its last attempt; r
   const other = await db.pool.connect();
   try {
     await other.query("begin");
-    await other.query("select pg_advisory_xact_lock(hashtextextended('prompter.release_dead_workers', 0))");
+    await other.query("select from app_private.process_locks where name = 'release_dead_workers' for update");
     expect((await db.pool.query("select * from app_private.release_dead_workers(interval '30 seconds')")).rows).toEqual([]);
   } finally {
     await other.query("rollback");

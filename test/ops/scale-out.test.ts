@@ -42,7 +42,8 @@ beforeAll(async () => {
   }
   const database = withPassword(db.url);
   password = database.password;
-  const env = { EXPORT_DIR: exportDir, METRICS_TOKEN, WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "3" };
+  // Each user sends several requests at once here: more than the default per-caller limit.
+  const env = { EXPORT_DIR: exportDir, METRICS_TOKEN, WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "3", CALLER_MAX_CONCURRENT: "50" };
   [server, ...workers] = await Promise.all([
     startServer({ databaseUrl: database.url, env }),
     spawnMetricsWorker(database.url, env),

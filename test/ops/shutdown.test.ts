@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
-import { signTestToken, startServer, type PrompterProcess } from "../support/server.ts";
+import { signTestToken, startServer, type PrompterProcess, type RunningServer } from "../support/server.ts";
 import { readExport, requestExport, type SignedIn, spawnWorker, waitForExport, waitUntil } from "../exports/support.ts";
 
 const db = useTestDatabase();
@@ -53,6 +53,22 @@ function stopDuringExport(worker: PrompterProcess, meanwhile: () => Promise<unkn
   });
 }
 
+/** Requests an export (while app_public.exports is locked); once the request waits for the lock, gives its answer to come. */
+async function exportRequestWaitingForLock(server: RunningServer, requestId: string): Promise<{ answer: Promise<Response> }> {
+  const answer = fetch(`${server.baseUrl}/api/storage/export-multi-agent`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${signTestToken(user.userId)}`, "x-request-id": requestId },
+  });
+  // The request's transaction is named after it while it waits for the lock
+  // (which only a superuser sees of the authenticator's session).
+  await waitUntil(
+    async () => (await asSuperuser((client) => client.query("select from pg_stat_activity where application_name = $1 and wait_event_type = 'Lock'", [`prompter-gateway ${requestId}`]))).rowCount,
+    (count) => count === 1,
+    "the request waits for the lock",
+  );
+  return { answer };
+}
+
 const shuttingDown = (process: PrompterProcess) =>
   waitUntil(async () => process.output().stdout, (stdout) => stdout.includes("SIGTERM: shutting down"), "the process is shutting down");
 
@@ -61,17 +77,7 @@ it("a server finishes its in-flight request after SIGTERM, refuses new connectio
   started.push(server);
   // Inserting the export waits for this lock.
   const { answer } = await whileLocked("app_public.exports", "exclusive", async () => {
-    const answer = fetch(`${server.baseUrl}/api/storage/export-multi-agent`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${signTestToken(user.userId)}`, "x-request-id": "shutdown-in-flight" },
-    });
-    // The request's transaction is named after it while it waits for the lock
-    // (which only a superuser sees of the authenticator's session).
-    await waitUntil(
-      async () => (await asSuperuser((client) => client.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-in-flight' and wait_event_type = 'Lock'"))).rowCount,
-      (count) => count === 1,
-      "the request waits for the lock",
-    );
+    const { answer } = await exportRequestWaitingForLock(server, "shutdown-in-flight");
     server.child.kill("SIGTERM");
     await shuttingDown(server);
     await expect(fetch(`${server.baseUrl}/healthz`)).rejects.toThrow();
@@ -123,4 +129,29 @@ it("a worker whose export outlasts SHUTDOWN_GRACE aborts it and exits 0; the nex
   const next = await spawnWorker(db.url, exportDir);
   started.push(next);
   expect(await waitForExport(db.pool, id)).toMatchObject({ status: "succeeded", attempts: 2 });
+});
+
+it("a server whose request is stuck past SHUTDOWN_GRACE cancels its query, answers 503, logs it and exits, while the lock is still held", { timeout: 60_000 }, async () => {
+  const server = await startServer({
+    databaseUrl: db.url,
+    env: { EXPORT_DIR: exportDir, SHUTDOWN_GRACE: "2", STATEMENT_TIMEOUT_USER: "10m", LOCK_TIMEOUT: "5s" },
+  });
+  started.push(server);
+  await whileLocked("app_public.exports", "exclusive", async () => {
+    const { answer } = await exportRequestWaitingForLock(server, "shutdown-stuck");
+    server.child.kill("SIGTERM");
+    const response = await answer;
+    expect(response.status).toBe(503);
+    expect(response.headers.get("retry-after")).toBe("1");
+    expect((await response.json()).error.code).toBe("SHUTTING_DOWN");
+    expect(await server.exited).toBe(0);
+    // Its query no longer waits in PostgreSQL.
+    const { rowCount } = await db.pool.query("select from pg_stat_activity where application_name = 'prompter-gateway shutdown-stuck'");
+    expect(rowCount).toBe(0);
+  });
+  expect(server.logLines().find((line) => line.msg === "request cut off by shutdown")).toMatchObject({
+    requestId: "shutdown-stuck",
+    method: "POST",
+    path: "/api/storage/export-multi-agent",
+  });
 });

@@ -1,0 +1,36 @@
+// The "sql_login_limits" task: cancels statements of SQL logins running past
+// their configured statement timeout and ends their sessions idle in a
+// transaction past their idle limit (app_private.enforce_sql_login_limits),
+// whatever the login set for itself. The worker runs it every
+// SQL_LOGIN_CHECK_INTERVAL on a timer of its own, not through the queue, so
+// worker slots busy with long exports cannot delay it.
+import type { TaskContext } from "../task-context.ts";
+
+interface Enforced {
+  pid: number;
+  login: string;
+  reason: "statement_timeout" | "idle_in_transaction_timeout" | "advisory_lock";
+  action: "cancel" | "terminate";
+  running_for_seconds: number;
+  done: boolean;
+}
+
+export default async function sqlLoginLimitsTask(payload: unknown, _helpers: unknown, context: TaskContext): Promise<void> {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    throw new Error(`The sql_login_limits job's payload must be an object, not ${JSON.stringify(payload)}.`);
+  }
+  const { rows } = await context.pool.query<Enforced>(
+    `select pid, login, reason, action, extract(epoch from running_for)::float8 as running_for_seconds, done
+       from app_private.enforce_sql_login_limits()`,
+  );
+  for (const row of rows) {
+    const fields = { pid: row.pid, login: row.login, reason: row.reason, runningForSeconds: Math.round(row.running_for_seconds) };
+    if (!row.done) {
+      // The owner is not a member of this login (made by hand?): nothing could be done.
+      context.log.error(fields, `SQL login past its limit, but the owner may not ${row.action} its session`);
+      continue;
+    }
+    context.metrics.sqlLoginCancellations.inc({ reason: row.reason });
+    context.log.warn(fields, row.action === "cancel" ? "SQL login statement cancelled: past its statement timeout" : "SQL login session ended: past its idle limit");
+  }
+}

@@ -1,0 +1,157 @@
+// What one GraphQL operation may ask for: each limit is tried just past its
+// value, and the refusal names the limit and changes nothing. Also how many
+// requests one caller may have in flight. Small limits
+// here, so a few rows show the default and maximum page sizes.
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createUser, useTestDatabase } from "../support/db.ts";
+import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
+
+const db = useTestDatabase();
+let server: RunningServer;
+let token = "";
+let userId = "";
+const PROMPTS = 8;
+const LIMITS = {
+  GRAPHQL_DEFAULT_PAGE_SIZE: "3",
+  GRAPHQL_MAX_PAGE_SIZE: "5",
+  GRAPHQL_MAX_ALIASES: "3",
+  GRAPHQL_MAX_DEPTH: "5",
+  GRAPHQL_MAX_TOKENS: "200",
+  GRAPHQL_MAX_COST: "100",
+  GRAPHQL_MAX_RESPONSE_BYTES: "20000",
+  CALLER_MAX_CONCURRENT: "2",
+  // No worker runs: an export request with ?wait=true stays in flight this long.
+  EXPORT_WAIT_SECONDS: "4",
+};
+
+beforeAll(async () => {
+  userId = await createUser(db.pool);
+  token = signTestToken(userId);
+  await db.pool.query(
+    "insert into app_public.prompts (user_id, text) select $1, 'Prompt ' || i from generate_series(1, $2) i",
+    [userId, PROMPTS],
+  );
+  server = await startServer({ databaseUrl: db.url, env: LIMITS });
+});
+afterAll(() => server?.stop());
+
+async function promptCount(): Promise<number> {
+  const { rows } = await db.pool.query("select count(*)::int as n from app_public.prompts where user_id = $1", [userId]);
+  return rows[0].n;
+}
+
+function codes(response: { errors?: { extensions?: { code?: string } }[] }) {
+  return (response.errors ?? []).map((error) => error.extensions?.code);
+}
+
+describe("page sizes", () => {
+  it("gives the default page size when none is asked for, with a way to the next page", async () => {
+    const response = await graphql(server, "{ allPrompts(orderBy: ROW_ID_ASC) { totalCount nodes { text } pageInfo { hasNextPage } } }", {}, token);
+    expect(response.errors).toBeUndefined();
+    expect(response.data!.allPrompts.totalCount).toBe(PROMPTS);
+    expect(response.data!.allPrompts.nodes.map((n: { text: string }) => n.text)).toEqual(["Prompt 1", "Prompt 2", "Prompt 3"]);
+    expect(response.data!.allPrompts.pageInfo.hasNextPage).toBe(true);
+  });
+
+  it("pages backwards by the default size after `before`", async () => {
+    const end = await graphql(server, "{ allPrompts(orderBy: ROW_ID_ASC, first: 5) { pageInfo { endCursor } } }", {}, token);
+    const response = await graphql(
+      server,
+      "query ($c: Cursor) { allPrompts(orderBy: ROW_ID_ASC, before: $c) { nodes { text } } }",
+      { c: end.data!.allPrompts.pageInfo.endCursor },
+      token,
+    );
+    expect(response.errors).toBeUndefined();
+    expect(response.data!.allPrompts.nodes.map((n: { text: string }) => n.text)).toEqual(["Prompt 2", "Prompt 3", "Prompt 4"]);
+  });
+
+  it("gives up to the maximum when asked, in a literal or a variable", async () => {
+    const literal = await graphql(server, "{ allPrompts(first: 5) { nodes { text } } }", {}, token);
+    expect(literal.data!.allPrompts.nodes).toHaveLength(5);
+    const variable = await graphql(server, "query ($n: Int) { allPrompts(last: $n) { nodes { text } } }", { n: 5 }, token);
+    expect(variable.data!.allPrompts.nodes).toHaveLength(5);
+  });
+
+  it("refuses a page size over the maximum, in a literal or a variable, naming the limit", async () => {
+    const literal = await graphql(server, "{ allPrompts(first: 6) { nodes { text } } }", {}, token);
+    expect(codes(literal)).toEqual(["GRAPHQL_PAGE_SIZE_TOO_LARGE"]);
+    expect(literal.errors![0].message).toMatch(/maximum page size of 5.*export/);
+    expect(literal.data).toBeUndefined();
+    const variable = await graphql(server, "query ($n: Int) { allPrompts(last: $n) { nodes { text } } }", { n: 6 }, token);
+    expect(codes(variable)).toEqual(["GRAPHQL_PAGE_SIZE_TOO_LARGE"]);
+    expect(variable.data?.allPrompts ?? null).toBeNull();
+  });
+
+  it("applies to nested connections too", async () => {
+    const nested = await graphql(server, "{ allUsers { nodes { promptsByUserId(first: 6) { totalCount } } } }", {}, token);
+    expect(codes(nested)).toEqual(["GRAPHQL_PAGE_SIZE_TOO_LARGE"]);
+    const defaulted = await graphql(server, "{ allUsers { nodes { promptsByUserId { nodes { rowId } } } } }", {}, token);
+    expect(defaulted.errors).toBeUndefined();
+    expect(defaulted.data!.allUsers.nodes[0].promptsByUserId.nodes).toHaveLength(3);
+  });
+});
+
+describe("operation limits", () => {
+  it("refuses more aliases than allowed before running anything (no prompt is created)", async () => {
+    const before = await promptCount();
+    const create = (alias: string) => `${alias}: createPrompt(input: { prompt: { text: "x" } }) { clientMutationId }`;
+    const response = await graphql(server, `mutation { ${["a", "b", "c", "d"].map(create).join(" ")} }`, {}, token);
+    expect(codes(response)).toEqual(["GRAPHQL_TOO_MANY_ALIASES"]);
+    expect(response.errors![0].message).toMatch(/Aliases limit of 3 exceeded, found 4/);
+    expect(response.data).toBeUndefined();
+    expect(await promptCount()).toBe(before);
+  });
+
+  it("allows as many aliases as the limit", async () => {
+    const response = await graphql(server, "{ a: allPrompts { totalCount } b: allPrompts { totalCount } c: allPrompts { totalCount } }", {}, token);
+    expect(response.errors).toBeUndefined();
+  });
+
+  it("refuses a query deeper than allowed", async () => {
+    const response = await graphql(server, "{ allPrompts { nodes { userByUserId { promptsByUserId { nodes { rowId } } } } } }", {}, token);
+    expect(codes(response)).toContain("GRAPHQL_TOO_DEEP");
+  });
+
+  it("refuses a document of more tokens than allowed", async () => {
+    const fields = Array.from({ length: 250 }, () => "__typename").join(" ");
+    const response = await graphql(server, `{ ${fields} }`, {}, token);
+    expect(codes(response)).toContain("GRAPHQL_TOO_MANY_TOKENS");
+  });
+
+  it("refuses a query whose estimated cost is over the limit", async () => {
+    const response = await graphql(server, "{ a: allPrompts(first: 5) { nodes { rowId text createdAt userId } } b: allPrompts(first: 5) { nodes { rowId text createdAt userId } } }", {}, token);
+    expect(codes(response)).toEqual(["GRAPHQL_TOO_COSTLY"]);
+  });
+});
+
+describe("response size", () => {
+  it("answers 413 with a coded error instead of an answer over the cap", async () => {
+    const big = "y".repeat(5000);
+    await db.pool.query("update app_public.prompts set text = $2 where user_id = $1", [userId, big]);
+    try {
+      const response = await graphql(server, "{ allPrompts(first: 5) { nodes { text } } }", {}, token);
+      expect(response.status).toBe(413);
+      expect(codes(response)).toEqual(["GRAPHQL_RESPONSE_TOO_LARGE"]);
+      const smaller = await graphql(server, "{ allPrompts(first: 2) { nodes { text } } }", {}, token);
+      expect(smaller.status).toBe(200);
+      expect(smaller.data!.allPrompts.nodes[0].text).toBe(big);
+    } finally {
+      await db.pool.query("update app_public.prompts set text = 'Prompt ' || id where user_id = $1", [userId]);
+    }
+  });
+});
+
+describe("requests in flight per caller", () => {
+  it("answers 429 to a caller over CALLER_MAX_CONCURRENT, and serves the others", async () => {
+    const waiting = () => fetch(`${server.baseUrl}/api/storage/export-multi-agent?wait=true`, { method: "POST", headers: { authorization: `Bearer ${token}` } });
+    const held = [waiting(), waiting()];
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const refused = await graphql(server, "{ allPrompts { totalCount } }", {}, token);
+    expect(refused).toMatchObject({ status: 429, error: { code: "TOO_MANY_CONCURRENT_REQUESTS" } });
+    const other = await graphql(server, "{ allPrompts { totalCount } }", {}, signTestToken(await createUser(db.pool)));
+    expect(other.status).toBe(200);
+    expect((await Promise.all(held)).map((response) => response.status)).toEqual([202, 202]);
+    // Answered, they no longer count.
+    expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
+  });
+});
