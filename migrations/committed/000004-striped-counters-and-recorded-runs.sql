@@ -1,5 +1,5 @@
 --! Previous: sha1:6b608e38d9d057f40a96445b5f6ab325529c97da
---! Hash: sha1:2370cd1d36a01b9242793c2b951f77aaf3b09b5e
+--! Hash: sha1:29a17378520fe908d04b7e812872c9b799387ae6
 --! Message: striped counters and recorded runs
 
 -- The bookkeeping behind agent_effectiveness and the exports' `stale` flag was
@@ -28,4 +28,4 @@ create table if not exists app_hidden.recorded_runs (
   primary key (user_id, idempotency_key)
 );
 alter table app_hidden.recorded_runs enable row level security;
-grant select, insert on app_hidden.recorded_runs to app_user;
+grant select, insert, update (result) on app_hidden.recorded_runs to app_user;

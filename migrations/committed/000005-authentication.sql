@@ -1,5 +1,5 @@
---! Previous: sha1:2370cd1d36a01b9242793c2b951f77aaf3b09b5e
---! Hash: sha1:bb328bda28b89b244673420838f9aebf239192e5
+--! Previous: sha1:29a17378520fe908d04b7e812872c9b799387ae6
+--! Hash: sha1:cf7ebc5804bff3d8124da53d442b5d698e8f3df0
 --! Message: authentication
 
 -- The token names a user; the database decides, on every request, whether that

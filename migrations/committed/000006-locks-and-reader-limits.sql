@@ -1,5 +1,5 @@
---! Previous: sha1:bb328bda28b89b244673420838f9aebf239192e5
---! Hash: sha1:59edbe18b7047206a2b6b64b446420e3a3471787
+--! Previous: sha1:cf7ebc5804bff3d8124da53d442b5d698e8f3df0
+--! Hash: sha1:cc596f674a38ca197c1a598ccf4b5cac96664daa
 --! Message: locks nobody else can take, and the limits of each SQL login
 
 -- Locks the service's own processes serialise on (migrations, releasing dead

@@ -23,7 +23,9 @@ $$;
 
 -- Raises PRTHR while any of the keys is blocked. Holds a lock per username until
 -- the attempt's transaction ends, so parallel guesses queue and each sees the
--- failures recorded before it.
+-- failures recorded before it: a row lock on the username's key, which only the
+-- owner's functions can take (an advisory key any SQL login could hold, and so
+-- keep a user from signing in).
 create or replace function app_private.assert_sign_in_allowed(username text) returns void
 language plpgsql volatile
 set search_path = pg_catalog
@@ -32,7 +34,10 @@ declare
   blocked_until timestamptz;
   wait_seconds integer;
 begin
-  perform pg_advisory_xact_lock(hashtextextended('prompter.sign_in:' || coalesce(lower(username), ''), 0));
+  insert into app_private.sign_in_failures (key, failures, last_failed_at, blocked_until)
+  values ('user:' || lower(coalesce(username, '')), 0, clock_timestamp(), '-infinity')
+  on conflict (key) do nothing;
+  perform from app_private.sign_in_failures f where f.key = 'user:' || lower(coalesce(username, '')) for update;
   select max(f.blocked_until) into blocked_until
     from app_private.sign_in_failures f
     join app_private.sign_in_keys(username) k on k.key = f.key;

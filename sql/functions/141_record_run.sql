@@ -39,7 +39,7 @@ declare
   best int;
   new_prompt_id bigint;
   version_ids bigint[];
-  result jsonb;
+  outcome jsonb;
 begin
   if jsonb_typeof(run) is distinct from 'object' then
     perform app_hidden.reject_run_element('run', 'a run is a JSON object.');
@@ -109,10 +109,14 @@ begin
   key := run->>'idempotency_key';
   if key is not null then
     digest := md5(run::text);
-    -- A retry arriving while the first attempt still runs waits for its outcome.
-    perform pg_advisory_xact_lock(hashtextextended(format('prompter.record_run %s %s', me, key), 0));
-    select * into earlier from app_hidden.recorded_runs r where r.user_id = me and r.idempotency_key = key;
-    if found then
+    -- Claims the key before writing: a retry arriving while the first attempt
+    -- still runs waits on the key's row until that attempt ends, then finds its
+    -- outcome (a row only this user's runs write, where an advisory key could be
+    -- held by anyone). A failed run rolls its claim back with everything else.
+    insert into app_hidden.recorded_runs (idempotency_key, run_digest, result) values (key, digest, '{}')
+    on conflict (user_id, idempotency_key) do nothing;
+    if not found then
+      select * into earlier from app_hidden.recorded_runs r where r.user_id = me and r.idempotency_key = key;
       if earlier.run_digest <> digest then
         raise exception 'The idempotency key % was used for a different run; use a new key for a new run.', key
           using errcode = 'PRIDM';
@@ -154,12 +158,12 @@ begin
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
   end if;
 
-  result := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
+  outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
                                'best_version_id', version_ids[best + 1]);
   if key is not null then
-    insert into app_hidden.recorded_runs (idempotency_key, run_digest, result) values (key, digest, result);
+    update app_hidden.recorded_runs r set result = outcome where r.user_id = me and r.idempotency_key = key;
   end if;
-  return result || '{"replayed": false}';
+  return outcome || '{"replayed": false}';
 end;
 $$;
 comment on function app_public.record_run(jsonb) is

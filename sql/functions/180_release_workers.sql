@@ -14,8 +14,9 @@ as $$
 declare
   failed_id bigint;
 begin
-  -- One release at a time, so an export is reported failed once.
-  perform pg_advisory_xact_lock(hashtextextended('prompter.release_dead_workers', 0));
+  -- One release at a time, so an export is reported failed once: a row lock
+  -- only the owner can take (an advisory key anyone could hold).
+  perform from app_private.process_locks l where l.name = 'release_dead_workers' for update;
   return query
     select d.pool_id, h.hostname, h.pid, h.last_seen,
            array(select j.id from graphile_worker._private_jobs j where j.locked_by = d.pool_id order by j.id),
