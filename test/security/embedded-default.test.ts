@@ -5,7 +5,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { execFileSync } from "node:child_process";
 import { chmod, mkdtemp, readFile, rm, stat } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -13,16 +12,10 @@ import jwt from "jsonwebtoken";
 import pg from "pg";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { graphql, startServer, type RunningServer } from "../support/server.ts";
+import { freePort } from "../faults/support.ts";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe("the development JWT secret", () => {
   const dirs: string[] = [];
