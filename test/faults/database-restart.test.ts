@@ -28,7 +28,8 @@ beforeAll(async () => {
     args: ["start"],
     // Dead-worker detection would take ten minutes: the runner that died with the
     // database must have its jobs released by its own process, when it replaces it.
-    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "10m", EXPORT_WAIT_SECONDS: "30" },
+    // One user keeps many requests in flight at once here, more than the default per-caller limit.
+    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "10m", EXPORT_WAIT_SECONDS: "30", CALLER_MAX_CONCURRENT: "50" },
   });
 });
 

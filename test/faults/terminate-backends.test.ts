@@ -22,7 +22,8 @@ beforeAll(async () => {
   server = await startServer({
     databaseUrl: db.url,
     args: ["start"],
-    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "10m", EXPORT_WAIT_SECONDS: "20" },
+    // One user keeps many requests in flight at once here, more than the default per-caller limit.
+    env: { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "10m", EXPORT_WAIT_SECONDS: "20", CALLER_MAX_CONCURRENT: "50" },
   });
 });
 
