@@ -11,6 +11,7 @@ import type { Config } from "./config.ts";
 import { startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
+import { createStorage, type ExportStorage } from "./storage/index.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
 
@@ -31,7 +32,8 @@ export interface TaskContext {
   pool: pg.Pool;
   log: Log;
   metrics: Metrics;
-  exportDir: string;
+  /** Where export files go: EXPORT_DIR or S3. */
+  storage: ExportStorage;
   exportRetentionDays: number;
   /** Logs the failure at error level, counts it and posts an alert (in the background). */
   exportFailedForGood(failure: FailedExport): void;
@@ -92,7 +94,8 @@ export async function startWorker(
   log: Log,
   options: { metrics?: Metrics } = {},
 ): Promise<Worker> {
-  await mkdir(config.exportDir, { recursive: true });
+  if (config.exportStorage.kind === "local") await mkdir(config.exportDir, { recursive: true });
+  const storage = createStorage(config, log);
   const pool = new pg.Pool({
     // LISTEN and graphile-worker's locking need a session: no transaction-mode pooler.
     connectionString: config.directDatabaseUrl ?? databaseUrl,
@@ -113,7 +116,7 @@ export async function startWorker(
     pool,
     log,
     metrics,
-    exportDir: config.exportDir,
+    storage,
     exportRetentionDays: config.exportRetentionDays,
     exportFailedForGood(failure) {
       log.error(failure, "export failed for good");

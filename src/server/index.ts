@@ -8,6 +8,7 @@ import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
+import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
@@ -86,7 +87,7 @@ export async function startGateway(
   app.use(await uiRoutes());
   app.use(authenticate(config));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events));
+  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
 
   const server = createServer(app);
   await pgl.createServ(grafserv).addTo(app, server, false);

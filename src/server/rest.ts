@@ -1,11 +1,10 @@
 // The REST endpoints. Every read and write runs as the caller (asCaller), so
 // RLS decides what each one sees; SQL validates everything it is given.
-import { open } from "node:fs/promises";
-import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import { Router, type Request, type Response } from "express";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import { ExportFileGone, type ExportStorage, type StoredFile } from "../storage/index.ts";
 import { asCaller, callerOf, DATABASE_ID, pgSettingsFor, requireCaller } from "./auth.ts";
 import { HttpError } from "./errors.ts";
 import type { ExportEvents } from "./export-events.ts";
@@ -25,6 +24,7 @@ interface ExportRow {
   bytes: string | null;
   sha256: string | null;
   file_name: string | null;
+  object_key: string | null;
   attempts: number;
   error_message: string | null;
   progress_rows: string;
@@ -32,7 +32,7 @@ interface ExportRow {
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
-  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.attempts, e.error_message, e.progress_rows,
+  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.progress_rows,
   app_public.exports_stale(e) as stale`;
 
 const numberOrNull = (value: string | null) => (value === null ? null : Number(value));
@@ -84,7 +84,16 @@ function exportId(req: Request): string {
   return id;
 }
 
-export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
+/** The row's file, once the export has succeeded. */
+const storedFile = (row: ExportRow): StoredFile => ({ fileName: row.file_name!, objectKey: row.object_key });
+
+/** What a client sees of a file that is not in storage: 410, with the storage's explanation. */
+function whenGone(error: unknown): never {
+  if (error instanceof ExportFileGone) throw new HttpError(410, "EXPORT_FILE_GONE", error.message);
+  throw error;
+}
+
+export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage): Router {
   const router = Router();
   router.use(requireCaller);
   const settings = (req: Request) => pgSettingsFor(callerOf(req), config, requestIdOf(req));
@@ -132,7 +141,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     if (wait !== "true" || !finished(row)) {
       res.status(202).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
-      res.json({ success: true, csv_path: path.join(config.exportDir, row.file_name ?? ""), records: Number(row.rows), ...body });
+      res.json({ success: true, csv_path: storage.describe(storedFile(row)), records: Number(row.rows), ...body });
     } else {
       res.status(500).json({
         success: false,
@@ -159,31 +168,31 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
   });
 
   router.get("/exports/:id/download", async (req, res) => {
-    queryParameters(req, {});
+    // proxy=true: through the gateway, for clients that cannot follow a redirect to the storage.
+    const { proxy } = queryParameters(req, { proxy: /^(true|false)$/ });
     const row = await visibleExport(req);
     if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
       throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
     }
-    // file_name is written by the worker; never let it point outside the export directory.
-    if (path.basename(row.file_name) !== row.file_name) throw new Error(`export ${row.id} has an unsafe file_name`);
-    const file = await open(path.join(config.exportDir, row.file_name)).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === "ENOENT") {
-        throw new HttpError(410, "EXPORT_FILE_GONE", "The export file is no longer on the server; request a new export.");
-      }
-      throw error;
-    });
+    const etag = `"${row.sha256}"`;
+    res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
+    // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
+    const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
+    if (known.includes(etag) || known.includes("*")) {
+      res.status(304).end();
+      return;
+    }
+    const url = proxy === "true" ? undefined : await storage.downloadUrl(storedFile(row)).catch(whenGone);
+    if (url) {
+      // The URL is valid for a minute and for this one object: the RLS check above decided who gets it.
+      res.redirect(302, url);
+      return;
+    }
+    const file = await storage.open(storedFile(row)).catch(whenGone);
     try {
-      const etag = `"${row.sha256}"`;
-      res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
-      // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
-      const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
-      if (known.includes(etag) || known.includes("*")) {
-        res.status(304).end();
-        return;
-      }
       res.attachment(row.file_name); // Content-Disposition, and Content-Type from the extension
-      res.set("Content-Length", String((await file.stat()).size));
-      await pipeline(file.createReadStream({ autoClose: false }), res).catch((error: NodeJS.ErrnoException) => {
+      res.set("Content-Length", String(file.size));
+      await pipeline(file.stream, res).catch((error: NodeJS.ErrnoException) => {
         // The client went away mid-download: nothing to answer.
         if (error.code !== "ERR_STREAM_PREMATURE_CLOSE") throw error;
       });
