@@ -10,6 +10,7 @@ import { migrationsAreCurrent } from "../db/migrate.ts";
 import { resilientPool } from "../db/pool.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
+import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
@@ -100,7 +101,7 @@ export async function startGateway(
   app.use(await uiRoutes());
   app.use(authenticate(config, pool));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events));
+  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
   app.post("/graphql", oneSignInPerOperation);
 
   const server = createServer(app);
