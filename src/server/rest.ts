@@ -239,7 +239,8 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     const url = proxy === "true" ? undefined : await storage.downloadUrl(file).catch(whenGone);
     if (url) {
       // The URL is valid briefly and for this one object: the RLS check above decided who gets it.
-      res.redirect(302, url);
+      // No body: express's "Found. Redirecting to ..." text is undocumented and of no use to a client.
+      res.status(302).location(url).end();
       return;
     }
     const localPath = await Promise.resolve(file).then(storage.localPath).catch(whenGone);

@@ -5,7 +5,11 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.ts";
+import { createLogger } from "../../src/log.ts";
+import { createStorage } from "../../src/storage/index.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import { expectToMatchOpenApi } from "../support/openapi.ts";
 import { PREFIX, sha256, useS3 } from "../support/s3.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 import {
@@ -182,6 +186,17 @@ describe("exports to S3", () => {
     expect(await s3.keys("")).toEqual(before.filter((key) => key !== expired.object_key && key !== orphans.old));
     expect(before).toContain(recent.object_key);
   });
+
+  it("a retry deletes only earlier attempts' objects of its export, not a newer attempt's nor other exports'", async () => {
+    const storage = createStorage(loadConfig({ ...s3.env, LOG_LEVEL: "silent" }), createLogger({ logLevel: "silent" }));
+    const name = (rest: string) => `${PREFIX}judge_scores-${rest}-0123abcd.csv`;
+    const earlier = [name("424242-1"), name("424242"), `${name("424242-1")}.partial`];
+    const kept = [name("424242-2"), name("424242-3"), name("4242420-1"), `${PREFIX}multi_agent_log-424242-1-0123abcd.csv`];
+    for (const key of [...earlier, ...kept]) await s3.put(key, "x");
+    await storage.removeEarlierAttempts("judge_scores", "424242", 2);
+    expect((await s3.keys()).filter((key) => key.includes("424242"))).toEqual([...kept].sort());
+    for (const key of kept) await s3.remove(key);
+  });
 });
 
 describe("downloads from S3", () => {
@@ -221,6 +236,30 @@ describe("downloads from S3", () => {
     const unchanged = await download(gateway, mine, { authorization: `Bearer ${token(dave.userId)}`, "if-none-match": `"${mine.sha256}"` });
     expect(unchanged.status).toBe(304);
     expect(unchanged.headers.get("location")).toBeNull();
+  });
+
+  it("the UI's signed link redirects to a presigned URL as well, and streams with ?proxy=true", async () => {
+    const created = await fetch(`${gateway.baseUrl}/api/exports/${mine.id}/download-link`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token(dave.userId)}` },
+    });
+    expect(created.status).toBe(200);
+    const { url } = (await created.json()) as { url: string };
+    const redirected = await fetch(`${gateway.baseUrl}${url}`, { redirect: "manual" });
+    expect(redirected.status).toBe(302);
+    expectToMatchOpenApi("GET", url, { status: redirected.status, headers: redirected.headers, text: await redirected.text() });
+    const location = new URL(redirected.headers.get("location")!);
+    expect(location.origin).toBe(s3.env.S3_ENDPOINT);
+    expect(sha256(Buffer.from(await (await fetch(location)).arrayBuffer()))).toBe(mine.sha256);
+
+    const proxied = await fetch(`${gateway.baseUrl}${url}&proxy=true`, { redirect: "manual" });
+    expect(proxied.status).toBe(200);
+    const data = Buffer.from(await proxied.arrayBuffer());
+    expectToMatchOpenApi("GET", url, { status: proxied.status, headers: proxied.headers, text: "" });
+    expect(sha256(data)).toBe(mine.sha256);
+    // The link names its export: another export's download with it is refused.
+    const reused = await fetch(`${gateway.baseUrl}${url.replace(`/exports/${mine.id}/`, `/exports/${other.id}/`)}`, { redirect: "manual" });
+    expect(reused.status).toBe(403);
   });
 
   it("streams through the gateway with ?proxy=true", async () => {
