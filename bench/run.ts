@@ -1,7 +1,8 @@
 // `npm run bench`: builds its own data with the demo generator at several sizes
 // and measures, against baselines taken in the same run on the same database:
 //   1. export of multi_agent_log through the API vs psql \copy of the same SELECT,
-//      and the worker's peak RSS;
+//      and the worker's peak RSS; then the same export with EXPORT_STORAGE=s3 (to
+//      s3rver on loopback) vs the local one, and that worker's peak RSS;
 //   2. agent_effectiveness latency (REST and SQL, user and admin) under concurrent
 //      load, vs the GROUP BY over all versions it replaces;
 //   3. job pickup: request_export commit -> task start;
@@ -15,6 +16,7 @@
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import S3rver from "s3rver";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -108,17 +110,35 @@ async function multiAgentLogQuery(pool: pg.Pool): Promise<string> {
   return rows[0].sql;
 }
 
-async function benchExport(pool: pg.Pool, url: string, userId: string, size: number, worker: ChildProcess) {
+/** Median seconds of three multi_agent_log exports through the API, waited for. */
+async function apiExportSeconds(userId: string, size: number): Promise<number> {
   const token = tokenFor("app_user", userId);
   const apiSeconds: number[] = [];
-  let records = 0;
   for (let i = 0; i < 3; i++) {
     const started = performance.now();
     const body = await api("/api/storage/export-multi-agent?wait=true", token, { method: "POST" });
     apiSeconds.push((performance.now() - started) / 1000);
-    records = body.records;
+    if (body.records !== size) throw new Error(`export had ${body.records} records, expected ${size}`);
   }
-  if (records !== size) throw new Error(`export had ${records} records, expected ${size}`);
+  return median(apiSeconds);
+}
+
+/** Starts a worker and resolves once it has recorded its first heartbeat, so it takes jobs. */
+async function startWorkerProcess(pool: pg.Pool, db: { url: string; authUrl: string }, exportDir: string, env: Record<string, string> = {}) {
+  const worker = startProcess("worker", db, exportDir, env);
+  await waitFor(async () => (await pool.query("select 1 from app_private.worker_heartbeats where pid = $1", [worker.pid])).rowCount === 1, "the worker to start");
+  return worker;
+}
+
+const stopProcess = (child: ChildProcess) =>
+  new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve(null);
+    child.once("exit", resolve);
+    child.kill("SIGTERM");
+  });
+
+async function benchExport(pool: pg.Pool, url: string, userId: string, size: number, worker: ChildProcess) {
+  const api_s = await apiExportSeconds(userId, size);
   const sql = await multiAgentLogQuery(pool);
   const psqlSeconds: number[] = [];
   for (let i = 0; i < 3; i++) {
@@ -128,9 +148,39 @@ async function benchExport(pool: pg.Pool, url: string, userId: string, size: num
     });
     psqlSeconds.push((performance.now() - started) / 1000);
   }
-  const api_s = median(apiSeconds);
   const psql_s = median(psqlSeconds);
   return { api_s: round(api_s, 3), psql_copy_s: round(psql_s, 3), ratio: round(api_s / psql_s, 3), worker_peak_rss_mb: round(await peakRssMb(worker.pid!), 1) };
+}
+
+/**
+ * The same export with a worker on EXPORT_STORAGE=s3 (s3rver on loopback: it
+ * writes to local disk, so the ratio shows the upload path's cost, not a
+ * network's). The local worker steps aside meanwhile: both would take the jobs.
+ */
+async function benchS3Export(pool: pg.Pool, db: { url: string; authUrl: string }, userId: string, size: number, localSeconds: number, s3Env: Record<string, string>) {
+  const worker = await startWorkerProcess(pool, db, "/nonexistent/prompter-bench-exports", s3Env);
+  try {
+    const s3_s = await apiExportSeconds(userId, size);
+    return { s3_s: round(s3_s, 3), ratio_to_local: round(s3_s / localSeconds, 3), worker_peak_rss_mb: round(await peakRssMb(worker.pid!), 1) };
+  } finally {
+    await stopProcess(worker);
+  }
+}
+
+async function startS3(): Promise<{ env: Record<string, string>; stop(): Promise<void> }> {
+  const directory = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-s3-"));
+  const s3rver = new S3rver({ address: "127.0.0.1", port: 0, silent: true, directory, configureBuckets: [{ name: "prompter-bench" }] });
+  const { port } = await s3rver.run();
+  return {
+    env: {
+      EXPORT_STORAGE: "s3", S3_BUCKET: "prompter-bench", S3_PREFIX: "exports/", S3_ENDPOINT: `http://127.0.0.1:${port}`,
+      S3_FORCE_PATH_STYLE: "true", AWS_ACCESS_KEY_ID: "S3RVER", AWS_SECRET_ACCESS_KEY: "S3RVER",
+    },
+    async stop() {
+      await s3rver.close();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
 }
 
 async function cannon(pathname: string, token: string) {
@@ -441,6 +491,9 @@ function markdown(results: Record<string, any>): string {
     "## 1. Export of multi_agent_log (API, queued, to finished file) vs psql \\copy of the same SELECT", "",
     "| prompts | API (s) | psql \\copy (s) | ratio | worker peak RSS (MB) |", "| --- | --- | --- | --- | --- |",
     ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.export.api_s} | ${s.export.psql_copy_s} | ${s.export.ratio} | ${s.export.worker_peak_rss_mb} |`), "",
+    "The same export with `EXPORT_STORAGE=s3`, to s3rver on loopback (its own worker process), against the local export above:", "",
+    "| prompts | S3 (s) | ratio to local | S3 worker peak RSS (MB) |", "| --- | --- | --- | --- |",
+    ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.s3_export.s3_s} | ${s.s3_export.ratio_to_local} | ${s.s3_export.worker_peak_rss_mb} |`), "",
     "## 2. agent_effectiveness under load (10 concurrent clients)", "",
     "| prompts | REST user p50/p99 ms (req/s) | REST admin p50/p99 ms (req/s) | SQL user p50/p99 ms | SQL admin p50/p99 ms (q/s) | GROUP BY baseline admin p50 ms | speed-up |",
     "| --- | --- | --- | --- | --- | --- | --- |",
@@ -478,6 +531,7 @@ async function main() {
   const exportDir = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-exports-"));
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   const children: ChildProcess[] = [];
+  const s3 = await startS3();
   try {
     log("migrating");
     await migrateDatabase(db.url, { authenticatorUrl: db.authUrl });
@@ -485,8 +539,8 @@ async function main() {
       "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
     const [adminId, dataUser, ...others] = users;
     // Sections 2 and 4 load the gateway with 10 concurrent clients of one user; section 6 restarts it with the default limit.
-    children.push(startProcess("server", db, exportDir, { CALLER_MAX_CONCURRENT: "10" }), startProcess("worker", db, exportDir));
-    const worker = children[1];
+    children.push(startProcess("server", db, exportDir, { CALLER_MAX_CONCURRENT: "10" }), await startWorkerProcess(pool, db, exportDir));
+    let worker = children[1];
     await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
 
     const sizes = [];
@@ -500,8 +554,12 @@ async function main() {
       generated = size;
       log(`exporting at ${size}`);
       const exportResult = await benchExport(pool, db.url, dataUser, size, worker);
+      log(`exporting to S3 at ${size}`);
+      await stopProcess(worker);
+      const s3Result = await benchS3Export(pool, db, dataUser, size, exportResult.api_s, s3.env);
+      children[1] = worker = await startWorkerProcess(pool, db, exportDir);
       log(`effectiveness at ${size}`);
-      sizes.push({ prompts: size, demo_generation_s: demo_s, export: exportResult, effectiveness: await benchEffectiveness(db.url, dataUser, adminId) });
+      sizes.push({ prompts: size, demo_generation_s: demo_s, export: exportResult, s3_export: s3Result, effectiveness: await benchEffectiveness(db.url, dataUser, adminId) });
     }
     log("job pickup");
     const pickup = await benchPickup(pool, others);
@@ -527,6 +585,7 @@ async function main() {
       targets: [
         { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
         ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
+        ...(hundredK ? [{ target: "S3 worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb, 1)} MB`, met: largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb < 64 }] : []),
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (REST)`, measured: `${largest.effectiveness.rest_admin.p50_ms} ms`, met: largest.effectiveness.rest_admin.p50_ms < 10 },
         { target: "job pickup p50 under 20 ms", measured: `${pickup.p50_ms} ms`, met: pickup.p50_ms < 20 },
@@ -543,8 +602,8 @@ async function main() {
     await writeFile(path.join(root, "bench/RESULTS.md"), markdown(results));
     log(markdown(results));
   } finally {
-    for (const child of children) child.kill("SIGTERM");
-    await Promise.all(children.map((child) => new Promise((resolve) => child.exitCode !== null ? resolve(null) : child.once("exit", resolve))));
+    await Promise.all(children.map(stopProcess));
+    await s3.stop();
     await pool.end();
     await db.stop();
     await rm(exportDir, { recursive: true, force: true });

@@ -162,6 +162,41 @@ function graphqlLimits(env: Env) {
   };
 }
 
+/** Where export files go: the worker's EXPORT_DIR, or a bucket every worker and gateway shares. */
+function exportStorage(env: Env) {
+  const kind = env.EXPORT_STORAGE || "local";
+  if (kind === "local") return { kind: "local" as const };
+  if (kind !== "s3") throw new ConfigError(`EXPORT_STORAGE must be local or s3, not "${kind}".`);
+  const bucket = env.S3_BUCKET ?? "";
+  // The rules every S3-compatible service accepts; a typo here would otherwise surface as the first export's failure.
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new ConfigError(`EXPORT_STORAGE=s3 needs S3_BUCKET, a bucket name of 3 to 63 lowercase letters, digits, dots and hyphens${bucket ? `, not "${bucket}"` : ""}.`);
+  }
+  const rawPrefix = env.S3_PREFIX ?? "";
+  if (rawPrefix.startsWith("/") || rawPrefix.includes("//")) {
+    throw new ConfigError(`S3_PREFIX is a key prefix such as "prompter/exports/": no leading slash or empty segments, not "${rawPrefix}".`);
+  }
+  const endpoint = env.S3_ENDPOINT || undefined;
+  if (endpoint !== undefined) {
+    const protocol = URL.canParse(endpoint) ? new URL(endpoint).protocol : "";
+    if (protocol !== "http:" && protocol !== "https:") {
+      throw new ConfigError(`S3_ENDPOINT must be an http:// or https:// URL (such as http://minio:9000), not "${endpoint}".`);
+    }
+  }
+  return {
+    kind: "s3" as const,
+    bucket,
+    /** Every key starts with it; "" or ending in "/". */
+    prefix: rawPrefix === "" || rawPrefix.endsWith("/") ? rawPrefix : `${rawPrefix}/`,
+    region: env.S3_REGION || env.AWS_REGION || "us-east-1",
+    /** For S3-compatible services (MinIO, Ceph RGW, R2); unset: AWS. */
+    endpoint,
+    forcePathStyle: boolean(env, "S3_FORCE_PATH_STYLE", false),
+    /** How long a download redirect stays valid: long enough to follow it, too short to pass around. */
+    presignedUrlSeconds: integer(env, "S3_PRESIGNED_URL_SECONDS", 60, 1, 60),
+  };
+}
+
 export function loadConfig(env: Env = process.env) {
   const production = env.NODE_ENV === "production";
   const dataDir = path.resolve(env.DATA_DIR || ".data");
@@ -228,6 +263,7 @@ export function loadConfig(env: Env = process.env) {
     allowRegistration: boolean(env, "ALLOW_REGISTRATION", !production),
     trustProxy: trustProxy(env),
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
+    exportStorage: exportStorage(env),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),
     workerConcurrency,

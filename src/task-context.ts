@@ -4,6 +4,7 @@ import type { JobHelpers } from "graphile-worker";
 import type pg from "pg";
 import type { Log } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
+import type { ExportStorage } from "./storage/index.ts";
 
 /** An export that will not be retried, with what its log line and alert tell. */
 export interface FailedExport {
@@ -22,7 +23,10 @@ export interface TaskContext {
   pool: pg.Pool;
   log: Log;
   metrics: Metrics;
+  /** EXPORT_DIR, named in the log when writing there fails. */
   exportDir: string;
+  /** Where export files go: EXPORT_DIR or S3. */
+  storage: ExportStorage;
   exportRetentionDays: number;
   /** The longest a statement of an export may run (its COPY). */
   exportStatementTimeoutSeconds: number;

@@ -11,6 +11,7 @@ import { resilientPool } from "./db/pool.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
+import { createStorage } from "./storage/index.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
@@ -96,7 +97,8 @@ export async function startWorker(
   log: Log,
   options: { metrics?: Metrics } = {},
 ): Promise<Worker> {
-  await mkdir(config.exportDir, { recursive: true });
+  if (config.exportStorage.kind === "local") await mkdir(config.exportDir, { recursive: true });
+  const storage = createStorage(config, log);
   // LISTEN and graphile-worker's locking need a session: no transaction-mode pooler.
   // A query that hangs (a lock, an overloaded server) fails after
   // WORKER_STATEMENT_TIMEOUT; exports set their own limit (EXPORT_STATEMENT_TIMEOUT).
@@ -119,6 +121,7 @@ export async function startWorker(
     log,
     metrics,
     exportDir: config.exportDir,
+    storage,
     exportRetentionDays: config.exportRetentionDays,
     exportStatementTimeoutSeconds: config.exportStatementTimeoutSeconds,
     exportFailedForGood(failure) {

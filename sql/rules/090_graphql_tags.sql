@@ -8,6 +8,8 @@ comment on table app_public.exports is E'@behavior -insert -update -delete\nA re
 -- Bookkeeping for the worker and for `stale`, not for clients.
 comment on column app_public.exports.requested_role is E'@behavior -*';
 comment on column app_public.exports.data_version is E'@behavior -*';
+-- Where the worker stored the file: the bucket's layout is the operator's business.
+comment on column app_public.exports.object_key is E'@behavior -*';
 
 -- Grouping needs ordering, which PostGraphile only allows on indexed columns;
 -- per-agent figures group by source over a user's rows, which RLS narrows by user_id.

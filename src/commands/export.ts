@@ -2,13 +2,17 @@
 // queues an export as that user (their role and claims, so the SQL rules and
 // RLS apply as for any other request), and with --wait or --out waits for a
 // worker to write it.
-import { access, copyFile, mkdir } from "node:fs/promises";
+import { createWriteStream } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { loadConfig } from "../config.ts";
 import { parseCommandArgs, UsageError } from "./args.ts";
 import { EXPORTS_CHANNEL } from "../server/export-events.ts";
 import { findUser, withDatabase } from "./connect.ts";
+import { createLogger } from "../log.ts";
+import { createStorage, ExportFileGone } from "../storage/index.ts";
 
 const USAGE = "usage: prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]";
 
@@ -19,6 +23,7 @@ interface ExportRow {
   bytes: string | null;
   sha256: string | null;
   file_name: string | null;
+  object_key: string | null;
   progress_rows: string;
   attempts: number;
   error_message: string | null;
@@ -34,7 +39,7 @@ export default async function exportCommand(args: string[]): Promise<void> {
   });
   const [kind] = positionals;
   if (!kind || positionals.length > 1 || !values.username) throw new UsageError(USAGE);
-  const { exportDir } = loadConfig();
+  const config = loadConfig();
   // Before anything is queued: a missing directory is created, one that cannot be is a usage error.
   if (values.out) {
     await mkdir(path.dirname(path.resolve(values.out)), { recursive: true }).catch((error: NodeJS.ErrnoException) => {
@@ -52,18 +57,29 @@ export default async function exportCommand(args: string[]): Promise<void> {
       process.exitCode = 1;
       return;
     }
-    const file = path.join(exportDir, done.file_name!);
+    const storage = createStorage(config, createLogger(config));
+    const stored = { fileName: done.file_name!, objectKey: done.object_key };
     process.stdout.write(
-      `Export ${id} succeeded: ${done.rows} rows, ${done.bytes} bytes, sha256 ${done.sha256}\n  ${file}\n`,
+      `Export ${id} succeeded: ${done.rows} rows, ${done.bytes} bytes, sha256 ${done.sha256}\n  ${storage.describe(stored)}\n`,
     );
     if (values.out) {
-      await copyFile(file, values.out).catch(async (error: NodeJS.ErrnoException) => {
-        // copyFile names the source in error.path whichever side is missing: look.
-        if (!(await access(file).then(() => true, () => false))) {
-          throw new UsageError(`${file} is missing: the worker writes to its own EXPORT_DIR, so share it with this machine.`);
-        }
-        throw new UsageError(`Cannot write --out ${values.out}: ${error.message}`);
+      const file = await storage.open(stored).catch((error) => {
+        if (!(error instanceof ExportFileGone)) throw error;
+        throw new UsageError(
+          storage.kind === "local"
+            ? `${storage.describe(stored)} is missing: the worker writes to its own EXPORT_DIR, so share it with this machine (or use EXPORT_STORAGE=s3).`
+            : error.message,
+        );
       });
+      try {
+        await pipeline(file.stream, createWriteStream(values.out)).catch((error: NodeJS.ErrnoException) => {
+          // Only the output file's own errors are the user's to fix.
+          if (error.path !== values.out) throw error;
+          throw new UsageError(`Cannot write --out ${values.out}: ${error.message}`);
+        });
+      } finally {
+        await file.close();
+      }
       process.stdout.write(`Copied to ${values.out}\n`);
     }
   });
@@ -112,7 +128,7 @@ async function waitForExport(client: pg.Client, id: string, onChange: (row: Expo
     const {
       rows: [row],
     } = await client.query<ExportRow>(
-      "select id, status, rows, bytes, sha256, file_name, progress_rows, attempts, error_message from app_public.exports where id = $1",
+      "select id, status, rows, bytes, sha256, file_name, object_key, progress_rows, attempts, error_message from app_public.exports where id = $1",
       [id],
     );
     if (!row) throw new Error(`Export ${id} was deleted while waiting for it.`);

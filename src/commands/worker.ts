@@ -24,8 +24,10 @@ export default async function worker(args: string[]): Promise<void> {
     : await serveMetrics(metrics, { host: config.host, port: config.workerMetricsPort, token: config.metricsToken }, log);
   const running = await startWorker(config, database.url, log, { metrics });
   stopOnSignal(log, [() => running.stop(), async () => metricsServer?.close(), () => database.stop()]);
+  const storage = config.exportStorage;
+  const exportsIn = storage.kind === "s3" ? `s3://${storage.bucket}/${storage.prefix}` : config.exportDir;
   log.info(
-    { poolId: running.poolId, concurrency: config.workerConcurrency, exportDir: config.exportDir, database: withoutPassword(databaseUrl) },
-    `worker running ${config.workerConcurrency} job(s) at a time; exports in ${config.exportDir}`,
+    { poolId: running.poolId, concurrency: config.workerConcurrency, exportsIn, database: withoutPassword(databaseUrl) },
+    `worker running ${config.workerConcurrency} job(s) at a time; exports in ${exportsIn}`,
   );
 }

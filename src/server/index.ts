@@ -9,6 +9,7 @@ import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
+import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
@@ -102,7 +103,7 @@ export async function startGateway(
   app.use(authenticate(config, pool));
   app.use(callerConcurrency(config.callerMaxConcurrent, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events));
+  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
   app.post("/graphql", oneSignInPerOperation);
 
   app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));

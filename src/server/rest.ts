@@ -1,9 +1,10 @@
 // The REST endpoints. Every read and write runs as the caller (asCaller), so
 // RLS decides what each one sees; SQL validates everything it is given.
-import path from "node:path";
 import { Router, type Request, type RequestHandler, type Response } from "express";
+import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
 import { asCaller, pgSettingsFor, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
@@ -26,6 +27,7 @@ interface ExportRow {
   bytes: string | null;
   sha256: string | null;
   file_name: string | null;
+  object_key: string | null;
   attempts: number;
   error_message: string | null;
   progress_rows: string;
@@ -34,7 +36,7 @@ interface ExportRow {
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
-  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.attempts, e.error_message, e.progress_rows,
+  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.progress_rows,
   app_public.exports_stale(e) as stale,
   (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
 
@@ -91,7 +93,19 @@ function exportId(req: Request): string {
 /** The list's page size when the client names none. */
 const DEFAULT_PAGE = 50;
 
-export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents): Router {
+/** The row's file, once the export has succeeded. */
+const storedFile = (row: ExportRow): StoredFile => ({ fileName: row.file_name!, objectKey: row.object_key });
+
+/** What a client sees of a file that is not in storage: 410, with the storage's explanation. */
+function whenGone(error: unknown): never {
+  if (error instanceof ExportFileGone) throw new HttpError(410, "EXPORT_FILE_GONE", error.message);
+  throw error;
+}
+
+/** proxy=true: through the gateway, for clients that cannot follow a redirect to the storage. */
+const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
+
+export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage): Router {
   const router = Router();
   const settings = (req: Request) => pgSettingsFor(req, config, requestIdOf(req));
   /** Declares a path's handlers; other methods on it answer 405. */
@@ -119,8 +133,6 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
       throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
     }
-    // file_name is written by the worker; never let it point outside the export directory.
-    if (path.basename(row.file_name) !== row.file_name) throw new Error(`export ${row.id} has an unsafe file_name`);
     return row as ExportRow & { file_name: string; sha256: string };
   }
 
@@ -164,7 +176,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
     if (wait !== "true" || !finished(row)) {
       res.status(202).location(body.status_url).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
-      res.json({ success: true, csv_path: path.join(config.exportDir, row.file_name ?? ""), records: Number(row.rows), ...body });
+      res.json({ success: true, csv_path: storage.describe(storedFile(row)), records: Number(row.rows), ...body });
     } else {
       res.status(500).json({
         success: false,
@@ -205,10 +217,13 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
 
   route("/exports/:id/download", { get: [async (req, res) => {
     // A signed link stands for its caller; without one, the request's own token does.
+    let proxy: string | undefined;
     if (req.query.signature !== undefined) {
-      setCaller(req, linkedCaller(config.jwtSecret, exportId(req), queryParameters(req, DOWNLOAD_LINK_PARAMETERS)));
+      const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
+      setCaller(req, linkedCaller(config.jwtSecret, exportId(req), parameters));
+      proxy = parameters.proxy;
     } else {
-      queryParameters(req, {});
+      proxy = queryParameters(req, PROXY_PARAMETER).proxy;
       signedInCaller(req);
     }
     const row = await downloadableExport(req);
@@ -220,11 +235,24 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
       res.status(304).end();
       return;
     }
+    const file = storedFile(row);
+    const url = proxy === "true" ? undefined : await storage.downloadUrl(file).catch(whenGone);
+    if (url) {
+      // The URL is valid briefly and for this one object: the RLS check above decided who gets it.
+      // No body: express's "Found. Redirecting to ..." text is undocumented and of no use to a client.
+      res.status(302).location(url).end();
+      return;
+    }
+    const localPath = await Promise.resolve(file).then(storage.localPath).catch(whenGone);
     res.attachment(row.file_name); // Content-Disposition, and Content-Type from the extension
+    if (localPath === undefined) {
+      await streamThrough(res, await storage.open(file).catch(whenGone));
+      return;
+    }
     // send (behind sendFile) answers Range and If-Range (206, 416), sends Accept-Ranges
     // and Last-Modified, and streams the file; the ETag set above is the one it compares.
     await new Promise<void>((resolve, reject) => {
-      res.sendFile(row.file_name, { root: config.exportDir, etag: false, cacheControl: false, lastModified: true, acceptRanges: true }, (error?: NodeJS.ErrnoException) => {
+      res.sendFile(localPath, { etag: false, cacheControl: false, lastModified: true, acceptRanges: true }, (error?: NodeJS.ErrnoException) => {
         // The client went away mid-download: nothing to answer.
         if (!error || error.code === "ECONNABORTED") return resolve();
         if (res.headersSent) return reject(error);
@@ -243,4 +271,17 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents):
   }] });
 
   return router;
+}
+
+/** Streams a file from the storage through the gateway (no Range: the whole file). */
+async function streamThrough(res: Response, file: OpenedFile): Promise<void> {
+  try {
+    res.set("Content-Length", String(file.size));
+    await pipeline(file.stream, res).catch((error: NodeJS.ErrnoException) => {
+      // The client went away mid-download: nothing to answer.
+      if (error.code !== "ERR_STREAM_PREMATURE_CLOSE") throw error;
+    });
+  } finally {
+    await file.close();
+  }
 }

@@ -1,15 +1,12 @@
 // The "export" job, queued with each row of app_public.exports: writes the export
-// to EXPORT_DIR from one REPEATABLE READ snapshot read as the requester, so RLS
-// decides what it holds. What each kind contains is defined in SQL
-// (app_hidden.export_parts); this streams it: COPY -> (gzip) -> sha256 and byte
-// count -> temporary file -> fsync -> rename. A reader never sees a partial
-// file, and memory does not grow with the number of rows.
+// to the export storage (EXPORT_DIR or S3, src/storage/) from one REPEATABLE READ
+// snapshot read as the requester, so RLS decides what it holds. What each kind
+// contains is defined in SQL (app_hidden.export_parts); this streams it:
+// COPY -> (gzip) -> sha256 and byte count -> storage, which makes the file
+// visible only once it is complete. Memory does not grow with the number of rows.
 import type { JobHelpers } from "graphile-worker";
 import { createHash, randomBytes } from "node:crypto";
-import { open, readdir, rename, unlink } from "node:fs/promises";
-import path from "node:path";
 import { Readable, Transform, type TransformCallback } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
@@ -28,6 +25,7 @@ interface ExportJob {
 
 interface WrittenExport {
   fileName: string;
+  objectKey: string | null;
   rows: number;
   bytes: number;
   sha256: string;
@@ -35,7 +33,6 @@ interface WrittenExport {
 }
 
 const PROGRESS_INTERVAL_MS = 1000;
-const TEMPORARY_SUFFIX = ".partial";
 const UTF8_BOM = Buffer.from([0xef, 0xbb, 0xbf]);
 const QUOTE = 0x22;
 const NEWLINE = 0x0a;
@@ -43,16 +40,10 @@ const NEWLINE = 0x0a;
 // unchanged data gives the same bytes on any machine.
 const ZIP_ENTRY_TIME = new Date(1980, 0, 1);
 
-/**
- * Names of the files this task writes: `<kind>-<export id>-<attempt>-<random>.<csv|csv.gz|zip>[.partial]`
- * (files of the first release have no `<attempt>-`). Captures the kind, the export id and the attempt.
- */
-export const EXPORT_FILE_NAME = /^([a-z_]+)-(\d+)-(?:(\d+)-)?[0-9a-f]{8}\.(?:csv|csv\.gz|zip)(?:\.partial)?$/;
-
 export default async function exportTask(payload: unknown, helpers: JobHelpers, context: TaskContext): Promise<void> {
   const exportId = exportIdOf(payload);
   const attempt = helpers.job.attempts;
-  const { pool, log, metrics } = context;
+  const { pool, log, metrics, storage } = context;
   const {
     rows: [job],
   } = await pool.query<ExportJob>(
@@ -67,17 +58,19 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
   log.info(fields, "export started");
   const started = performance.now();
   try {
-    await removeEarlierAttempts(context.exportDir, job, attempt);
+    // Files of earlier attempts: a temporary file of a worker that was killed, or
+    // a file completed just before a crash. The export had not succeeded when
+    // this attempt started, so none of them is the export's file.
+    await storage.removeEarlierAttempts(job.kind, job.id, attempt);
     const written = await writeExport(context, job, helpers);
-    const target = path.join(context.exportDir, written.fileName);
     const recorded = await pool
       .query<{ recorded: boolean }>(
-        "select app_private.export_succeeded($1, $2, $3, $4, $5, $6, $7) as recorded",
-        [exportId, attempt, written.fileName, written.rows, written.bytes, written.sha256, written.dataVersion],
+        "select app_private.export_succeeded($1, $2, $3, $4, $5, $6, $7, $8) as recorded",
+        [exportId, attempt, written.fileName, written.objectKey, written.rows, written.bytes, written.sha256, written.dataVersion],
       )
       .then((result) => result.rows[0].recorded)
       .catch(async (error) => {
-        await unlink(target).catch(() => {});
+        await storage.remove(written).catch(() => {});
         throw error;
       });
     const seconds = (performance.now() - started) / 1000;
@@ -90,12 +83,12 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
       metrics.exportBytes.observe({ kind: job.kind }, written.bytes);
     } else {
       // This worker was presumed dead and its job was run again; that attempt owns the export.
-      await unlink(target);
+      await storage.remove(written);
       log.warn(outcome, "export finished after a newer attempt took over; discarded its file");
     }
   } catch (error) {
     const final = attempt >= helpers.job.max_attempts;
-    const fileError = exportDirError(error);
+    const fileError = storage.kind === "local" ? exportDirError(error) : undefined;
     if (fileError) metrics.exportDirFailures.inc({ code: fileError });
     await pool
       .query("select app_private.export_failed($1, $2, $3, $4)", [
@@ -165,22 +158,6 @@ function messageForUser(error: unknown, exportId: number, attempt: number, maxAt
     : `Attempt ${attempt} of ${maxAttempts} failed${reason}; the export will be retried shortly.`;
 }
 
-/**
- * Files of earlier attempts of this export: temporary files of a worker that
- * was killed, or a file renamed just before a crash. The export had not
- * succeeded when this attempt started, so none of them is the export's file.
- * Only earlier attempts: this one may itself be late (its worker was paused
- * after it started and presumed dead), and a newer attempt's file, being
- * written or already recorded, is not its to delete.
- */
-async function removeEarlierAttempts(exportDir: string, job: ExportJob, attempt: number): Promise<void> {
-  for (const name of await readdir(exportDir)) {
-    const [, kind, id, fileAttempt] = EXPORT_FILE_NAME.exec(name) ?? [];
-    if (kind !== job.kind || id !== String(job.id)) continue;
-    if (fileAttempt === undefined || Number(fileAttempt) < attempt) await unlink(path.join(exportDir, name)).catch(() => {});
-  }
-}
-
 async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
   const attempt = helpers.job.attempts;
   // The snapshot connection's application_name, so pg_stat_activity tells whose export it runs.
@@ -223,10 +200,12 @@ async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHel
       extension = "csv";
     }
     const fileName = `${job.kind}-${job.id}-${attempt}-${randomBytes(4).toString("hex")}.${extension}`;
-    const { bytes, sha256 } = await writeAtomically(context.exportDir, fileName, stages, helpers.abortSignal);
+    const meter = new Meter();
+    const objectKey = await context.storage.save(fileName, [...stages, meter], helpers.abortSignal);
     await client.query("commit");
     reusable = true;
-    return { fileName, rows: files.reduce((sum, file) => sum + file.copy!.rowCount, 0), bytes, sha256, dataVersion };
+    const rows = files.reduce((sum, file) => sum + file.copy!.rowCount, 0);
+    return { fileName, objectKey, rows, bytes: meter.bytes, sha256: meter.digest(), dataVersion };
   } finally {
     await progress.stop();
     client.release(!reusable);
@@ -323,34 +302,6 @@ class Meter extends Transform {
   digest(): string {
     return this.hash.digest("hex");
   }
-}
-
-/** Streams the content into `<dir>/<fileName>` so the name only ever refers to the complete, synced file. */
-async function writeAtomically(dir: string, fileName: string, stages: [Readable, ...Transform[]], signal: AbortSignal) {
-  const target = path.join(dir, fileName);
-  const temporary = target + TEMPORARY_SUFFIX;
-  const file = await open(temporary, "wx").catch((error) => {
-    // The content may be flowing already (a zip reads ahead): stop it, so its COPY ends quietly with the connection.
-    for (const stage of stages) stage.destroy();
-    throw error;
-  });
-  const meter = new Meter();
-  try {
-    await pipeline([...stages, meter, file.createWriteStream({ flush: true })], { signal });
-    await rename(temporary, target);
-  } catch (error) {
-    await file.close().catch(() => {});
-    await unlink(temporary).catch(() => {});
-    throw error;
-  }
-  // The rename is durable once the directory is synced.
-  const directory = await open(dir, "r");
-  try {
-    await directory.sync();
-  } finally {
-    await directory.close();
-  }
-  return { bytes: meter.bytes, sha256: meter.digest() };
 }
 
 /** Records the rows written so far about every second, from the pool (the export's own connection is busy). */

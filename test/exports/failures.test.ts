@@ -7,7 +7,7 @@
 import { readdir } from "node:fs/promises";
 import type { PoolClient } from "pg";
 import { beforeAll, expect, it } from "vitest";
-import { EXPORT_FILE_NAME } from "../../src/tasks/export.ts";
+import { EXPORT_FILE_NAME } from "../../src/storage/index.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { expectedExport } from "./oracle.ts";
 import {

@@ -42,7 +42,7 @@ const worker = {
     db.pool.query("select app_private.export_failed($1, $2, $3, $4)", [id, attempt, `attempt ${attempt} failed late`, final]),
   async succeeded(id: string, attempt: number) {
     const { rows } = await db.pool.query<{ recorded: boolean }>(
-      "select app_private.export_succeeded($1, $2, $3, 7, 70, $4, 1) as recorded",
+      "select app_private.export_succeeded($1, $2, $3, null, 7, 70, $4, 1) as recorded",
       [id, attempt, `judge_scores-${id}-0000000${attempt}.csv`, String(attempt).repeat(64)],
     );
     return rows[0].recorded;

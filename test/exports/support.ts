@@ -28,6 +28,7 @@ export interface ExportRow {
   bytes: string | null;
   sha256: string | null;
   file_name: string | null;
+  object_key: string | null;
   attempts: number;
   error_message: string | null;
   progress_rows: string;
@@ -181,7 +182,11 @@ export function unzip(zip: Buffer): Map<string, Buffer> {
 
 /** What an export's file holds, parsed: each CSV (the zip's entries for "all") by file name. */
 export async function exportContents(dir: string, row: ExportRow): Promise<Map<string, string[][]>> {
-  const data = await exportFile(dir, row);
+  return contentsOf(row, await exportFile(dir, row));
+}
+
+/** What the export's file `data` holds, parsed, as exportContents. */
+export function contentsOf(row: ExportRow, data: Buffer): Map<string, string[][]> {
   if (row.kind === "all") return new Map([...unzip(data)].map(([name, entry]) => [name, parseCsv(entry)]));
   return new Map([[`${row.kind}.csv`, parseCsv(row.file_name!.endsWith(".gz") ? gunzipSync(data) : data)]]);
 }

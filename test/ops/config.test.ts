@@ -59,6 +59,26 @@ it("authentication settings: issuer with the public key, bounded lifetime, regis
   expect(refusal({ TRUST_PROXY: "*; rm" })).toMatch(/^TRUST_PROXY must be/);
 });
 
+it("keeps exports in EXPORT_DIR by default, and refuses S3 settings that cannot work", () => {
+  expect(loadConfig({}).exportStorage).toEqual({ kind: "local" });
+  const s3 = { EXPORT_STORAGE: "s3", S3_BUCKET: "prompter-exports" };
+  expect(loadConfig(s3).exportStorage).toEqual({
+    kind: "s3", bucket: "prompter-exports", prefix: "", region: "us-east-1", endpoint: undefined, forcePathStyle: false, presignedUrlSeconds: 60,
+  });
+  expect(loadConfig({ ...s3, S3_PREFIX: "team-a/exports", S3_REGION: "eu-west-1", S3_ENDPOINT: "http://minio:9000", S3_FORCE_PATH_STYLE: "true" }).exportStorage)
+    .toMatchObject({ prefix: "team-a/exports/", region: "eu-west-1", endpoint: "http://minio:9000", forcePathStyle: true });
+  expect(loadConfig({ ...s3, AWS_REGION: "ap-south-1" }).exportStorage).toMatchObject({ region: "ap-south-1" });
+
+  expect(refusal({ EXPORT_STORAGE: "gcs" })).toBe('EXPORT_STORAGE must be local or s3, not "gcs".');
+  expect(refusal({ EXPORT_STORAGE: "s3" })).toMatch(/^EXPORT_STORAGE=s3 needs S3_BUCKET/);
+  expect(refusal({ ...s3, S3_BUCKET: "Prompter_Exports" })).toMatch(/^EXPORT_STORAGE=s3 needs S3_BUCKET.*not "Prompter_Exports"/);
+  expect(refusal({ ...s3, S3_PREFIX: "/exports" })).toMatch(/^S3_PREFIX is a key prefix/);
+  expect(refusal({ ...s3, S3_PREFIX: "a//b" })).toMatch(/^S3_PREFIX is a key prefix/);
+  expect(refusal({ ...s3, S3_ENDPOINT: "minio:9000" })).toMatch(/^S3_ENDPOINT must be an http:\/\/ or https:\/\/ URL/);
+  expect(refusal({ ...s3, S3_FORCE_PATH_STYLE: "yes" })).toBe('S3_FORCE_PATH_STYLE must be true or false, not "yes".');
+  expect(refusal({ ...s3, S3_PRESIGNED_URL_SECONDS: "3600" })).toMatch(/^S3_PRESIGNED_URL_SECONDS must be a whole number from 1 to 60/);
+});
+
 it("writes JSON lines without credentials: redacted fields, passwordless connection strings", () => {
   const lines: string[] = [];
   const sink = new Writable({
