@@ -538,8 +538,8 @@ async function main() {
     const users = (await pool.query<{ id: string }>(
       "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 21) i returning id")).rows.map((r) => r.id);
     const [adminId, dataUser, ...others] = users;
-    // Sections 2 and 4 load the gateway with 10 concurrent clients of one user; section 6 restarts it with the default limit.
-    children.push(startProcess("server", db, exportDir, { CALLER_MAX_CONCURRENT: "10" }), await startWorkerProcess(pool, db, exportDir));
+    // Sections 2 and 4 load the gateway with up to 20 concurrent clients of one user; section 6 restarts it with the default limit.
+    children.push(startProcess("server", db, exportDir, { CALLER_MAX_CONCURRENT: "20" }), await startWorkerProcess(pool, db, exportDir));
     let worker = children[1];
     await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready");
 
