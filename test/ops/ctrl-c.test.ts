@@ -51,7 +51,8 @@ it("npm start on the embedded PostgreSQL: a start-up line, 'using' for other com
     /^prompter is ready: open http:\/\/127\.0\.0\.1:\d+\/ for the web UI, GraphiQL at http:\/\/127\.0\.0\.1:\d+\/graphiql; make the first admin with: npx prompter user add <username> --admin$/);
   // A command run meanwhile uses the running cluster, and says so.
   const token = await promisify(execFile)(path.resolve("node_modules/.bin/node"), ["src/cli.ts", "token", "ctrl_c"], {
-    env: { ...process.env, DATABASE_URL: "", EMBEDDED_PG_DIR: pgDir, EMBEDDED_PG_PORT: String(port) },
+    // Its generated secret goes to the test's directory, not the project's .data.
+    env: { ...process.env, DATABASE_URL: "", DATA_DIR: dir, EMBEDDED_PG_DIR: pgDir, EMBEDDED_PG_PORT: String(port) },
   });
   expect(token.stderr).toContain(`DATABASE_URL is not set: using the embedded PostgreSQL already running in ${pgDir} on port ${port}`);
 
