@@ -258,16 +258,14 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
         if (res.headersSent) return reject(error);
         // The answer is an error now, not the file.
         for (const name of ["Content-Disposition", "Content-Type", "ETag", "Last-Modified"]) res.removeHeader(name);
-        if (error.code === "ENOENT") {
-          return reject(new HttpError(410, "EXPORT_FILE_GONE", "The export file is no longer on the server; request a new export."));
-        }
+        if (error.code === "ENOENT") return reject(new ExportFileGone());
         if ((error as { status?: number }).status === 416) {
           // send has set Content-Range: bytes */<size>.
           return reject(new HttpError(416, "RANGE_NOT_SATISFIABLE", `The range asked for is outside the file (${row.bytes} bytes).`));
         }
         reject(error);
       });
-    });
+    }).catch(whenGone);
   }] });
 
   return router;

@@ -76,7 +76,7 @@ export function localStorage(dir: string): ExportStorage {
 
     async open(file) {
       const handle = await open(pathOf(file)).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === "ENOENT") throw new ExportFileGone("The export file is no longer on the server; request a new export.");
+        if (error.code === "ENOENT") throw new ExportFileGone();
         throw error;
       });
       try {

@@ -35,7 +35,11 @@ export interface OpenedFile {
 }
 
 /** The file an export row refers to is not (or no longer) in this storage. */
-export class ExportFileGone extends Error {}
+export class ExportFileGone extends Error {
+  constructor(message = "The export file is no longer on the server; request a new export.") {
+    super(message);
+  }
+}
 
 export interface ExportStorage {
   readonly kind: "local" | "s3";
