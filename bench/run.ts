@@ -13,6 +13,9 @@
 //   6. noisy neighbours: user B's agent_effectiveness latency, export and /readyz
 //      while user A attacks, vs the same without the attack.
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
+// BENCH_ONLY=effectiveness,runs (any of export, effectiveness, pickup, writes,
+// runs, contention, noisy) runs only those sections and prints their figures
+// instead of writing the results files, for profiling one path.
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
@@ -35,6 +38,11 @@ const SECRET = "prompter-bench-secret-0123456789abcdef";
 const PORT = Number(process.env.BENCH_PORT ?? 8901);
 const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
+const SECTIONS = ["export", "effectiveness", "pickup", "writes", "runs", "contention", "noisy"];
+const ONLY = process.env.BENCH_ONLY?.split(",");
+const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
+if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
+const selected = (section: string) => !ONLY || ONLY.includes(section);
 
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const median = (values: number[]) => quantile([...values].sort((a, b) => a - b), 0.5);
@@ -552,31 +560,47 @@ async function main() {
       await pool.query("vacuum analyze");
       const demo_s = round((performance.now() - started) / 1000, 1);
       generated = size;
-      log(`exporting at ${size}`);
-      const exportResult = await benchExport(pool, db.url, dataUser, size, worker);
-      log(`exporting to S3 at ${size}`);
-      await stopProcess(worker);
-      const s3Result = await benchS3Export(pool, db, dataUser, size, exportResult.api_s, s3.env);
-      children[1] = worker = await startWorkerProcess(pool, db, exportDir);
-      log(`effectiveness at ${size}`);
-      sizes.push({ prompts: size, demo_generation_s: demo_s, export: exportResult, s3_export: s3Result, effectiveness: await benchEffectiveness(db.url, dataUser, adminId) });
+      const measured: Record<string, unknown> = { prompts: size, demo_generation_s: demo_s };
+      if (selected("export")) {
+        log(`exporting at ${size}`);
+        const exportResult = await benchExport(pool, db.url, dataUser, size, worker);
+        log(`exporting to S3 at ${size}`);
+        await stopProcess(worker);
+        measured.export = exportResult;
+        measured.s3_export = await benchS3Export(pool, db, dataUser, size, exportResult.api_s, s3.env);
+        children[1] = worker = await startWorkerProcess(pool, db, exportDir);
+      }
+      if (selected("effectiveness")) {
+        log(`effectiveness at ${size}`);
+        measured.effectiveness = await benchEffectiveness(db.url, dataUser, adminId);
+      }
+      sizes.push(measured);
     }
-    log("job pickup");
-    const pickup = await benchPickup(pool, others);
-    log("write path");
-    const writes = await benchWrites(others);
-    log("recordRun");
-    const runs = { users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) };
-    log("10 writers of one user");
-    const contention = await benchContention(pool, db.url, dataUser);
-    children[0].kill("SIGTERM");
-    await new Promise((resolve) => children[0].once("exit", resolve));
-    children[0] = startProcess("server", db, exportDir);
-    await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
-    const noisy = await benchNoisyNeighbours(pool, db.url, children[0], dataUser);
+    const only = async <T>(section: string, measure: () => Promise<T>): Promise<T | undefined> => {
+      if (!selected(section)) return undefined;
+      log(section);
+      return measure();
+    };
+    const pickup = await only("pickup", () => benchPickup(pool, others));
+    const writes = await only("writes", () => benchWrites(others));
+    const runs = await only("runs", async () => ({ users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) }));
+    const contention = await only("contention", () => benchContention(pool, db.url, dataUser));
+    const noisy = await only("noisy", async () => {
+      children[0].kill("SIGTERM");
+      await new Promise((resolve) => children[0].once("exit", resolve));
+      children[0] = startProcess("server", db, exportDir);
+      await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
+      return benchNoisyNeighbours(pool, db.url, children[0], dataUser);
+    });
+    if (ONLY) {
+      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy }, null, 2));
+      return;
+    }
+    if (!pickup || !writes || !runs || !contention || !noisy) throw new Error("unreachable: every section ran");
+    const sizesMeasured = sizes as any[];
 
-    const largest = sizes[sizes.length - 1];
-    const hundredK = sizes.find((s) => s.prompts === 100_000);
+    const largest = sizesMeasured[sizesMeasured.length - 1];
+    const hundredK = sizesMeasured.find((s) => s.prompts === 100_000);
     const results = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
