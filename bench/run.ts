@@ -18,7 +18,8 @@
 // instead of writing the results files, for profiling one path.
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import http from "node:http";
 import S3rver from "s3rver";
 import os from "node:os";
 import path from "node:path";
@@ -28,6 +29,7 @@ import pg from "pg";
 import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabaseName } from "../src/db/embedded.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
+import { PREVIOUS_RELEASE } from "../test/support/previous-release.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const node = path.join(root, "node_modules/.bin/node");
@@ -38,7 +40,7 @@ const SECRET = "prompter-bench-secret-0123456789abcdef";
 const PORT = Number(process.env.BENCH_PORT ?? 8901);
 const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
-const SECTIONS = ["export", "effectiveness", "pickup", "writes", "runs", "contention", "noisy"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -47,6 +49,7 @@ const selected = (section: string) => !ONLY || ONLY.includes(section);
 const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const median = (values: number[]) => quantile([...values].sort((a, b) => a - b), 0.5);
 const round = (n: number, digits = 2) => Number(n.toFixed(digits));
+const signed = (n: number) => (n < 0 ? `${n}` : `+${n}`);
 const log = (message: string) => process.stderr.write(`${message}\n`);
 
 // Deployed as on managed PostgreSQL: the superuser only makes the owner and its
@@ -54,7 +57,7 @@ const log = (message: string) => process.stderr.write(`${message}\n`);
 const BENCH_OWNER = "prompter_bench_owner";
 const BENCH_PASSWORD = "prompter-bench-password-0123456789";
 
-async function database(): Promise<{ url: string; authUrl: string; stop(): Promise<void> }> {
+async function database(): Promise<{ url: string; authUrl: string; superuserUrl: string; stop(): Promise<void> }> {
   let superuserUrl = process.env.DATABASE_URL;
   let stop = async () => {};
   if (!superuserUrl) {
@@ -74,7 +77,7 @@ async function database(): Promise<{ url: string; authUrl: string; stop(): Promi
   await admin.end();
   await provisionDatabase(superuserUrl, { database: DATABASE, owner: BENCH_OWNER, ownerPassword: BENCH_PASSWORD });
   const url = withCredentials(withDatabaseName(superuserUrl, DATABASE), BENCH_OWNER, BENCH_PASSWORD);
-  return { url, authUrl: withCredentials(url, authenticator, BENCH_PASSWORD), stop };
+  return { url, authUrl: withCredentials(url, authenticator, BENCH_PASSWORD), superuserUrl, stop };
 }
 
 function startProcess(command: string, db: { url: string; authUrl: string }, exportDir: string, env: Record<string, string> = {}): ChildProcess {
@@ -228,6 +231,94 @@ async function benchEffectiveness(url: string, userId: string, adminId: string) 
     sql_user: await sqlLoad(url, "app_user", userId, view),
     sql_admin: await sqlLoad(url, "app_admin", adminId, view),
     group_by_baseline_admin: await sqlLoad(url, "app_admin", adminId, GROUP_BY_BASELINE, 3),
+  };
+}
+
+/**
+ * The previous release (git PREVIOUS_RELEASE, before sessions were checked in
+ * SQL), deployed as it was then: its own checkout (sharing our node_modules: its
+ * dependencies are a subset), its own migrate command and a database of its own
+ * with the same demo data, and its gateway on the next port. The baseline for
+ * the session check's cost on agent_effectiveness.
+ */
+async function startPreviousRelease(superuserUrl: string, exportDir: string) {
+  const checkout = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-previous-"));
+  await run("git", ["archive", "--format=tar", "-o", path.join(checkout, "release.tar"), PREVIOUS_RELEASE], { cwd: root });
+  await run("tar", ["-xf", "release.tar"], { cwd: checkout });
+  await symlink(path.join(root, "node_modules"), path.join(checkout, "node_modules"));
+  const database = `${DATABASE}_previous`;
+  const admin = new pg.Client({ connectionString: superuserUrl });
+  await admin.connect();
+  await admin.query(`drop database if exists ${admin.escapeIdentifier(database)} with (force)`);
+  await admin.query(`create database ${admin.escapeIdentifier(database)}`);
+  await admin.end();
+  const url = withDatabaseName(superuserUrl, database);
+  const env = { ...process.env, DATABASE_URL: url, PORT: String(PORT + 1), JWT_SECRET: SECRET, EXPORT_DIR: exportDir, LOG_LEVEL: "warn", NODE_ENV: "production" };
+  await run(node, ["src/cli.ts", "migrate"], { cwd: checkout, env });
+  const pool = new pg.Pool({ connectionString: url, max: 2 });
+  const [adminId, dataUser] = (await pool.query<{ id: string }>(
+    "insert into app_public.users (username, is_admin) select 'bench_' || i, i = 0 from generate_series(0, 1) i returning id")).rows.map((r) => r.id);
+  const server = spawn(node, ["src/cli.ts", "server"], { cwd: checkout, env, stdio: ["ignore", "ignore", "inherit"] });
+  const previousBase = `http://127.0.0.1:${PORT + 1}`;
+  await waitFor(async () => (await fetch(`${previousBase}/healthz`)).ok, "the previous release's gateway");
+  let generated = 0;
+  return {
+    base: previousBase, adminId, dataUser,
+    async generate(size: number) {
+      await pool.query("select app_private.generate_demo($1, $2)", [dataUser, size - generated]);
+      await pool.query("vacuum analyze");
+      generated = size;
+    },
+    async stop() {
+      await stopProcess(server);
+      await pool.end();
+      await rm(checkout, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * p50 of GET pathname with 10 keep-alive clients for `seconds`, to the
+ * microsecond (autocannon rounds to whole milliseconds, too coarse for a 1 ms budget).
+ */
+async function p50Ms(origin: string, pathname: string, token: string, seconds: number): Promise<number> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
+  const latencies: number[] = [];
+  const deadline = Date.now() + seconds * 1000;
+  const get = () => new Promise<void>((resolve, reject) => {
+    http.get(origin + pathname, { agent, headers: { authorization: `Bearer ${token}` } }, (response) => {
+      response.resume();
+      response.on("end", () => (response.statusCode === 200 ? resolve() : reject(new Error(`${pathname}: ${response.statusCode}`))));
+    }).on("error", reject);
+  });
+  await Promise.all(Array.from({ length: 10 }, async () => {
+    while (Date.now() < deadline) {
+      const started = performance.now();
+      await get();
+      latencies.push(performance.now() - started);
+    }
+  }));
+  agent.destroy();
+  return round(median(latencies), 3);
+}
+
+/**
+ * agent_effectiveness through REST here and on the previous release, same data,
+ * the two gateways taking turns (3 rounds of 4 s each), for a user and an admin.
+ */
+async function benchSessionCost(previous: Awaited<ReturnType<typeof startPreviousRelease>>, userId: string, adminId: string) {
+  const pathname = "/api/agents/effectiveness";
+  const p50s = { user: [] as number[], previous_user: [] as number[], admin: [] as number[], previous_admin: [] as number[] };
+  for (let i = 0; i < 3; i++) {
+    p50s.user.push(await p50Ms(base, pathname, tokenFor("app_user", userId), 4));
+    p50s.previous_user.push(await p50Ms(previous.base, pathname, tokenFor("app_user", previous.dataUser), 4));
+    p50s.admin.push(await p50Ms(base, pathname, tokenFor("app_admin", adminId), 4));
+    p50s.previous_admin.push(await p50Ms(previous.base, pathname, tokenFor("app_admin", previous.adminId), 4));
+  }
+  const [user, previousUser, admin, previousAdmin] = [p50s.user, p50s.previous_user, p50s.admin, p50s.previous_admin].map(median);
+  return {
+    user_p50_ms: user, previous_user_p50_ms: previousUser, user_extra_ms: round(user - previousUser, 3),
+    admin_p50_ms: admin, previous_admin_p50_ms: previousAdmin, admin_extra_ms: round(admin - previousAdmin, 3),
   };
 }
 
@@ -509,6 +600,9 @@ function markdown(results: Record<string, any>): string {
       const e = s.effectiveness;
       return `| ${s.prompts} | ${e.rest_user.p50_ms}/${e.rest_user.p99_ms} (${e.rest_user.requests_per_s}) | ${e.rest_admin.p50_ms}/${e.rest_admin.p99_ms} (${e.rest_admin.requests_per_s}) | ${e.sql_user.p50_ms}/${e.sql_user.p99_ms} | ${e.sql_admin.p50_ms}/${e.sql_admin.p99_ms} (${e.sql_admin.queries_per_s}) | ${e.group_by_baseline_admin.p50_ms} | ${round(e.group_by_baseline_admin.p50_ms / e.sql_admin.p50_ms, 0)}x |`;
     }), "",
+    "Every request's session is checked in SQL (issue 12). REST agent_effectiveness p50 here and on the previous release (its own database, same demo data), 10 clients, the gateways taking turns, median of 3 rounds:", "",
+    "| prompts | user p50 ms | previous release | extra | admin p50 ms | previous release | extra |", "| --- | --- | --- | --- | --- | --- | --- |",
+    ...results.sizes.filter((s: any) => s.session).map((s: any) => `| ${s.prompts} | ${s.session.user_p50_ms} | ${s.session.previous_user_p50_ms} | ${s.session.user_extra_ms} | ${s.session.admin_p50_ms} | ${s.session.previous_admin_p50_ms} | ${s.session.admin_extra_ms} |`), "",
     "## 3. Job pickup (request_export commit to task start)", "",
     `${results.pickup.jobs} jobs, one at a time: p50 ${results.pickup.p50_ms} ms, p99 ${results.pickup.p99_ms} ms.`, "",
     "## 4. Write path through GraphQL", "",
@@ -540,6 +634,7 @@ async function main() {
   const pool = new pg.Pool({ connectionString: db.url, max: 4 });
   const children: ChildProcess[] = [];
   const s3 = await startS3();
+  let previous: Awaited<ReturnType<typeof startPreviousRelease>> | undefined;
   try {
     log("migrating");
     await migrateDatabase(db.url, { authenticatorUrl: db.authUrl });
@@ -574,8 +669,17 @@ async function main() {
         log(`effectiveness at ${size}`);
         measured.effectiveness = await benchEffectiveness(db.url, dataUser, adminId);
       }
+      // Up to 100k prompts (or at the smallest size): the per-agent figures it reads do not grow with the data.
+      if (selected("session") && (size <= 100_000 || size === SIZES[0])) {
+        log(`session check vs the previous release at ${size}`);
+        previous ??= await startPreviousRelease(db.superuserUrl, exportDir);
+        await previous.generate(size);
+        measured.session = await benchSessionCost(previous, dataUser, adminId);
+      }
       sizes.push(measured);
     }
+    await previous?.stop();
+    previous = undefined;
     const only = async <T>(section: string, measure: () => Promise<T>): Promise<T | undefined> => {
       if (!selected(section)) return undefined;
       log(section);
@@ -601,6 +705,7 @@ async function main() {
 
     const largest = sizesMeasured[sizesMeasured.length - 1];
     const hundredK = sizesMeasured.find((s) => s.prompts === 100_000);
+    const sessionCost = sizesMeasured.findLast((s) => s.session);
     const results = {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
@@ -612,6 +717,7 @@ async function main() {
         ...(hundredK ? [{ target: "S3 worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb, 1)} MB`, met: largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb < 64 }] : []),
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (REST)`, measured: `${largest.effectiveness.rest_admin.p50_ms} ms`, met: largest.effectiveness.rest_admin.p50_ms < 10 },
+        ...(sessionCost ? [{ target: `agent_effectiveness REST p50 at most 1 ms over the previous release at ${sessionCost.prompts} prompts (user, admin)`, measured: `${signed(sessionCost.session.user_extra_ms)} ms, ${signed(sessionCost.session.admin_extra_ms)} ms`, met: sessionCost.session.user_extra_ms <= 1 && sessionCost.session.admin_extra_ms <= 1 }] : []),
         { target: "job pickup p50 under 20 ms", measured: `${pickup.p50_ms} ms`, met: pickup.p50_ms < 20 },
         { target: "10 writers of one user reach 0.8x the throughput without bookkeeping", measured: `${contention.vs_no_bookkeeping}x`, met: contention.vs_no_bookkeeping >= 0.8 },
         { target: "10 writers of one user reach 0.5x the throughput on plain copies of the tables", measured: `${contention.vs_plain_tables}x`, met: contention.vs_plain_tables >= 0.5 },
@@ -626,6 +732,7 @@ async function main() {
     await writeFile(path.join(root, "bench/RESULTS.md"), markdown(results));
     log(markdown(results));
   } finally {
+    await previous?.stop();
     await Promise.all(children.map(stopProcess));
     await s3.stop();
     await pool.end();

@@ -1,15 +1,19 @@
 // Who is calling. A bearer token is verified (HS256 with JWT_SECRET, or RS256
 // with JWT_PUBLIC_KEY from an external identity provider) before any SQL runs.
-// The token only names the user: on every request app_hidden.gateway_session_role
-// decides in SQL whether that user still exists, is enabled, is an admin, and
-// whether the token was revoked; its answer becomes the role the request runs as.
+// The token only names the user: in each of the request's transactions, before
+// anything else, app_hidden.gateway_session_role decides in SQL whether that
+// user still exists, is enabled, is an admin, and whether the token was
+// revoked; its answer becomes the role the rest of the transaction runs as.
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "express-jwt";
 import jwt, { type Algorithm } from "jsonwebtoken";
+import { createPublicKey, createSecretKey } from "node:crypto";
 import type pg from "pg";
+import type { PgClient, WithPgClient } from "postgraphile/@dataplan/pg";
 import type { Config } from "../config.ts";
-import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
+import { callerOf, DATABASE_ID, setCaller, type Caller, type SignedInRole } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
+import { requestIdOf } from "./request-log.ts";
 
 export const TOKEN_AUDIENCE = "prompter";
 export const TOKEN_ISSUER = "prompter";
@@ -17,14 +21,6 @@ export const TOKEN_ISSUER = "prompter";
 export const SIGN_OPTIONS = { algorithm: "HS256", audience: TOKEN_AUDIENCE, issuer: TOKEN_ISSUER } as const;
 
 const SIGNED_IN_ROLES = new Set(["app_user", "app_admin"]);
-
-/** What a verified token says: who, and which of the user's token generations it belongs to. */
-interface TokenIdentity {
-  userId: string;
-  /** Ours carry one; an identity provider's tokens do not (they are checked against their iat instead). */
-  tokenGeneration: number | null;
-  issuedAt: number | null;
-}
 
 /** The signed-in caller; anonymous requests are refused with 401. */
 export function signedInCaller(req: Request): Caller {
@@ -34,12 +30,13 @@ export function signedInCaller(req: Request): Caller {
 }
 
 /**
- * The settings each transaction runs with: the role, the claims RLS reads, the
- * token lifetime, and the request id (seen in pg_stat_activity and recorded with exports).
+ * The settings each transaction runs with: the claims RLS reads, the token
+ * lifetime, the request id (seen in pg_stat_activity and recorded with exports)
+ * and, unless a session check decides them in SQL, the role and its statement timeout.
  */
-export function pgSettingsFor(req: Request, config: Config, requestId: string): Record<string, string> {
+export function pgSettingsFor(req: Request, config: Config): Record<string, string> {
   const caller = callerOf(req);
-  const role = caller?.role ?? "app_anonymous";
+  const requestId = requestIdOf(req);
   const common = {
     "prompter.jwt_ttl": `${config.jwtExpiresInSeconds} seconds`,
     "prompter.request_id": requestId,
@@ -47,32 +44,67 @@ export function pgSettingsFor(req: Request, config: Config, requestId: string): 
     "prompter.client_address": req.ip ?? "",
     "prompter.allow_registration": config.allowRegistration ? "on" : "off",
     application_name: `prompter-gateway ${requestId}`,
-    statement_timeout: `${config.apiTimeouts.statementMs[role]}ms`,
     lock_timeout: `${config.apiTimeouts.lockMs}ms`,
   };
-  if (!caller) return { role, ...common };
-  return { role, "jwt.claims.user_id": caller.userId, ...common };
+  const roleSettings = (role: keyof Config["apiTimeouts"]["statementMs"]) => ({ role, statement_timeout: `${config.apiTimeouts.statementMs[role]}ms` });
+  if (!caller) return { ...roleSettings("app_anonymous"), ...common };
+  const claims = { "jwt.claims.user_id": caller.userId, ...common };
+  return caller.session ? claims : { ...roleSettings(caller.role ?? "app_user"), ...claims };
 }
 
-/** Runs `work` in a transaction as the caller, so RLS and grants decide what it sees. */
-export async function asCaller<T>(
-  pool: pg.Pool,
-  settings: Record<string, string>,
-  work: (client: pg.PoolClient) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect();
-  try {
-    await client.query("begin");
-    await client.query("select set_config(key, value, true) from json_each_text($1)", [JSON.stringify(settings)]);
-    const result = await work(client);
-    await client.query("commit");
-    return result;
-  } catch (error) {
-    await client.query("rollback").catch(() => {});
-    throw error;
-  } finally {
-    client.release();
-  }
+// One statement, run by the gateway's login before anything else in the
+// transaction: the settings not yet made, then the session check, whose answer
+// becomes the role (and that role's statement timeout) for the rest of it.
+// It fails with PRSES (401) when the user is gone, disabled or the token revoked.
+const BEGIN_SESSION = `
+  select set_config('statement_timeout', $5::json ->> s.role, true), set_config('role', s.role, true) as role
+    from (select count(set_config(key, value, true)) from json_each_text($1::json)) settings,
+         app_hidden.gateway_session_role($2, $3, $4) s(role)`;
+
+function sessionStatement(caller: Caller, config: Config, settings: Record<string, string>) {
+  const timeouts = Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`]));
+  return {
+    text: BEGIN_SESSION,
+    values: [JSON.stringify(settings), caller.userId, caller.session!.generation, caller.session!.issuedAt, JSON.stringify(timeouts)],
+  };
+}
+
+/** Runs `work` in a transaction as the request's caller, so RLS and grants decide what it sees. */
+export function callerTransactions(pool: pg.Pool, config: Config) {
+  return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    const caller = callerOf(req);
+    const settings = pgSettingsFor(req, config);
+    const client = await pool.connect();
+    try {
+      await client.query("begin");
+      if (caller?.session) {
+        const { rows } = await client.query<{ role: SignedInRole }>(sessionStatement(caller, config, settings));
+        caller.role = rows[0].role;
+      } else {
+        await client.query("select set_config(key, value, true) from json_each_text($1)", [JSON.stringify(settings)]);
+      }
+      const result = await work(client);
+      await client.query("commit");
+      return result;
+    } catch (error) {
+      await client.query("rollback").catch(() => {});
+      throw error;
+    } finally {
+      client.release();
+    }
+  };
+}
+
+/**
+ * PostGraphile's withPgClient for a bearer token's caller: each transaction it
+ * opens (with the request's other settings) starts with the session check.
+ */
+export function withSessionCheck<Client extends PgClient>(withPgClient: WithPgClient<Client>, caller: Caller, config: Config): WithPgClient<Client> {
+  return (pgSettings, callback) => withPgClient(pgSettings, async (client) => {
+    const { rows } = await client.query<{ role: SignedInRole }>(sessionStatement(caller, config, {}));
+    caller.role = rows[0].role;
+    return callback(client);
+  });
 }
 
 // Clocks differ a little, and SQL rounds exp to the second.
@@ -80,7 +112,8 @@ const CLOCK_TOLERANCE_SECONDS = 60;
 
 const invalid = (message: string) => new HttpError(401, "INVALID_TOKEN", message);
 
-function identityFromClaims(claims: jwt.JwtPayload, algorithm: string, config: Config): TokenIdentity {
+/** The caller a verified token names, with the session SQL will check. */
+function callerFromClaims(claims: jwt.JwtPayload, algorithm: string, config: Config): Caller {
   const userId = String(claims.user_id ?? "");
   if (!DATABASE_ID.test(userId) || typeof claims.exp !== "number") throw invalid("The token lacks a valid user_id or exp claim.");
   // The role comes from the database; a claim naming any other role is a forgery.
@@ -93,36 +126,31 @@ function identityFromClaims(claims: jwt.JwtPayload, algorithm: string, config: C
   if (algorithm === "RS256") {
     if (claims.iss !== config.jwtIssuer) throw invalid("The token is not from the identity provider's issuer (JWT_ISSUER).");
     if (issuedAt === null) throw invalid("The token lacks an iat claim.");
-    return { userId, tokenGeneration: null, issuedAt };
+    return { userId, session: { generation: null, issuedAt } };
   }
   if (claims.iss !== TOKEN_ISSUER || !Number.isInteger(claims.token_generation)) {
     throw invalid("The token was not issued by prompter; sign in again.");
   }
-  return { userId, tokenGeneration: claims.token_generation, issuedAt };
-}
-
-/** The role the user has now; fails with PRSES (401) when the user is gone, disabled or the token revoked. */
-async function sessionCaller(pool: pg.Pool, identity: TokenIdentity): Promise<Caller> {
-  const { rows } = await pool.query<{ role: Caller["role"] }>("select app_hidden.gateway_session_role($1, $2, $3) as role", [
-    identity.userId,
-    identity.tokenGeneration,
-    identity.issuedAt,
-  ]);
-  return { role: rows[0].role, userId: identity.userId };
+  return { userId, session: { generation: claims.token_generation, issuedAt } };
 }
 
 /**
  * Requests without an Authorization header go on as anonymous; any header that
- * is not a valid bearer token of a current session is refused with 401.
+ * is not a valid bearer token is refused with 401 (and one of a session that
+ * has ended, by the session check in SQL).
  */
-export function authenticate(config: Config, pool: pg.Pool): RequestHandler {
+export function authenticate(config: Config): RequestHandler {
   const algorithms: Algorithm[] = config.jwtPublicKey ? ["HS256", "RS256"] : ["HS256"];
+  // Key objects made once: given a string, jsonwebtoken first tries (and fails)
+  // to read it as a public key on every request, which costs more than the HMAC.
+  const secretKey = createSecretKey(Buffer.from(config.jwtSecret));
+  const publicKey = config.jwtPublicKey ? createPublicKey(config.jwtPublicKey) : undefined;
   const verify = expressjwt({
     // The key follows the token's algorithm, and jsonwebtoken checks the key's type
     // against it, so an RS256 public key can never be used as an HS256 secret.
     secret: (req, token) => {
       (req as Request & { tokenAlgorithm?: string }).tokenAlgorithm = token?.header.alg;
-      return (token?.header.alg === "RS256" && config.jwtPublicKey) || config.jwtSecret;
+      return (token?.header.alg === "RS256" && publicKey) || secretKey;
     },
     algorithms,
     audience: TOKEN_AUDIENCE,
@@ -133,12 +161,12 @@ export function authenticate(config: Config, pool: pg.Pool): RequestHandler {
     verify(req, res, (error?: unknown) => {
       if (error) return refuse(res, error, next);
       const algorithm = (req as Request & { tokenAlgorithm?: string }).tokenAlgorithm ?? "";
-      Promise.resolve()
-        .then(() => sessionCaller(pool, identityFromClaims((req as JWTRequest).auth!, algorithm, config)))
-        .then((caller) => {
-          setCaller(req, caller);
-          next();
-        }, (failure) => refuse(res, failure, next));
+      try {
+        setCaller(req, callerFromClaims((req as JWTRequest).auth!, algorithm, config));
+      } catch (failure) {
+        return refuse(res, failure, next);
+      }
+      next();
     });
   };
 }

@@ -155,27 +155,39 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits): GraphileConfig.Plug
   return [pageSizePlugin(limits, paged), validationPlugin];
 }
 
-const retryables = new AsyncLocalStorage<{ retryAfterSeconds?: number; busy?: boolean }>();
+/** What errors of the operation say about its HTTP answer. */
+interface AnswerNotes {
+  retryAfterSeconds?: number;
+  status?: number;
+}
+const answerNotes = new AsyncLocalStorage<AnswerNotes>();
 
 /**
  * Called by maskError for an error the client may retry: the answer gets
  * Retry-After, and 503 when the server was too busy to start on it.
  */
 export function noteRetryable(retryAfterSeconds: number, busy: boolean): void {
-  const store = retryables.getStore();
-  if (!store) return;
-  store.retryAfterSeconds = Math.max(store.retryAfterSeconds ?? 0, retryAfterSeconds);
-  store.busy ||= busy;
+  const notes = answerNotes.getStore();
+  if (!notes) return;
+  notes.retryAfterSeconds = Math.max(notes.retryAfterSeconds ?? 0, retryAfterSeconds);
+  if (busy) noteAnswerStatus(503);
+}
+
+/** Called by maskError for an error that decides the whole answer's status (the first such wins). */
+export function noteAnswerStatus(status: number): void {
+  const notes = answerNotes.getStore();
+  if (notes) notes.status ??= status;
 }
 
 /**
  * The answer grafserv writes in one piece is replaced, beyond the cap, by an
  * error: the client learns to ask for less rather than the gateway sending it.
- * A retryable failure gets its Retry-After (and 503 when the server was busy).
+ * A retryable failure gets its Retry-After, and the status its errors decided
+ * (503 when the server was busy, 401 when the session had ended).
  */
 export function graphqlResponses(maxBytes: number): RequestHandler {
   return (_req, res, next) => {
-    const retryable: { retryAfterSeconds?: number; busy?: boolean } = {};
+    const notes: AnswerNotes = {};
     const writeHead = res.writeHead.bind(res) as (...args: unknown[]) => typeof res;
     const write = res.write.bind(res) as (...args: unknown[]) => boolean;
     const end = res.end.bind(res) as (...args: unknown[]) => typeof res;
@@ -208,13 +220,11 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
         writeHead(413, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
         return end(body);
       }
-      if (retryable.retryAfterSeconds !== undefined) {
-        res.setHeader("Retry-After", String(retryable.retryAfterSeconds));
-        if (retryable.busy && head) head[0] = 503;
-      }
+      if (notes.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(notes.retryAfterSeconds));
+      if (notes.status !== undefined && head) head[0] = notes.status;
       if (head) writeHead(...head);
       return end(chunk, ...rest);
     }) as typeof res.end;
-    retryables.run(retryable, next);
+    answerNotes.run(notes, next);
   };
 }

@@ -14,10 +14,11 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
-import { pgSettingsFor, SIGN_OPTIONS } from "./auth.ts";
+import { pgSettingsFor, SIGN_OPTIONS, withSessionCheck } from "./auth.ts";
+import { callerOf } from "./caller.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
-import { graphqlLimitsPlugins, noteRetryable } from "./graphql-limits.ts";
-import { currentRequestId, requestIdOf } from "./request-log.ts";
+import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
+import { currentRequestId } from "./request-log.ts";
 
 /**
  * grafserv's maskError: passes the public database errors through and masks
@@ -32,6 +33,8 @@ function maskErrorFor(log: Log) {
       // Retry-After on the answer; 503 only when the service could not serve it
       // at all (a rate limit or a timeout stays a GraphQL error like any other).
       if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, UNAVAILABLE_CODES.has(visible.code));
+      // The token's session has ended: the whole request is unauthorized, as on REST.
+      if (visible.code === "PRSES") noteAnswerStatus(401);
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
@@ -149,9 +152,13 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     // No expiresIn: app_public.jwt_token carries exp (from JWT_EXPIRES_IN via prompter.jwt_ttl).
     schema: { pgJwtSecret: config.jwtSecret, pgJwtSignOptions: SIGN_OPTIONS },
     grafast: {
-      context(requestContext) {
+      // A bearer token's caller gets the session check at the start of each transaction.
+      context(requestContext, args) {
         const req = requestContext.expressv4!.req as Request;
-        return { pgSettings: pgSettingsFor(req, config, requestIdOf(req)) };
+        const caller = callerOf(req);
+        const pgSettings = pgSettingsFor(req, config);
+        if (!caller?.session) return { pgSettings };
+        return { pgSettings, withPgClient: withSessionCheck(args.contextValue.withPgClient as Grafast.Context["withPgClient"], caller, config) };
       },
     },
     grafserv: {

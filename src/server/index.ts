@@ -100,7 +100,7 @@ export async function startGateway(
     res.type("application/json").set("Cache-Control", "no-cache").send(openApi);
   }));
   app.use(await uiRoutes());
-  app.use(authenticate(config, pool));
+  app.use(authenticate(config));
   app.use(callerConcurrency(config.callerMaxConcurrent, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));

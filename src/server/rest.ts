@@ -5,13 +5,12 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
-import { asCaller, pgSettingsFor, requireCaller, signedInCaller } from "./auth.ts";
+import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import type { ExportEvents } from "./export-events.ts";
-import { requestIdOf } from "./request-log.ts";
 
 interface ExportRow {
   id: string;
@@ -107,7 +106,7 @@ const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
 
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage): Router {
   const router = Router();
-  const settings = (req: Request) => pgSettingsFor(req, config, requestIdOf(req));
+  const asCaller = callerTransactions(pool, config);
   /** Declares a path's handlers; other methods on it answer 405. */
   const route = (routePath: string, handlers: Partial<Record<"get" | "post", RequestHandler[]>>) => {
     const declared = router.route(routePath);
@@ -116,7 +115,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   };
 
   async function readExport(req: Request, id: string): Promise<ExportRow | undefined> {
-    const { rows } = await asCaller(pool, settings(req), (client) =>
+    const { rows } = await asCaller(req, (client) =>
       client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.exports e where e.id = $1`, [id]));
     return rows[0];
   }
@@ -138,7 +137,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
 
   route("/agents/effectiveness", { get: [requireCaller, async (req, res) => {
     queryParameters(req, {});
-    const { rows } = await asCaller(pool, settings(req), (client) =>
+    const { rows } = await asCaller(req, (client) =>
       client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
         "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
     const effectiveness = Object.fromEntries(rows.map((row) => [row.agent, {
@@ -154,7 +153,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   route("/runs", { post: [requireCaller, async (req, res) => {
     queryParameters(req, {});
     if (!req.is("application/json")) throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send the run as application/json.");
-    const { rows: [{ result }] } = await asCaller(pool, settings(req), (client) =>
+    const { rows: [{ result }] } = await asCaller(req, (client) =>
       client.query<{ result: { replayed: boolean } }>("select app_public.record_run($1) as result", [JSON.stringify(req.body)]));
     res.status(result.replayed ? 200 : 201).json({ success: true, run: result });
   }] });
@@ -165,7 +164,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (hasBody && !req.is("application/json")) {
       throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send export options as application/json.");
     }
-    const { rows: [queued] } = await asCaller(pool, settings(req), (client) =>
+    const { rows: [queued] } = await asCaller(req, (client) =>
       client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.request_export($1, $2) e`,
         [kind, JSON.stringify(req.body ?? {})]));
     const row = wait === "true"
@@ -192,7 +191,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     const query = queryParameters(req, { limit: /^([1-9]\d?|100)$/, offset: /^\d{1,9}$/ });
     const limit = Number(query.limit ?? DEFAULT_PAGE);
     const offset = Number(query.offset ?? 0);
-    const [{ rows }, { rows: [{ total }] }] = await asCaller(pool, settings(req), (client) => Promise.all([
+    const [{ rows }, { rows: [{ total }] }] = await asCaller(req, (client) => Promise.all([
       client.query<ExportRow>(
         `select ${EXPORT_COLUMNS} from app_public.exports e order by e.requested_at desc, e.id desc limit $1 offset $2`,
         [limit, offset]),

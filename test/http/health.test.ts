@@ -88,8 +88,8 @@ describe("/healthz and /readyz", () => {
           Boolean,
           "the failed request is logged",
         );
-        // It fails checking the session (app_hidden.gateway_session_role), before any route is matched.
-        expect(line).toMatchObject({ level: "error", status: 500, route: "other", path: "/api/exports", err: { message: expect.stringContaining("not currently accepting connections") } });
+        // It fails in the route's transaction, which begins with the session check.
+        expect(line).toMatchObject({ level: "error", status: 500, route: "/api/exports", path: "/api/exports", err: { message: expect.stringContaining("not currently accepting connections") } });
       } finally {
         await client.query(`alter database ${db.name} allow_connections true`);
       }

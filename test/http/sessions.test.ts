@@ -111,6 +111,23 @@ describe("revocation", () => {
   });
 });
 
+describe("the session is checked in each transaction, not once per request", () => {
+  it("a mutation after signOutEverywhere in the same operation is refused, and writes nothing", async () => {
+    const token = (await register("uma", "umas-password")).data!.register.result as string;
+    const response = await graphql(server, `mutation {
+      signOutEverywhere(input: {}) { clientMutationId }
+      createPrompt(input: { prompt: { text: "written after signing out" } }) { prompt { rowId } }
+    }`, {}, token);
+    // Mutations run one after the other, each in a transaction of its own that starts with the check.
+    expect(response.status).toBe(401);
+    expect(response.data).toEqual({ signOutEverywhere: { clientMutationId: null }, createPrompt: null });
+    expect(response.errors?.map((error) => [error.path, error.extensions?.code])).toEqual([[["createPrompt"], "PRSES"]]);
+    const { rows } = await db.pool.query(
+      "select count(*)::int as prompts from app_public.prompts p join app_public.users u on u.id = p.user_id where u.username = 'uma'");
+    expect(rows).toEqual([{ prompts: 0 }]);
+  });
+});
+
 describe("throttled sign-in", () => {
   it("20 wrong passwords, then the right one: throttled with a retry time, allowed after the backoff", async () => {
     await register("tina", "tinas-password");
