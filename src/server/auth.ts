@@ -8,7 +8,7 @@ import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "express-jwt";
 import jwt, { type Algorithm } from "jsonwebtoken";
 import { createPublicKey, createSecretKey } from "node:crypto";
-import type pg from "pg";
+import pg from "pg";
 import type { PgClient, WithPgClient } from "postgraphile/@dataplan/pg";
 import type { Config } from "../config.ts";
 import { callerOf, DATABASE_ID, setCaller, type Caller, type SignedInRole } from "./caller.ts";
@@ -52,37 +52,35 @@ export function pgSettingsFor(req: Request, config: Config): Record<string, stri
   return caller.session ? claims : { ...roleSettings(caller.role ?? "app_user"), ...claims };
 }
 
-// One statement, run by the gateway's login before anything else in the
-// transaction: the settings not yet made, then the session check, whose answer
-// becomes the role (and that role's statement timeout) for the rest of it.
-// It fails with PRSES (401) when the user is gone, disabled or the token revoked.
-const BEGIN_SESSION = `
-  select set_config('statement_timeout', $5::json ->> s.role, true), set_config('role', s.role, true) as role
-    from (select count(set_config(key, value, true)) from json_each_text($1::json)) settings,
-         app_hidden.gateway_session_role($2, $3, $4) s(role)`;
+// Literals, not parameters: REST sends the statement with its begin in one round
+// trip, and the simple protocol that allows two statements takes no parameters.
+const literal = (value: string | number | null) => (value === null ? "null" : pg.escapeLiteral(String(value)));
 
-function sessionStatement(caller: Caller, config: Config, settings: Record<string, string>) {
+/**
+ * The statement that starts a transaction as the caller, run by the gateway's
+ * login: the settings and, for a bearer token's caller, the session check,
+ * whose answer becomes the role (and that role's statement timeout) for the
+ * rest of the transaction. It fails with PRSES (401) when the user is gone,
+ * disabled or the token revoked.
+ */
+function callerStatement(caller: Caller | undefined, config: Config, settings: Record<string, string>): string {
+  const applySettings = `select count(set_config(key, value, true)) from json_each_text(${literal(JSON.stringify(settings))}::json)`;
+  if (!caller?.session) return applySettings;
   const timeouts = Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`]));
-  return {
-    text: BEGIN_SESSION,
-    values: [JSON.stringify(settings), caller.userId, caller.session!.generation, caller.session!.issuedAt, JSON.stringify(timeouts)],
-  };
+  const { generation, issuedAt } = caller.session;
+  return `select set_config('statement_timeout', ${literal(JSON.stringify(timeouts))}::json ->> s.role, true), set_config('role', s.role, true) as role
+    from (${applySettings}) settings,
+         app_hidden.gateway_session_role(${literal(caller.userId)}, ${literal(generation)}, ${literal(issuedAt)}) s(role)`;
 }
 
 /** Runs `work` in a transaction as the request's caller, so RLS and grants decide what it sees. */
 export function callerTransactions(pool: pg.Pool, config: Config) {
   return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const caller = callerOf(req);
-    const settings = pgSettingsFor(req, config);
     const client = await pool.connect();
     try {
-      await client.query("begin");
-      if (caller?.session) {
-        const { rows } = await client.query<{ role: SignedInRole }>(sessionStatement(caller, config, settings));
-        caller.role = rows[0].role;
-      } else {
-        await client.query("select set_config(key, value, true) from json_each_text($1)", [JSON.stringify(settings)]);
-      }
+      const [, started] = (await client.query(`begin; ${callerStatement(caller, config, pgSettingsFor(req, config))}`)) as unknown as pg.QueryResult[];
+      if (caller?.session) caller.role = started.rows[0].role;
       const result = await work(client);
       await client.query("commit");
       return result;
@@ -101,7 +99,7 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
  */
 export function withSessionCheck<Client extends PgClient>(withPgClient: WithPgClient<Client>, caller: Caller, config: Config): WithPgClient<Client> {
   return (pgSettings, callback) => withPgClient(pgSettings, async (client) => {
-    const { rows } = await client.query<{ role: SignedInRole }>(sessionStatement(caller, config, {}));
+    const { rows } = await client.query<{ role: SignedInRole }>({ text: callerStatement(caller, config, {}) });
     caller.role = rows[0].role;
     return callback(client);
   });
