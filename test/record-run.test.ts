@@ -3,6 +3,7 @@
 // owner, so what is checked is what a later reader would find.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createUser, errorOf, useTestDatabase } from "./support/db.ts";
+import { waitUntil } from "./exports/support.ts";
 
 const db = useTestDatabase();
 const CRITERIA = ["clarity", "specificity", "actionability", "structure", "context_use"] as const;
@@ -112,12 +113,26 @@ describe("record_run", () => {
     expect(await storedFor(user)).toEqual(stored);
   });
 
-  it("writes once when the first attempt and its retry arrive at the same time", async () => {
+  it("writes once when the retry arrives while the first attempt is still uncommitted", async () => {
     const user = await createUser(db.pool);
     const run = aRun({ idempotency_key: "simultaneous" });
-    const results = await Promise.all([recordRun(user, run), recordRun(user, run), recordRun(user, run)]);
-    expect(results.map((r) => r.replayed).sort()).toEqual([false, true, true]);
-    expect(new Set(results.map((r) => r.prompt_id)).size).toBe(1);
+    const first = await db.pool.connect();
+    try {
+      await first.query("begin");
+      await first.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [user]);
+      const { rows: [{ result: firstResult }] } = await first.query("select app_public.record_run($1) as result", [JSON.stringify(run)]);
+      // The retry waits for the first attempt's claim on the key instead of writing a run of its own.
+      const retry = recordRun(user, run);
+      await waitUntil(
+        async () => (await db.pool.query("select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%record_run%'")).rows[0].n,
+        (waiting) => waiting === 1,
+        "the retry to wait for the first attempt",
+      );
+      await first.query("commit");
+      expect(await retry).toEqual({ ...firstResult, replayed: true });
+    } finally {
+      first.release();
+    }
     expect((await storedFor(user)).versions).toHaveLength(3);
   });
 
