@@ -9,9 +9,8 @@ import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "expre
 import jwt, { type Algorithm } from "jsonwebtoken";
 import { createPublicKey, createSecretKey } from "node:crypto";
 import pg from "pg";
-import type { PgClient, WithPgClient } from "postgraphile/@dataplan/pg";
 import type { Config } from "../config.ts";
-import { callerOf, DATABASE_ID, setCaller, type Caller, type SignedInRole } from "./caller.ts";
+import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
 import { requestIdOf } from "./request-log.ts";
 
@@ -34,7 +33,7 @@ export function signedInCaller(req: Request): Caller {
  * lifetime, the request id (seen in pg_stat_activity and recorded with exports)
  * and, unless a session check decides them in SQL, the role and its statement timeout.
  */
-export function pgSettingsFor(req: Request, config: Config): Record<string, string> {
+function pgSettingsFor(req: Request, config: Config): Record<string, string> {
   const caller = callerOf(req);
   const requestId = requestIdOf(req);
   const common = {
@@ -45,6 +44,8 @@ export function pgSettingsFor(req: Request, config: Config): Record<string, stri
     "prompter.allow_registration": config.allowRegistration ? "on" : "off",
     application_name: `prompter-gateway ${requestId}`,
     lock_timeout: `${config.apiTimeouts.lockMs}ms`,
+    // As PostGraphile's own adaptor does: JIT's optimisation pass costs API queries more than it saves.
+    jit_optimize_above_cost: "-1",
   };
   const roleSettings = (role: keyof Config["apiTimeouts"]["statementMs"]) => ({ role, statement_timeout: `${config.apiTimeouts.statementMs[role]}ms` });
   if (!caller) return { ...roleSettings("app_anonymous"), ...common };
@@ -73,7 +74,10 @@ function callerStatement(caller: Caller | undefined, config: Config, settings: R
          app_hidden.gateway_session_role(${literal(caller.userId)}, ${literal(generation)}, ${literal(issuedAt)}) s(role)`;
 }
 
-/** Runs `work` in a transaction as the request's caller, so RLS and grants decide what it sees. */
+/**
+ * Runs `work` in a transaction as the request's caller, so RLS and grants
+ * decide what it sees: REST's and every one PostGraphile opens for a request.
+ */
 export function callerTransactions(pool: pg.Pool, config: Config) {
   return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const caller = callerOf(req);
@@ -91,18 +95,6 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
       client.release();
     }
   };
-}
-
-/**
- * PostGraphile's withPgClient for a bearer token's caller: each transaction it
- * opens (with the request's other settings) starts with the session check.
- */
-export function withSessionCheck<Client extends PgClient>(withPgClient: WithPgClient<Client>, caller: Caller, config: Config): WithPgClient<Client> {
-  return (pgSettings, callback) => withPgClient(pgSettings, async (client) => {
-    const { rows } = await client.query<{ role: SignedInRole }>({ text: callerStatement(caller, config, {}) });
-    caller.role = rows[0].role;
-    return callback(client);
-  });
 }
 
 // Clocks differ a little, and SQL rounds exp to the second.

@@ -4,7 +4,7 @@ import { randomBytes } from "node:crypto";
 import type { Request, RequestHandler } from "express";
 import type pg from "pg";
 import { postgraphile } from "postgraphile";
-import { makePgService } from "postgraphile/adaptors/pg";
+import { makePgService, makeWithPgClientViaPgClientAlreadyInTransaction } from "postgraphile/adaptors/pg";
 import { defaultMaskError } from "postgraphile/grafserv";
 import { isSafeError, lambda, object, type ExecutableStep } from "postgraphile/grafast";
 import { GraphQLError, Kind, parse, type DocumentNode, type GraphQLFormattedError, type SelectionSetNode } from "postgraphile/graphql";
@@ -14,8 +14,7 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
-import { pgSettingsFor, SIGN_OPTIONS, withSessionCheck } from "./auth.ts";
-import { callerOf } from "./caller.ts";
+import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
@@ -142,6 +141,7 @@ export const oneSignInPerOperation: RequestHandler = (req, res, next) => {
 };
 
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
+  const asCaller = callerTransactions(pool, config);
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
     plugins: [...graphqlLimitsPlugins(config.graphqlLimits), refuseWrongPassword],
@@ -152,13 +152,14 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     // No expiresIn: app_public.jwt_token carries exp (from JWT_EXPIRES_IN via prompter.jwt_ttl).
     schema: { pgJwtSecret: config.jwtSecret, pgJwtSignOptions: SIGN_OPTIONS },
     grafast: {
-      // A bearer token's caller gets the session check at the start of each transaction.
-      context(requestContext, args) {
+      // Each transaction PostGraphile opens for the request is begun as REST's are
+      // (settings and session check in the same round trip as begin); PostGraphile
+      // then works inside it, as in a transaction of its own.
+      context(requestContext) {
         const req = requestContext.expressv4!.req as Request;
-        const caller = callerOf(req);
-        const pgSettings = pgSettingsFor(req, config);
-        if (!caller?.session) return { pgSettings };
-        return { pgSettings, withPgClient: withSessionCheck(args.contextValue.withPgClient as Grafast.Context["withPgClient"], caller, config) };
+        const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) =>
+          asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback));
+        return { withPgClient };
       },
     },
     grafserv: {
