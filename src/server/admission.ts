@@ -105,9 +105,6 @@ export function goneSignal(res: Response): AbortSignal {
 export function callerConcurrency(limits: CallerLimits, metrics: Metrics): RequestHandler {
   const lanes = new Lanes(limits.maxConcurrent, limits.maxQueued, limits.maxWaitSeconds);
   return (req, res, next) => {
-    // A client that went away while its request was being authenticated: its
-    // "close" has been emitted already and would never release a slot.
-    if (res.closed) return;
     const caller = callerOf(req);
     const key = caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
     lanes.acquire(key, 1, goneSignal(res)).then((release) => {
@@ -122,6 +119,8 @@ export function callerConcurrency(limits: CallerLimits, metrics: Metrics): Reque
         });
         return;
       }
+      // A client that went away meanwhile (say, while its request was being
+      // authenticated): its "close" has been emitted already and would never release the slot.
       if (res.closed) return release();
       res.once("close", release);
       next();

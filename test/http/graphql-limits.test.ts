@@ -3,7 +3,8 @@
 // requests one caller may have in flight. Small limits
 // here, so a few rows show the default and maximum page sizes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, useTestDatabase } from "../support/db.ts";
+import { waitUntil } from "../exports/support.ts";
+import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
@@ -20,6 +21,8 @@ const LIMITS = {
   GRAPHQL_MAX_COST: "100",
   GRAPHQL_MAX_RESPONSE_BYTES: "20000",
   CALLER_MAX_CONCURRENT: "2",
+  CALLER_MAX_WAIT: "1",
+  SIGN_IN_MAX_CONCURRENT: "1",
   // No worker runs: an export request with ?wait=true stays in flight this long.
   EXPORT_WAIT_SECONDS: "4",
 };
@@ -85,7 +88,7 @@ describe("page sizes", () => {
   it("applies to nested connections too", async () => {
     const nested = await graphql(server, "{ allUsers { nodes { promptsByUserId(first: 6) { totalCount } } } }", {}, token);
     expect(codes(nested)).toEqual(["GRAPHQL_PAGE_SIZE_TOO_LARGE"]);
-    const defaulted = await graphql(server, "{ allUsers { nodes { promptsByUserId { nodes { rowId } } } } }", {}, token);
+    const defaulted = await graphql(server, "{ allUsers(first: 1) { nodes { promptsByUserId { nodes { rowId } } } } }", {}, token);
     expect(defaulted.errors).toBeUndefined();
     expect(defaulted.data!.allUsers.nodes[0].promptsByUserId.nodes).toHaveLength(3);
   });
@@ -122,6 +125,14 @@ describe("operation limits", () => {
     const response = await graphql(server, "{ a: allPrompts(first: 5) { nodes { rowId text createdAt userId } } b: allPrompts(first: 5) { nodes { rowId text createdAt userId } } }", {}, token);
     expect(codes(response)).toEqual(["GRAPHQL_TOO_COSTLY"]);
   });
+
+  it("counts page sizes given in variables, and the default page size, in the estimated cost", async () => {
+    const query = "query ($n: Int) { a: allPrompts(first: $n) { nodes { rowId text createdAt userId } } b: allPrompts(first: $n) { nodes { rowId text createdAt userId } } }";
+    expect(codes(await graphql(server, query, { n: 5 }, token))).toEqual(["GRAPHQL_TOO_COSTLY"]);
+    expect(codes(await graphql(server, query, { n: 1 }, token))).toEqual([]);
+    const defaults = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } c: allPrompts { nodes { rowId } } }";
+    expect(codes(await graphql(server, defaults, {}, token))).toEqual(["GRAPHQL_TOO_COSTLY"]);
+  });
 });
 
 describe("response size", () => {
@@ -155,3 +166,62 @@ describe("requests in flight per caller", () => {
     expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
   });
 });
+
+describe("clients that go away", () => {
+  it("give their caller's slots back when they leave during authentication", async () => {
+    const locker = await db.pool.connect();
+    try {
+      // The session check reads users: held here, the requests wait in it.
+      await locker.query("begin");
+      await locker.query("lock table app_public.users in access exclusive mode");
+      const leaving = Array.from({ length: 2 }, () => {
+        const controller = new AbortController();
+        const sent = fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal }).catch(() => undefined);
+        return { controller, sent };
+      });
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait in the session check");
+      for (const { controller } of leaving) controller.abort();
+      await Promise.all(leaving.map(({ sent }) => sent));
+      await locker.query("commit");
+    } finally {
+      locker.release();
+    }
+    await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n === 0, "the session checks are done");
+    const answers = await Promise.all(Array.from({ length: 2 }, () =>
+      fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status)));
+    expect(answers).toEqual([200, 200]);
+  });
+});
+
+describe("sign-ins take turns gateway-wide", () => {
+  it("answers 503 SERVER_BUSY with Retry-After to a sign-in that waited too long, and serves other callers meanwhile", async () => {
+    const username = `turns_${Date.now()}`;
+    const signIn = (name: string) => fetch(`${server.baseUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: `mutation { authenticate(input: {username: "${name}", password: "not the password"}) { result } }` }),
+    });
+    const locker = await db.pool.connect();
+    let first: Promise<Response> | undefined;
+    try {
+      // A sign-in holds its username's throttle row while it checks the password: held here, the first one stays in its turn.
+      await locker.query("begin");
+      await locker.query("insert into app_private.sign_in_failures (key, failures, last_failed_at, blocked_until) values ($1, 0, now(), '-infinity')", [`user:${username}`]);
+      first = signIn(username);
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 1, "the first sign-in waits for its username's row");
+      const second = await signIn(`${username}_other`);
+      expect({ status: second.status, retryAfter: second.headers.get("retry-after"), code: (await second.json()).errors?.[0]?.extensions?.code })
+        .toEqual({ status: 503, retryAfter: "1", code: "SERVER_BUSY" });
+      expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await (await first!).text(); // answered once its turn came (a wrong password, or the lock timeout)
+  });
+});
+
+function gatewayBackendsWaitingForLocks(): Promise<number> {
+  return asSuperuser(async (client) => (await client.query(
+    "select from pg_stat_activity where datname = $1 and application_name like 'prompter-gateway%' and wait_event_type = 'Lock'", [db.name])).rowCount ?? 0);
+}
