@@ -19,6 +19,7 @@
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { openSync } from "node:fs";
 import http from "node:http";
 import S3rver from "s3rver";
 import os from "node:os";
@@ -85,7 +86,7 @@ function startProcess(command: string, db: { url: string; authUrl: string }, exp
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url, AUTH_DATABASE_URL: db.authUrl, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
       LOG_LEVEL: "warn", NODE_ENV: "production", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
+    stdio: ["ignore", process.env.BENCH_SERVER_STDOUT ? openSync(process.env.BENCH_SERVER_STDOUT, "a") : "ignore", "inherit"],
   });
   return child;
 }
@@ -710,8 +711,11 @@ async function main() {
     const runs = await only("runs", async () => ({ users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) }));
     const contention = await only("contention", () => benchContention(pool, db.url, dataUser));
     const noisy = await only("noisy", async () => {
-      children[0].kill("SIGTERM");
-      await new Promise((resolve) => children[0].once("exit", resolve));
+      // Restarted with the default limits; one that stopped already (stopped by someone else on a shared machine) is only started.
+      if (children[0].exitCode === null && children[0].signalCode === null) {
+        children[0].kill("SIGTERM");
+        await new Promise((resolve) => children[0].once("exit", resolve));
+      } else log(`the server had stopped (${children[0].exitCode ?? children[0].signalCode}); starting it again`);
       children[0] = startProcess("server", db, exportDir);
       await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
       return benchNoisyNeighbours(pool, db.url, children[0], dataUser);

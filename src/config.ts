@@ -171,6 +171,10 @@ function graphqlLimits(env: Env) {
     maxCost,
     /** Operations costing less never wait for costly ones (a page of 100 rows of a few fields costs about 1,000). */
     lightCost: integer(env, "GRAPHQL_LIGHT_COST", Math.min(2000, maxCost), 1, maxCost),
+    /** Per caller: its costly operations (GRAPHQL_LIGHT_COST or more) are paced to this much estimated cost a second. */
+    costPerSecond: integer(env, "GRAPHQL_COST_PER_SECOND", maxCost, 1, 100_000_000),
+    /** Per caller (an address, when anonymous): sign-ins and password changes are paced to this many a second, out of the same budget. */
+    signInsPerSecond: integer(env, "SIGN_INS_PER_SECOND", 10, 1, 10_000),
     /** Sign-ins and password changes checked at once, gateway-wide: each is a bcrypt in PostgreSQL. */
     signInMaxConcurrent: integer(env, "SIGN_IN_MAX_CONCURRENT", 2, 1, 1000),
     maxResponseBytes: integer(env, "GRAPHQL_MAX_RESPONSE_BYTES", 20_000_000, 10_000, 1_000_000_000),

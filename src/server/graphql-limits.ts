@@ -6,7 +6,7 @@
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RequestHandler } from "express";
+import type { Request, RequestHandler } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
 import {
@@ -15,7 +15,8 @@ import {
 } from "postgraphile/graphql";
 import type { Config } from "../config.ts";
 import { goneSignal, Lanes } from "./admission.ts";
-import { serverBusy } from "./errors.ts";
+import { callerOf } from "./caller.ts";
+import { HttpError, serverBusy } from "./errors.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
 
@@ -176,6 +177,7 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
   const costly = new Lanes(limits.maxCost, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
+  const pace = new CostPace(limits.maxCost, limits.costPerSecond);
   return {
     name: "PrompterCostPlugin",
     version: "1.0.0",
@@ -186,13 +188,34 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
           if (cost > limits.maxCost) {
             return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
           }
+          const signingIn = signsIn(args.document, credentialFields);
           const lanes = [
             ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
-            ...(signsIn(args.document, credentialFields) ? [signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
+            ...(signingIn ? [signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
           ];
           const res = args.requestContext?.expressv4?.res;
-          if (!lanes.length || !res) return next();
+          const req = args.requestContext?.expressv4?.req;
+          if (!lanes.length || !res || !req) return next();
           const gone = goneSignal(res);
+          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
+          if (paced) {
+            // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
+            // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
+            const key = callerKey(req);
+            const waitMs = pace.reserve(key, paced);
+            const maxWaitMs = maxWaitSeconds * 1000;
+            if (waitMs > 0 && !(await delay(Math.min(waitMs, maxWaitMs), gone))) {
+              pace.refund(key, paced);
+              return refused(new GraphQLError("The client went away."));
+            }
+            if (waitMs > maxWaitMs) {
+              pace.refund(key, paced);
+              const tooFast = new HttpError(429, "GRAPHQL_COST_RATE",
+                `At most ${limits.costPerSecond} of estimated cost (or ${limits.signInsPerSecond} sign-ins) a second per caller; try again later or ask for less.`,
+                { retryAfterSeconds: Math.ceil((waitMs - maxWaitMs) / 1000) });
+              return refused(new GraphQLError(tooFast.message, { originalError: tooFast }));
+            }
+          }
           const releases: (() => void)[] = [];
           for (const acquire of lanes) {
             const release = await acquire(gone);
@@ -203,13 +226,74 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
             }
             releases.push(release);
           }
+          const releaseAll = () => releases.forEach((release) => release());
+          // A client that left while waiting: its "close" is past and would never give the turn back.
+          if (res.closed) {
+            releaseAll();
+            return refused(new GraphQLError("The client went away."));
+          }
           // Held until the answer is written: building and sending it is most of a costly operation's work here.
-          res.once("close", () => releases.forEach((release) => release()));
+          res.once("close", releaseAll);
           return next();
         },
       },
     },
   };
+}
+
+/**
+ * Per caller, a bucket of cost that fills at `perSecond` up to `capacity` (one
+ * operation as costly as allowed); an operation takes its cost from it, going
+ * into debt, and waits until the debt is paid.
+ */
+class CostPace {
+  private readonly saved = new Map<string, { cost: number; at: number }>();
+  private readonly capacity: number;
+  private readonly perMs: number;
+
+  constructor(capacity: number, perSecond: number) {
+    this.capacity = capacity;
+    this.perMs = perSecond / 1000;
+  }
+
+  /** Takes `cost`; answers how long to wait (ms) before running. */
+  reserve(key: string, cost: number): number {
+    const now = performance.now();
+    if (this.saved.size > 10_000) this.forgetFull(now);
+    const entry = this.saved.get(key);
+    const saved = entry ? Math.min(this.capacity, entry.cost + (now - entry.at) * this.perMs) : this.capacity;
+    this.saved.set(key, { cost: saved - cost, at: now });
+    return saved >= cost ? 0 : (cost - saved) / this.perMs;
+  }
+
+  refund(key: string, cost: number): void {
+    const entry = this.saved.get(key);
+    if (entry) entry.cost += cost;
+  }
+
+  private forgetFull(now: number): void {
+    for (const [key, entry] of this.saved) if (entry.cost + (now - entry.at) * this.perMs >= this.capacity) this.saved.delete(key);
+  }
+}
+
+function callerKey(req: Request): string {
+  const caller = callerOf(req);
+  return caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
+}
+
+/** Resolves true after `ms`, or false as soon as the client goes away. */
+function delay(ms: number, gone: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      gone.removeEventListener("abort", leave);
+      resolve(true);
+    }, ms);
+    const leave = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    gone.addEventListener("abort", leave, { once: true });
+  });
 }
 
 function signsIn(document: DocumentNode, credentialFields: ReadonlySet<string>): boolean {

@@ -23,6 +23,9 @@ const LIMITS = {
   CALLER_MAX_CONCURRENT: "2",
   CALLER_MAX_WAIT: "1",
   SIGN_IN_MAX_CONCURRENT: "1",
+  // Only the pacing test's operations (cost 84) are costly here.
+  GRAPHQL_LIGHT_COST: "60",
+  GRAPHQL_COST_PER_SECOND: "1",
   // No worker runs: an export request with ?wait=true stays in flight this long.
   EXPORT_WAIT_SECONDS: "4",
 };
@@ -167,6 +170,74 @@ describe("requests in flight per caller", () => {
   });
 });
 
+describe("requests over the caller's limit", () => {
+  it("wait their turn, and are served when one of the caller's requests is answered", async () => {
+    const waiter = signTestToken(await createUser(db.pool));
+    const locker = await db.pool.connect();
+    let queued: Promise<{ status: number }> | undefined;
+    let holding: Promise<unknown>[] = [];
+    try {
+      // Held here, the caller's first two requests keep its slots while they wait for prompts.
+      await locker.query("begin");
+      await locker.query("lock table app_public.prompts in access exclusive mode");
+      holding = [0, 1].map(() => graphql(server, "{ allPrompts { totalCount } }", {}, waiter));
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait for prompts");
+      queued = graphql(server, "{ allPrompts { totalCount } }", {}, waiter);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // it arrives while both slots are taken
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await Promise.all(holding);
+    expect((await queued!).status).toBe(200);
+  });
+});
+
+describe("costly operations per caller", () => {
+  it("are paced to GRAPHQL_COST_PER_SECOND: one that would wait past CALLER_MAX_WAIT is answered GRAPHQL_COST_RATE with Retry-After, and other callers are not held up", async () => {
+    const costly = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } }";
+    const pacedToken = signTestToken(await createUser(db.pool));
+    expect(codes(await graphql(server, costly, {}, pacedToken))).toEqual([]);
+    const response = await fetch(`${server.baseUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${pacedToken}` },
+      body: JSON.stringify({ query: costly }),
+    });
+    const body = await response.json();
+    // 84 of cost saved up at 1 a second, with 16 left: 68 seconds to wait, of which CALLER_MAX_WAIT (1 s) waited.
+    expect({ code: body.errors?.[0]?.extensions?.code, retryAfter: response.headers.get("retry-after"), data: body.data ?? null })
+      .toEqual({ code: "GRAPHQL_COST_RATE", retryAfter: "67", data: null });
+    expect(codes(await graphql(server, costly, {}, signTestToken(await createUser(db.pool))))).toEqual([]);
+  });
+});
+
+describe("costly operations gateway-wide", () => {
+  it("take turns within GRAPHQL_MAX_COST: one that waited CALLER_MAX_WAIT is answered 503 SERVER_BUSY with Retry-After, while light requests go on", async () => {
+    const costly = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } }";
+    const locker = await db.pool.connect();
+    let first: Promise<unknown> | undefined;
+    try {
+      // Held here, the first costly operation keeps its turn while it waits for prompts.
+      await locker.query("begin");
+      await locker.query("lock table app_public.prompts in access exclusive mode");
+      first = graphql(server, costly, {}, signTestToken(await createUser(db.pool)));
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 1, "the first costly operation waits for prompts");
+      const response = await fetch(`${server.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${signTestToken(await createUser(db.pool))}` },
+        body: JSON.stringify({ query: costly }),
+      });
+      expect({ status: response.status, retryAfter: response.headers.get("retry-after"), code: (await response.json()).errors?.[0]?.extensions?.code })
+        .toEqual({ status: 503, retryAfter: "1", code: "SERVER_BUSY" });
+      expect(codes(await graphql(server, "{ allAgents { totalCount } }", {}, signTestToken(await createUser(db.pool))))).toEqual([]);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await first;
+  });
+});
+
 describe("clients that go away", () => {
   it("give their caller's slots back when they leave during authentication", async () => {
     const locker = await db.pool.connect();
@@ -225,3 +296,17 @@ function gatewayBackendsWaitingForLocks(): Promise<number> {
   return asSuperuser(async (client) => (await client.query(
     "select from pg_stat_activity where datname = $1 and application_name like 'prompter-gateway%' and wait_event_type = 'Lock'", [db.name])).rowCount ?? 0);
 }
+
+describe("sign-ins per client address", () => {
+  it("are paced to SIGN_INS_PER_SECOND: one that would wait past CALLER_MAX_WAIT is answered GRAPHQL_COST_RATE", async () => {
+    const paced = await startServer({ databaseUrl: db.url, env: { SIGN_INS_PER_SECOND: "1", CALLER_MAX_WAIT: "1" } });
+    try {
+      const signIn = (name: string) => graphql(paced, `mutation { authenticate(input: {username: "${name}", password: "not the password"}) { result } }`);
+      // The first goes at once, the second waits its second, the third would wait two: past CALLER_MAX_WAIT.
+      const answers = await Promise.all(["pace_a", "pace_b", "pace_c"].map((name) => signIn(`${name}_${Date.now()}`)));
+      expect(answers.map((answer) => codes(answer)[0]).sort()).toEqual(["GRAPHQL_COST_RATE", "PRCRD", "PRCRD"]);
+    } finally {
+      await paced.stop();
+    }
+  });
+});
