@@ -198,10 +198,10 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
           if (!lanes.length || !res || !req) return next();
           const gone = goneSignal(res);
           const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
+          const key = callerKey(req);
           if (paced) {
             // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
             // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
-            const key = callerKey(req);
             const waitMs = pace.reserve(key, paced);
             const maxWaitMs = maxWaitSeconds * 1000;
             if (waitMs > 0 && !(await delay(Math.min(waitMs, maxWaitMs), gone))) {
@@ -221,6 +221,7 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
             const release = await acquire(gone);
             if (!release) {
               for (const r of releases) r();
+              pace.refund(key, paced); // nothing ran
               const busy = serverBusy(1);
               return refused(new GraphQLError(busy.message, { originalError: busy }));
             }
