@@ -239,10 +239,10 @@ describe("costly operations gateway-wide", () => {
 });
 
 describe("clients that go away", () => {
-  it("give their caller's slots back when they leave during authentication", async () => {
+  it("give their caller's slots back when they leave mid-request", async () => {
     const locker = await db.pool.connect();
     try {
-      // The session check reads users: held here, the requests wait in it.
+      // The session check reads users: held here, the requests wait in it, holding their slots.
       await locker.query("begin");
       await locker.query("lock table app_public.users in access exclusive mode");
       const leaving = Array.from({ length: 2 }, () => {
@@ -250,7 +250,7 @@ describe("clients that go away", () => {
         const sent = fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal }).catch(() => undefined);
         return { controller, sent };
       });
-      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait in the session check");
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait for users");
       for (const { controller } of leaving) controller.abort();
       await Promise.all(leaving.map(({ sent }) => sent));
       await locker.query("commit");
