@@ -19,6 +19,7 @@
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
 import { mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { openSync } from "node:fs";
 import http from "node:http";
 import S3rver from "s3rver";
 import os from "node:os";
@@ -85,7 +86,7 @@ function startProcess(command: string, db: { url: string; authUrl: string }, exp
     cwd: root,
     env: { ...process.env, DATABASE_URL: db.url, AUTH_DATABASE_URL: db.authUrl, PORT: String(PORT), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
       LOG_LEVEL: "warn", NODE_ENV: "production", ...env },
-    stdio: ["ignore", "ignore", "inherit"],
+    stdio: ["ignore", process.env.BENCH_SERVER_STDOUT ? openSync(process.env.BENCH_SERVER_STDOUT, "a") : "ignore", "inherit"],
   });
   return child;
 }
@@ -485,7 +486,8 @@ async function rssMb(pid: number): Promise<number> {
 
 /**
  * User B's experience with and without user A's attack: A's heaviest allowed
- * GraphQL reads in parallel, 50 wrong-password sign-ins, and a SQL login of A
+ * GraphQL reads in parallel, 50 clients signing in with a wrong password without
+ * pause, and a SQL login of A
  * holding B's and the service's advisory keys while running a query that
  * would last 10 minutes (its statement timeout is 5 s; the worker enforces it).
  */
@@ -498,7 +500,8 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
   const measureVictim = async () => {
     // 3 clients, plus B's export request: within B's CALLER_MAX_CONCURRENT (4).
     const result = await autocannon({ url: `${base}/api/agents/effectiveness`, connections: 3, duration: 8, headers: { authorization: `Bearer ${victim}` } });
-    return { p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests_per_s: round(result.requests.average, 0), non_2xx: result.non2xx };
+    const statuses = Object.fromEntries(Object.entries(result.statusCodeStats ?? {}).map(([status, stats]) => [status, (stats as { count: number }).count]));
+    return { p50_ms: result.latency.p50, p99_ms: result.latency.p99, requests_per_s: round(result.requests.average, 0), non_2xx: result.non2xx, statuses };
   };
   log("noisy neighbours: baseline");
   const baseline = await measureVictim();
@@ -523,6 +526,7 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
               pg_advisory_lock(4727445306447283)`, [victimId]);
     await reader.query("set statement_timeout = 0");
     const longQuery = reader.query("select pg_sleep(600)").then(() => "finished", (error) => error.code === "57014" ? "cancelled" : error.message);
+    const refusals: Record<string, number> = {};
     const heavy = Array.from({ length: 8 }, async () => {
       let refused = 0;
       let answered = 0;
@@ -532,16 +536,33 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
         const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
           .then((response) => response.json(), () => undefined);
         if (!body) failed++;
-        else if (body.errors || body.error) refused++;
+        else if (body.errors || body.error) {
+          refused++;
+          const code = body.errors?.[0]?.extensions?.code ?? body.error?.code;
+          refusals[code] = (refusals[code] ?? 0) + 1;
+        }
         else answered++;
       }
       return { refused, answered, failed };
     });
-    const signIns = Promise.all(Array.from({ length: 50 }, () => fetch(`${base}/graphql`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result { userId } } }` }),
-    }).then((r) => r.json(), () => undefined)));
+    // 50 clients guessing passwords without pause, each trying again as soon as it is answered.
+    const signIns = Promise.all(Array.from({ length: 50 }, async () => {
+      const answers: Record<string, number> = {};
+      while (!stop) {
+        const body = await fetch(`${base}/graphql`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result } }` }),
+        }).then((r) => r.json(), () => undefined);
+        const code = body ? body.errors?.[0]?.extensions?.code ?? "signed in" : "connection error";
+        answers[code] = (answers[code] ?? 0) + 1;
+      }
+      return answers;
+    })).then((all) => {
+      const answers: Record<string, number> = {};
+      for (const one of all) for (const [code, count] of Object.entries(one)) answers[code] = (answers[code] ?? 0) + count;
+      return answers;
+    });
     const sampling = (async () => {
       while (!stop) {
         peakRss = Math.max(peakRss, await rssMb(server.pid!));
@@ -555,13 +576,13 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
       api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records })),
     ]);
     stop = true;
-    const attackerQueries = (await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed }));
-    await signIns;
+    const attackerQueries = { ...(await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed })), refusals };
+    const wrongSignIns = await signIns;
     await sampling;
     return {
       scale_prompts_of_attacker: Number((await pool.query("select count(*) from app_public.prompts where user_id = $1", [attackerId])).rows[0].count),
       baseline, attack, victim_export: victimExport, readyz, gateway_peak_rss_mb: round(peakRss, 1),
-      attacker_heavy_queries: attackerQueries, wrong_sign_ins: 50, reader_long_query: await longQuery,
+      attacker_heavy_queries: attackerQueries, wrong_sign_ins: wrongSignIns, reader_long_query: await longQuery,
     };
   } finally {
     stop = true;
@@ -616,11 +637,11 @@ function markdown(results: Record<string, any>): string {
     `| ${results.contention.bookkeeping_tps} tps | ${results.contention.no_bookkeeping_tps} tps (bookkeeping = ${results.contention.vs_no_bookkeeping}x) | ${results.contention.plain_tables_tps} tps (bookkeeping = ${results.contention.vs_plain_tables}x) |`, "",
     ...(results.noisy ? [
       "## 6. Noisy neighbours: user B while user A attacks", "",
-      `Gateway with default settings. A: 8 clients sending the heaviest GraphQL read the limits allow (5 pages of 1000 versions), 50 wrong-password sign-ins, and a SQL login holding B's export lock key, the migration keys and running pg_sleep(600). A has ${results.noisy.scale_prompts_of_attacker} prompts.`, "",
+      `Gateway with default settings. A: 8 clients sending the heaviest GraphQL read the limits allow (5 pages of 1000 versions), 50 clients sending wrong-password sign-ins without pause, and a SQL login holding B's export lock key, the migration keys and running pg_sleep(600). A has ${results.noisy.scale_prompts_of_attacker} prompts.`, "",
       "| B's /api/agents/effectiveness | p50 ms | p99 ms | req/s | non-2xx |", "| --- | --- | --- | --- | --- |",
       `| without attack | ${results.noisy.baseline.p50_ms} | ${results.noisy.baseline.p99_ms} | ${results.noisy.baseline.requests_per_s} | ${results.noisy.baseline.non_2xx} |`,
       `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
-      `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
+      `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. Wrong sign-ins answered: ${JSON.stringify(results.noisy.wrong_sign_ins)}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
     ] : []),
     "## Targets", "",
     ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
@@ -690,8 +711,11 @@ async function main() {
     const runs = await only("runs", async () => ({ users_20: await benchRecordRun(others), user_1: await benchRecordRun(others.slice(0, 1)) }));
     const contention = await only("contention", () => benchContention(pool, db.url, dataUser));
     const noisy = await only("noisy", async () => {
-      children[0].kill("SIGTERM");
-      await new Promise((resolve) => children[0].once("exit", resolve));
+      // Restarted with the default limits; one that stopped already (stopped by someone else on a shared machine) is only started.
+      if (children[0].exitCode === null && children[0].signalCode === null) {
+        children[0].kill("SIGTERM");
+        await new Promise((resolve) => children[0].once("exit", resolve));
+      } else log(`the server had stopped (${children[0].exitCode ?? children[0].signalCode}); starting it again`);
       children[0] = startProcess("server", db, exportDir);
       await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
       return benchNoisyNeighbours(pool, db.url, children[0], dataUser);

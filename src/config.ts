@@ -145,19 +145,38 @@ function apiTimeouts(env: Env) {
   return { statementMs, lockMs };
 }
 
+/** How many requests one caller (a user, or an address when anonymous) may have in flight, and waiting their turn. */
+function callerLimits(env: Env) {
+  const maxConcurrent = integer(env, "CALLER_MAX_CONCURRENT", 4, 1, 1000);
+  return {
+    maxConcurrent,
+    maxQueued: integer(env, "CALLER_MAX_QUEUED", maxConcurrent * 16, 0, 100_000),
+    maxWaitSeconds: durationSeconds(env, "CALLER_MAX_WAIT", 3),
+  };
+}
+
 /** What one GraphQL operation may ask for (see src/server/graphql-limits.ts and the README). */
 function graphqlLimits(env: Env) {
   const maxPageSize = integer(env, "GRAPHQL_MAX_PAGE_SIZE", 1000, 1, 100_000);
   const defaultPageSize = integer(env, "GRAPHQL_DEFAULT_PAGE_SIZE", 100, 1, 100_000);
   if (defaultPageSize > maxPageSize) throw new ConfigError("GRAPHQL_DEFAULT_PAGE_SIZE must not be more than GRAPHQL_MAX_PAGE_SIZE.");
+  const maxCost = integer(env, "GRAPHQL_MAX_COST", 50_000, 100, 10_000_000);
   return {
     defaultPageSize,
     maxPageSize,
     maxAliases: integer(env, "GRAPHQL_MAX_ALIASES", 15, 1, 1000),
     maxDepth: integer(env, "GRAPHQL_MAX_DEPTH", 10, 2, 100),
     maxTokens: integer(env, "GRAPHQL_MAX_TOKENS", 2000, 100, 100_000),
-    /** GraphQL Armor's estimate: a page size given as a literal multiplies the cost of what is inside it. */
-    maxCost: integer(env, "GRAPHQL_MAX_COST", 50_000, 100, 10_000_000),
+    /** GraphQL Armor's weights; each page size that applies (literal, variable or default) multiplies the cost of what is inside it. */
+    maxCost,
+    /** Operations costing less never wait for costly ones (a page of 100 rows of a few fields costs about 1,000). */
+    lightCost: integer(env, "GRAPHQL_LIGHT_COST", Math.min(2000, maxCost), 1, maxCost),
+    /** Per caller: its costly operations (GRAPHQL_LIGHT_COST or more) are paced to this much estimated cost a second. */
+    costPerSecond: integer(env, "GRAPHQL_COST_PER_SECOND", maxCost, 1, 100_000_000),
+    /** Per caller (an address, when anonymous): sign-ins and password changes are paced to this many a second, out of the same budget. */
+    signInsPerSecond: integer(env, "SIGN_INS_PER_SECOND", 10, 1, 10_000),
+    /** Sign-ins and password changes checked at once, gateway-wide: each is a bcrypt in PostgreSQL. */
+    signInMaxConcurrent: integer(env, "SIGN_IN_MAX_CONCURRENT", 2, 1, 1000),
     maxResponseBytes: integer(env, "GRAPHQL_MAX_RESPONSE_BYTES", 20_000_000, 10_000, 1_000_000_000),
   };
 }
@@ -294,8 +313,7 @@ export function loadConfig(env: Env = process.env) {
     /** Requests beyond this many already waiting for a connection are answered 503 SERVER_BUSY at once. */
     poolMaxWaiting: integer(env, "PG_POOL_MAX_WAITING", poolMax * 5, 0, 100_000),
     apiTimeouts: apiTimeouts(env),
-    /** Requests one caller (a user, or an address when anonymous) may have in flight at once. */
-    callerMaxConcurrent: integer(env, "CALLER_MAX_CONCURRENT", 4, 1, 1000),
+    callerLimits: callerLimits(env),
     graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):

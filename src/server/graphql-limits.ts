@@ -1,16 +1,22 @@
 // What one GraphQL operation may ask for, checked before any SQL runs: page
 // sizes on every connection (with a default when none is given), aliases,
-// depth, tokens and estimated cost (GraphQL Armor's validation rules), and the
-// size of the answer. Each refusal carries a code naming the limit.
-import { costLimitRule } from "@escape.tech/graphql-armor-cost-limit";
+// depth and tokens (GraphQL Armor's validation rules), estimated cost, and the
+// size of the answer. Each refusal carries a code naming the limit. Costly
+// operations and sign-ins also take turns gateway-wide (see heavyLanes).
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RequestHandler } from "express";
+import type { Request, RequestHandler } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
-import { GraphQLError, Kind, TokenKind, type Token, type ValidationContext, type ValidationRule } from "postgraphile/graphql";
+import {
+  getNamedType, GraphQLError, isObjectType, Kind, TokenKind, visit,
+  type DocumentNode, type FieldNode, type GraphQLObjectType, type GraphQLSchema, type SelectionSetNode, type Token, type ValidationContext, type ValidationRule,
+} from "postgraphile/graphql";
 import type { Config } from "../config.ts";
+import { goneSignal, Lanes } from "./admission.ts";
+import { callerOf } from "./caller.ts";
+import { HttpError, serverBusy } from "./errors.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
 
@@ -128,7 +134,11 @@ function pageSizePlugin(limits: GraphqlLimits, paged: PagedFields): GraphileConf
   };
 }
 
-export function graphqlLimitsPlugins(limits: GraphqlLimits): GraphileConfig.Plugin[] {
+/**
+ * `credentialFields`: the mutations that check a password (bcrypt) or create an account.
+ * `maxWaitSeconds`: how long an operation waits its turn before 503 SERVER_BUSY.
+ */
+export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin[] {
   const paged: PagedFields = new Map();
   const rules: ValidationRule[] = [
     maxTokensRule(limits.maxTokens),
@@ -137,8 +147,6 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits): GraphileConfig.Plug
       maxAliasesRule({ n: limits.maxAliases, onReject: [reject], propagateOnRejection: false })),
     armored("GRAPHQL_TOO_DEEP", limits.maxDepth, (reject) =>
       maxDepthRule({ n: limits.maxDepth, onReject: [reject], propagateOnRejection: false })),
-    armored("GRAPHQL_TOO_COSTLY", limits.maxCost, (reject) =>
-      costLimitRule({ maxCost: limits.maxCost, onReject: [reject], propagateOnRejection: false })),
   ];
   const validationPlugin: GraphileConfig.Plugin = {
     name: "PrompterValidationLimitsPlugin",
@@ -152,8 +160,206 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits): GraphileConfig.Plug
       },
     },
   };
-  return [pageSizePlugin(limits, paged), validationPlugin];
+  return [pageSizePlugin(limits, paged), validationPlugin, costPlugin(limits, paged, credentialFields, maxWaitSeconds)];
 }
+
+/**
+ * Refuses an operation whose estimated cost is over GRAPHQL_MAX_COST, and
+ * makes the costly ones take turns gateway-wide: together the operations
+ * running may cost GRAPHQL_MAX_COST (one operation as costly as allowed, or
+ * several smaller ones); cheap ones (under GRAPHQL_LIGHT_COST) never wait.
+ * Sign-ins and password changes (bcrypt, in PostgreSQL) run
+ * SIGN_IN_MAX_CONCURRENT at a time. Whatever one caller sends, others' light
+ * requests find the event loop, the pool and the database's CPU free enough;
+ * an operation that waited too long is answered 503 SERVER_BUSY with Retry-After.
+ */
+function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
+  const costly = new Lanes(limits.maxCost, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
+  const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
+  const refused = (error: GraphQLError) => ({ errors: [error] });
+  const pace = new CostPace(limits.maxCost, limits.costPerSecond);
+  return {
+    name: "PrompterCostPlugin",
+    version: "1.0.0",
+    grafast: {
+      middleware: {
+        async execute(next, { args }) {
+          const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize, paged);
+          if (cost > limits.maxCost) {
+            return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
+          }
+          const signingIn = signsIn(args.document, credentialFields);
+          const lanes = [
+            ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
+            ...(signingIn ? [signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
+          ];
+          const res = args.requestContext?.expressv4?.res;
+          const req = args.requestContext?.expressv4?.req;
+          if (!lanes.length || !res || !req) return next();
+          const gone = goneSignal(res);
+          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
+          const key = callerKey(req);
+          if (paced) {
+            // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
+            // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
+            const waitMs = pace.reserve(key, paced);
+            const maxWaitMs = maxWaitSeconds * 1000;
+            if (waitMs > 0 && !(await delay(Math.min(waitMs, maxWaitMs), gone))) {
+              pace.refund(key, paced);
+              return refused(new GraphQLError("The client went away."));
+            }
+            if (waitMs > maxWaitMs) {
+              pace.refund(key, paced);
+              const tooFast = new HttpError(429, "GRAPHQL_COST_RATE",
+                `At most ${limits.costPerSecond} of estimated cost (or ${limits.signInsPerSecond} sign-ins) a second per caller; try again later or ask for less.`,
+                { retryAfterSeconds: Math.ceil((waitMs - maxWaitMs) / 1000) });
+              return refused(new GraphQLError(tooFast.message, { originalError: tooFast }));
+            }
+          }
+          const releases: (() => void)[] = [];
+          for (const acquire of lanes) {
+            const release = await acquire(gone);
+            if (!release) {
+              for (const r of releases) r();
+              pace.refund(key, paced); // nothing ran
+              const busy = serverBusy(1);
+              return refused(new GraphQLError(busy.message, { originalError: busy }));
+            }
+            releases.push(release);
+          }
+          const releaseAll = () => releases.forEach((release) => release());
+          // A client that left while waiting: its "close" is past and would never give the turn back.
+          if (res.closed) {
+            releaseAll();
+            return refused(new GraphQLError("The client went away."));
+          }
+          // Held until the answer is written: building and sending it is most of a costly operation's work here.
+          res.once("close", releaseAll);
+          return next();
+        },
+      },
+    },
+  };
+}
+
+/**
+ * Per caller, a bucket of cost that fills at `perSecond` up to `capacity` (one
+ * operation as costly as allowed); an operation takes its cost from it, going
+ * into debt, and waits until the debt is paid.
+ */
+class CostPace {
+  private readonly saved = new Map<string, { cost: number; at: number }>();
+  private readonly capacity: number;
+  private readonly perMs: number;
+
+  constructor(capacity: number, perSecond: number) {
+    this.capacity = capacity;
+    this.perMs = perSecond / 1000;
+  }
+
+  /** Takes `cost`; answers how long to wait (ms) before running. */
+  reserve(key: string, cost: number): number {
+    const now = performance.now();
+    if (this.saved.size > 10_000) this.forgetFull(now);
+    const entry = this.saved.get(key);
+    const saved = entry ? Math.min(this.capacity, entry.cost + (now - entry.at) * this.perMs) : this.capacity;
+    this.saved.set(key, { cost: saved - cost, at: now });
+    return saved >= cost ? 0 : (cost - saved) / this.perMs;
+  }
+
+  refund(key: string, cost: number): void {
+    const entry = this.saved.get(key);
+    if (entry) entry.cost += cost;
+  }
+
+  private forgetFull(now: number): void {
+    for (const [key, entry] of this.saved) if (entry.cost + (now - entry.at) * this.perMs >= this.capacity) this.saved.delete(key);
+  }
+}
+
+function callerKey(req: Request): string {
+  const caller = callerOf(req);
+  return caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
+}
+
+/** Resolves true after `ms`, or false as soon as the client goes away. */
+function delay(ms: number, gone: AbortSignal): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      gone.removeEventListener("abort", leave);
+      resolve(true);
+    }, ms);
+    const leave = () => {
+      clearTimeout(timer);
+      resolve(false);
+    };
+    gone.addEventListener("abort", leave, { once: true });
+  });
+}
+
+function signsIn(document: DocumentNode, credentialFields: ReadonlySet<string>): boolean {
+  let found = false;
+  visit(document, { Field: (node) => void (found ||= credentialFields.has(node.name.value)) });
+  return found;
+}
+
+// GraphQL Armor's weights: an object field costs 2, a scalar 1, what is inside
+// a field 1.5 times what it costs alone, and a page multiplies its content.
+const OBJECT_COST = 2;
+const SCALAR_COST = 1;
+const DEPTH_FACTOR = 1.5;
+
+/**
+ * The estimated cost of the operation as it will run: Armor's formula (with
+ * fragments counted where they are spread), but with the page sizes that will
+ * apply, also those given in variables or left to the default; Armor's own rule
+ * sees only literals, so there `first: $n`, or no `first`, cost one row.
+ */
+export function estimatedCost(
+  schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown>,
+  defaultPageSize: number, paged: PagedFields,
+): number {
+  const operation = document.definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION && (!operationName || d.name?.value === operationName));
+  const root = operation?.kind === Kind.OPERATION_DEFINITION ? schema.getRootType(operation.operation) : undefined;
+  if (operation?.kind !== Kind.OPERATION_DEFINITION || !root) return 0;
+  const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
+  const typeNamed = (fallback: GraphQLObjectType, name: string | undefined) => {
+    const named = name === undefined ? undefined : schema.getType(name);
+    return named && isObjectType(named) ? named : fallback;
+  };
+  const pageSize = (node: FieldNode) => {
+    for (const argument of node.arguments ?? []) {
+      if (argument.name.value !== "first" && argument.name.value !== "last") continue;
+      const value = argument.value.kind === Kind.VARIABLE ? variables[argument.value.name.value] : argument.value.kind === Kind.INT ? Number(argument.value.value) : null;
+      if (typeof value === "number") return value;
+    }
+    return defaultPageSize;
+  };
+  const costOf = (type: GraphQLObjectType, selectionSet: SelectionSetNode, seen: ReadonlySet<string>): number => {
+    let cost = 0;
+    for (const selection of selectionSet.selections) {
+      if (selection.kind === Kind.INLINE_FRAGMENT) {
+        cost += costOf(typeNamed(type, selection.typeCondition?.name.value), selection.selectionSet, seen);
+      } else if (selection.kind === Kind.FRAGMENT_SPREAD) {
+        const fragment = fragments.get(selection.name.value);
+        if (!fragment || seen.has(fragment.name.value)) continue; // a cycle is GraphQL's to refuse
+        cost += costOf(typeNamed(type, fragment.typeCondition.name.value), fragment.selectionSet, new Set([...seen, fragment.name.value]));
+      } else {
+        const fieldType = type.getFields()[selection.name.value]?.type;
+        const named = fieldType && getNamedType(fieldType);
+        if (!selection.selectionSet || !named || !isObjectType(named)) {
+          cost += SCALAR_COST;
+          continue;
+        }
+        const inside = OBJECT_COST + DEPTH_FACTOR * costOf(named, selection.selectionSet, seen);
+        cost += inside * (paged.has(fieldKey(type.name, selection.name.value)) ? pageSize(selection) : 1);
+      }
+    }
+    return cost;
+  };
+  return costOf(root, operation.selectionSet, new Set());
+}
+
 
 /** What errors of the operation say about its HTTP answer. */
 interface AnswerNotes {

@@ -144,7 +144,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   const asCaller = callerTransactions(pool, config);
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
-    plugins: [...graphqlLimitsPlugins(config.graphqlLimits), refuseWrongPassword],
+    plugins: [...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds), refuseWrongPassword],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],

@@ -101,7 +101,7 @@ export async function startGateway(
   }));
   app.use(await uiRoutes());
   app.use(authenticate(config));
-  app.use(callerConcurrency(config.callerMaxConcurrent, metrics));
+  app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
   app.post("/graphql", oneSignInPerOperation);

@@ -3,7 +3,8 @@
 // requests one caller may have in flight. Small limits
 // here, so a few rows show the default and maximum page sizes.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser, useTestDatabase } from "../support/db.ts";
+import { waitUntil } from "../exports/support.ts";
+import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
 const db = useTestDatabase();
@@ -20,6 +21,11 @@ const LIMITS = {
   GRAPHQL_MAX_COST: "100",
   GRAPHQL_MAX_RESPONSE_BYTES: "20000",
   CALLER_MAX_CONCURRENT: "2",
+  CALLER_MAX_WAIT: "1",
+  SIGN_IN_MAX_CONCURRENT: "1",
+  // Only the pacing test's operations (cost 84) are costly here.
+  GRAPHQL_LIGHT_COST: "60",
+  GRAPHQL_COST_PER_SECOND: "1",
   // No worker runs: an export request with ?wait=true stays in flight this long.
   EXPORT_WAIT_SECONDS: "4",
 };
@@ -85,7 +91,7 @@ describe("page sizes", () => {
   it("applies to nested connections too", async () => {
     const nested = await graphql(server, "{ allUsers { nodes { promptsByUserId(first: 6) { totalCount } } } }", {}, token);
     expect(codes(nested)).toEqual(["GRAPHQL_PAGE_SIZE_TOO_LARGE"]);
-    const defaulted = await graphql(server, "{ allUsers { nodes { promptsByUserId { nodes { rowId } } } } }", {}, token);
+    const defaulted = await graphql(server, "{ allUsers(first: 1) { nodes { promptsByUserId { nodes { rowId } } } } }", {}, token);
     expect(defaulted.errors).toBeUndefined();
     expect(defaulted.data!.allUsers.nodes[0].promptsByUserId.nodes).toHaveLength(3);
   });
@@ -122,6 +128,14 @@ describe("operation limits", () => {
     const response = await graphql(server, "{ a: allPrompts(first: 5) { nodes { rowId text createdAt userId } } b: allPrompts(first: 5) { nodes { rowId text createdAt userId } } }", {}, token);
     expect(codes(response)).toEqual(["GRAPHQL_TOO_COSTLY"]);
   });
+
+  it("counts page sizes given in variables, and the default page size, in the estimated cost", async () => {
+    const query = "query ($n: Int) { a: allPrompts(first: $n) { nodes { rowId text createdAt userId } } b: allPrompts(first: $n) { nodes { rowId text createdAt userId } } }";
+    expect(codes(await graphql(server, query, { n: 5 }, token))).toEqual(["GRAPHQL_TOO_COSTLY"]);
+    expect(codes(await graphql(server, query, { n: 1 }, token))).toEqual([]);
+    const defaults = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } c: allPrompts { nodes { rowId } } }";
+    expect(codes(await graphql(server, defaults, {}, token))).toEqual(["GRAPHQL_TOO_COSTLY"]);
+  });
 });
 
 describe("response size", () => {
@@ -153,5 +167,146 @@ describe("requests in flight per caller", () => {
     expect((await Promise.all(held)).map((response) => response.status)).toEqual([202, 202]);
     // Answered, they no longer count.
     expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
+  });
+});
+
+describe("requests over the caller's limit", () => {
+  it("wait their turn, and are served when one of the caller's requests is answered", async () => {
+    const waiter = signTestToken(await createUser(db.pool));
+    const locker = await db.pool.connect();
+    let queued: Promise<{ status: number }> | undefined;
+    let holding: Promise<unknown>[] = [];
+    try {
+      // Held here, the caller's first two requests keep its slots while they wait for prompts.
+      await locker.query("begin");
+      await locker.query("lock table app_public.prompts in access exclusive mode");
+      holding = [0, 1].map(() => graphql(server, "{ allPrompts { totalCount } }", {}, waiter));
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait for prompts");
+      queued = graphql(server, "{ allPrompts { totalCount } }", {}, waiter);
+      await new Promise((resolve) => setTimeout(resolve, 300)); // it arrives while both slots are taken
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await Promise.all(holding);
+    expect((await queued!).status).toBe(200);
+  });
+});
+
+describe("costly operations per caller", () => {
+  it("are paced to GRAPHQL_COST_PER_SECOND: one that would wait past CALLER_MAX_WAIT is answered GRAPHQL_COST_RATE with Retry-After, and other callers are not held up", async () => {
+    const costly = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } }";
+    const pacedToken = signTestToken(await createUser(db.pool));
+    expect(codes(await graphql(server, costly, {}, pacedToken))).toEqual([]);
+    const response = await fetch(`${server.baseUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${pacedToken}` },
+      body: JSON.stringify({ query: costly }),
+    });
+    const body = await response.json();
+    // 84 of cost saved up at 1 a second, with 16 left: 68 seconds to wait, of which CALLER_MAX_WAIT (1 s) waited.
+    expect({ code: body.errors?.[0]?.extensions?.code, retryAfter: response.headers.get("retry-after"), data: body.data ?? null })
+      .toEqual({ code: "GRAPHQL_COST_RATE", retryAfter: "67", data: null });
+    expect(codes(await graphql(server, costly, {}, signTestToken(await createUser(db.pool))))).toEqual([]);
+  });
+});
+
+describe("costly operations gateway-wide", () => {
+  it("take turns within GRAPHQL_MAX_COST: one that waited CALLER_MAX_WAIT is answered 503 SERVER_BUSY with Retry-After, while light requests go on", async () => {
+    const costly = "{ a: allPrompts { nodes { rowId text createdAt userId } } b: allPrompts { nodes { rowId text createdAt userId } } }";
+    const locker = await db.pool.connect();
+    let first: Promise<unknown> | undefined;
+    try {
+      // Held here, the first costly operation keeps its turn while it waits for prompts.
+      await locker.query("begin");
+      await locker.query("lock table app_public.prompts in access exclusive mode");
+      first = graphql(server, costly, {}, signTestToken(await createUser(db.pool)));
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 1, "the first costly operation waits for prompts");
+      const response = await fetch(`${server.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${signTestToken(await createUser(db.pool))}` },
+        body: JSON.stringify({ query: costly }),
+      });
+      expect({ status: response.status, retryAfter: response.headers.get("retry-after"), code: (await response.json()).errors?.[0]?.extensions?.code })
+        .toEqual({ status: 503, retryAfter: "1", code: "SERVER_BUSY" });
+      expect(codes(await graphql(server, "{ allAgents { totalCount } }", {}, signTestToken(await createUser(db.pool))))).toEqual([]);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await first;
+  });
+});
+
+describe("clients that go away", () => {
+  it("give their caller's slots back when they leave mid-request", async () => {
+    const locker = await db.pool.connect();
+    try {
+      // The session check reads users: held here, the requests wait in it, holding their slots.
+      await locker.query("begin");
+      await locker.query("lock table app_public.users in access exclusive mode");
+      const leaving = Array.from({ length: 2 }, () => {
+        const controller = new AbortController();
+        const sent = fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` }, signal: controller.signal }).catch(() => undefined);
+        return { controller, sent };
+      });
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 2, "both requests wait for users");
+      for (const { controller } of leaving) controller.abort();
+      await Promise.all(leaving.map(({ sent }) => sent));
+      await locker.query("commit");
+    } finally {
+      locker.release();
+    }
+    await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n === 0, "the session checks are done");
+    const answers = await Promise.all(Array.from({ length: 2 }, () =>
+      fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status)));
+    expect(answers).toEqual([200, 200]);
+  });
+});
+
+describe("sign-ins take turns gateway-wide", () => {
+  it("answers 503 SERVER_BUSY with Retry-After to a sign-in that waited too long, and serves other callers meanwhile", async () => {
+    const username = `turns_${Date.now()}`;
+    const signIn = (name: string) => fetch(`${server.baseUrl}/graphql`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ query: `mutation { authenticate(input: {username: "${name}", password: "not the password"}) { result } }` }),
+    });
+    const locker = await db.pool.connect();
+    let first: Promise<Response> | undefined;
+    try {
+      // A sign-in holds its username's throttle row while it checks the password: held here, the first one stays in its turn.
+      await locker.query("begin");
+      await locker.query("insert into app_private.sign_in_failures (key, failures, last_failed_at, blocked_until) values ($1, 0, now(), '-infinity')", [`user:${username}`]);
+      first = signIn(username);
+      await waitUntil(() => gatewayBackendsWaitingForLocks(), (n) => n >= 1, "the first sign-in waits for its username's row");
+      const second = await signIn(`${username}_other`);
+      expect({ status: second.status, retryAfter: second.headers.get("retry-after"), code: (await second.json()).errors?.[0]?.extensions?.code })
+        .toEqual({ status: 503, retryAfter: "1", code: "SERVER_BUSY" });
+      expect((await graphql(server, "{ allPrompts { totalCount } }", {}, token)).status).toBe(200);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    await (await first!).text(); // answered once its turn came (a wrong password, or the lock timeout)
+  });
+});
+
+function gatewayBackendsWaitingForLocks(): Promise<number> {
+  return asSuperuser(async (client) => (await client.query(
+    "select from pg_stat_activity where datname = $1 and application_name like 'prompter-gateway%' and wait_event_type = 'Lock'", [db.name])).rowCount ?? 0);
+}
+
+describe("sign-ins per client address", () => {
+  it("are paced to SIGN_INS_PER_SECOND: one that would wait past CALLER_MAX_WAIT is answered GRAPHQL_COST_RATE", async () => {
+    const paced = await startServer({ databaseUrl: db.url, env: { SIGN_INS_PER_SECOND: "1", CALLER_MAX_WAIT: "1" } });
+    try {
+      const signIn = (name: string) => graphql(paced, `mutation { authenticate(input: {username: "${name}", password: "not the password"}) { result } }`);
+      // The first goes at once, the second waits its second, the third would wait two: past CALLER_MAX_WAIT.
+      const answers = await Promise.all(["pace_a", "pace_b", "pace_c"].map((name) => signIn(`${name}_${Date.now()}`)));
+      expect(answers.map((answer) => codes(answer)[0]).sort()).toEqual(["GRAPHQL_COST_RATE", "PRCRD", "PRCRD"]);
+    } finally {
+      await paced.stop();
+    }
   });
 });
