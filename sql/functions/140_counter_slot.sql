@@ -14,9 +14,10 @@
 -- only the owner's triggers take. Lock keys that collide (ids beyond 2^26) only
 -- make a writer skip a slot. A statement writing for several users (the owner's
 -- maintenance) takes a slot for each in turn; only the last is remembered, so a
--- later statement takes the others' again (the same slots, whose locks it holds)
--- and moves their data versions once more, which changes nothing a reader sees.
--- Called by app_private.tg__track_changes only, as the owner.
+-- later statement takes the others' again (a slot whose lock it then holds, most
+-- often the same) and moves their data versions once more, which changes nothing
+-- a reader sees. Called through app_private.transaction_counter_slot by the
+-- tracking triggers (sql/functions/030_track_changes.sql) only, as the owner.
 create or replace function app_private.counter_slot(user_id bigint) returns smallint
 language plpgsql volatile
 set search_path = pg_catalog
