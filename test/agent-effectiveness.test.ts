@@ -363,7 +363,7 @@ describe("agent_effectiveness and stale flags under concurrent writers", () => {
     }
   });
 
-  it("stays exact after an owner's statement over several users' rows (their slot 0)", async () => {
+  it("stays exact after an owner's statement over several users' rows (a slot of each)", async () => {
     const owners = [await createUser(db.pool), await createUser(db.pool)];
     for (const user of owners) await db.pool.query("select app_private.generate_demo($1, 3)", [user]);
     const client = await db.pool.connect();

@@ -1,5 +1,5 @@
--- The app user the current session acts for. A database login mapped by
--- `prompter sql-user add` always acts for its mapped user, and any other
+-- The app user a session logged in as a database login acts for. A login mapped
+-- by `prompter sql-user add` always acts for its mapped user, and any other
 -- read-only login (one whose user was deleted, or one mapped in another
 -- database of the cluster) for nobody: a jwt claim set by hand never decides
 -- who a login is. A login of a disabled user acts for nobody until the user is
@@ -7,10 +7,7 @@
 -- to a login) passes the user in the jwt.claims.user_id setting. The database's
 -- owner is a member of every login (to run their exports), so it is told apart
 -- by owning the database, not by its memberships.
--- PL/pgSQL rather than SQL: it keeps its plans for the session, where a SQL
--- function (not inlinable, being security definer) plans the pg_roles lookup
--- again in every statement; defaults and policies call it on every write.
-create or replace function app_public.current_user_id() returns bigint
+create or replace function app_public.current_login_user_id() returns bigint
 language plpgsql stable security definer
 -- pg_temp last: otherwise a session's temporary table could stand in for pg_roles.
 set search_path = pg_catalog, pg_temp
@@ -23,6 +20,18 @@ begin
              where l.login = session_user and not u.is_disabled);
   end if;
   return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
+end;
+$$;
+-- Defaults and policies call this on every row and statement of every write.
+create or replace function app_public.current_user_id() returns bigint
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+begin
+  if not pg_has_role(session_user, 'app_reader', 'usage') then
+    return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
+  end if;
+  return app_public.current_login_user_id();
 end;
 $$;
 comment on function app_public.current_user_id() is

@@ -28,6 +28,8 @@ set search_path = pg_catalog
 as $$
 declare
   criteria constant text[] := array['clarity', 'specificity', 'actionability', 'structure', 'context_use'];
+  run_fields constant text[] := array['idempotency_key', 'prompt', 'prompt_id', 'versions', 'best_version'];
+  version_fields constant text[] := array['agent', 'text', 'explanation', 'scores'];
   me constant bigint := app_public.current_user_id();
   key text;
   digest text;
@@ -44,9 +46,13 @@ begin
   if jsonb_typeof(run) is distinct from 'object' then
     perform app_hidden.reject_run_element('run', 'a run is a JSON object.');
   end if;
-  for field in select jsonb_object_keys(run) except select unnest(array['idempotency_key', 'prompt', 'prompt_id', 'versions', 'best_version']) loop
-    perform app_hidden.reject_run_element(field, 'unknown field; a run has idempotency_key, prompt or prompt_id, versions and best_version.');
-  end loop;
+  -- Unknown keys are looked for with a query only when there are some: a
+  -- query per version and per scores would cost more than writing the run.
+  if run - run_fields <> '{}' then
+    for field in select jsonb_object_keys(run - run_fields) loop
+      perform app_hidden.reject_run_element(field, 'unknown field; a run has idempotency_key, prompt or prompt_id, versions and best_version.');
+    end loop;
+  end if;
   if run ? 'idempotency_key' and (jsonb_typeof(run->'idempotency_key') <> 'string' or length(run->>'idempotency_key') not between 1 and 200) then
     perform app_hidden.reject_run_element('idempotency_key', 'an idempotency key is a string of 1 to 200 characters.');
   end if;
@@ -69,9 +75,11 @@ begin
     if jsonb_typeof(version) <> 'object' then
       perform app_hidden.reject_run_element(element, 'a version is a JSON object.');
     end if;
-    for field in select jsonb_object_keys(version) except select unnest(array['agent', 'text', 'explanation', 'scores']) loop
-      perform app_hidden.reject_run_element(element || '.' || field, 'unknown field; a version has agent, text, explanation and scores.');
-    end loop;
+    if version - version_fields <> '{}' then
+      for field in select jsonb_object_keys(version - version_fields) loop
+        perform app_hidden.reject_run_element(element || '.' || field, 'unknown field; a version has agent, text, explanation and scores.');
+      end loop;
+    end if;
     if jsonb_typeof(version->'agent') is distinct from 'string'
        or not exists (select from app_public.agents a where a.name = version->>'agent') then
       perform app_hidden.reject_run_element(element || '.agent', 'there is no agent of this name.');
@@ -87,9 +95,11 @@ begin
       if jsonb_typeof(version->'scores') <> 'object' then
         perform app_hidden.reject_run_element(element || '.scores', 'scores are a JSON object with a score per criterion, or null.');
       end if;
-      for field in select jsonb_object_keys(version->'scores') except select unnest(criteria) loop
-        perform app_hidden.reject_run_element(element || '.scores.' || field, 'unknown criterion; the criteria are ' || array_to_string(criteria, ', ') || '.');
-      end loop;
+      if (version->'scores') - criteria <> '{}' then
+        for field in select jsonb_object_keys((version->'scores') - criteria) loop
+          perform app_hidden.reject_run_element(element || '.scores.' || field, 'unknown criterion; the criteria are ' || array_to_string(criteria, ', ') || '.');
+        end loop;
+      end if;
       foreach field in array criteria loop
         if not (case when jsonb_typeof(version->'scores'->field) = 'number'
                      then (version->'scores'->>field)::numeric between 0 and 10 else false end) then

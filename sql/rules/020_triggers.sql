@@ -1,3 +1,5 @@
+-- Inserts go to a function of their table's own, updates and deletes to the
+-- general one (see sql/functions/030_track_changes.sql).
 do $$
 declare
   tracked text;
@@ -7,11 +9,16 @@ begin
     foreach op in array array['insert', 'update', 'delete'] loop
       execute format(
         'create or replace trigger _500_track_%2$s after %2$s on app_public.%1$I referencing %3$s
-           for each statement execute function app_private.tg__track_changes()',
+           for each statement execute function app_private.%4$I()',
         tracked, op,
         case op when 'insert' then 'new table as new_rows'
                 when 'delete' then 'old table as old_rows'
-                else 'new table as new_rows old table as old_rows' end);
+                else 'new table as new_rows old table as old_rows' end,
+        case op when 'insert' then case tracked when 'prompts' then 'tg__track_prompt_inserts'
+                                                when 'prompt_versions' then 'tg__track_version_inserts'
+                                                when 'judge_scores' then 'tg__track_score_inserts'
+                                                else 'tg__track_best_head_inserts' end
+                else 'tg__track_changes' end);
     end loop;
   end loop;
 end

@@ -15,3 +15,6 @@ comment on column app_public.exports.object_key is E'@behavior -*';
 -- per-agent figures group by source over a user's rows, which RLS narrows by user_id.
 comment on column app_public.prompt_versions.source is E'@behavior +orderBy +filterBy +groupBy\nThe agent that wrote this version.';
 comment on column app_public.judge_scores.source is E'@behavior +orderBy +filterBy +groupBy\nThe agent that wrote the scored version (copied from it).';
+
+-- current_user_id()'s lookup for sessions that may be a reader login; clients ask current_user_id().
+comment on function app_public.current_login_user_id() is E'@behavior -*\nThe app user this session acts for, told by its login (see current_user_id).';
