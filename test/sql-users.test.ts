@@ -245,6 +245,20 @@ describe("a login mapped to a user", () => {
     }
   });
 
+  it("a reader login made by hand with NOINHERIT cannot pick its user through the claim either", async () => {
+    const login = newLoginName();
+    const password = randomBytes(12).toString("hex");
+    await asSuperuser((su) => su.query(`create role ${login} login noinherit password '${password}' in role app_reader`));
+    await db.pool.query(`grant connect on database ${db.name} to ${login}`);
+    const client = await connectAs({ login, password });
+    await client.query("select set_config('jwt.claims.user_id', $1, false)", [bob]);
+    await client.query("set role app_reader");
+    expect((await client.query("select app_public.current_user_id() as id")).rows[0].id).toBeNull();
+    for (const [table, ownerColumn] of OWNED) {
+      expect({ table, ...(await counts(client, table, ownerColumn, bob)) }).toEqual({ table, all: 0, own: 0 });
+    }
+  });
+
   it("cannot pass for someone else with temporary tables named like the catalog, where it may create them", async () => {
     // As in another database of the cluster, where nobody revoked TEMP from PUBLIC.
     const credentials = await addLogin(await aliceName());

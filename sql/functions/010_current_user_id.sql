@@ -13,7 +13,7 @@ language plpgsql stable security definer
 set search_path = pg_catalog, pg_temp
 as $$
 begin
-  if (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage') and r.oid <> d.datdba
+  if (select not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'member') and r.oid <> d.datdba
         from pg_catalog.pg_roles r, pg_catalog.pg_database d
        where r.rolname = session_user and d.datname = current_database()) then
     return (select l.user_id from app_private.sql_logins l join app_public.users u on u.id = l.user_id
@@ -28,7 +28,8 @@ language plpgsql stable
 set search_path = pg_catalog
 as $$
 begin
-  if not pg_has_role(session_user, 'app_reader', 'usage') then
+  -- Membership, not usage: a login made by hand with NOINHERIT is a reader too once it sets its role.
+  if not pg_has_role(session_user, 'app_reader', 'member') then
     return nullif(current_setting('jwt.claims.user_id', true), '')::bigint;
   end if;
   return app_public.current_login_user_id();
