@@ -60,6 +60,7 @@ export async function createDatabase(): Promise<{ name: string; url: string; aut
 export function useTestDatabase() {
   const context = {} as { url: string; authUrl: string; name: string; pool: pg.Pool };
   let drop: () => Promise<void>;
+  let closing = false;
   beforeAll(async () => {
     const database = await createDatabase();
     drop = database.drop;
@@ -68,10 +69,13 @@ export function useTestDatabase() {
     context.name = database.name;
     context.pool = new pg.Pool({ connectionString: database.url, max: 4 });
     // pool.end() resolves before its clients' sockets close, and the drop (with force)
-    // may terminate a backend a client is still leaving: that client's FATAL is no failure.
-    context.pool.on("connect", (client) => client.on("error", () => {}));
+    // may terminate a backend a client is still leaving: the pool's error then is no failure.
+    context.pool.on("error", (error) => {
+      if (!closing) throw error;
+    });
   });
   afterAll(async () => {
+    closing = true;
     await context.pool?.end();
     await drop?.();
   });
