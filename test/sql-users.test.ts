@@ -249,13 +249,22 @@ describe("a login mapped to a user", () => {
     const login = newLoginName();
     const password = randomBytes(12).toString("hex");
     await asSuperuser((su) => su.query(`create role ${login} login noinherit password '${password}' in role app_reader`));
-    await db.pool.query(`grant connect on database ${db.name} to ${login}`);
-    const client = await connectAs({ login, password });
-    await client.query("select set_config('jwt.claims.user_id', $1, false)", [bob]);
-    await client.query("set role app_reader");
-    expect((await client.query("select app_public.current_user_id() as id")).rows[0].id).toBeNull();
-    for (const [table, ownerColumn] of OWNED) {
-      expect({ table, ...(await counts(client, table, ownerColumn, bob)) }).toEqual({ table, all: 0, own: 0 });
+    try {
+      await db.pool.query(`grant connect on database ${db.name} to ${login}`);
+      const client = await connectAs({ login, password });
+      await client.query("select set_config('jwt.claims.user_id', $1, false)", [bob]);
+      await client.query("set role app_reader");
+      expect((await client.query("select app_public.current_user_id() as id")).rows[0].id).toBeNull();
+      for (const [table, ownerColumn] of OWNED) {
+        expect({ table, ...(await counts(client, table, ownerColumn, bob)) }).toEqual({ table, all: 0, own: 0 });
+      }
+      await client.end();
+    } finally {
+      // Made by the DBA, so only the DBA may drop it.
+      await asSuperuser(async (su) => {
+        await su.query(`drop owned by ${login}`);
+        await su.query(`drop role ${login}`);
+      }, db.name);
     }
   });
 
