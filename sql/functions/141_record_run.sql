@@ -38,6 +38,7 @@ declare
   element text;
   field text;
   version_count int;
+  agent_names text[];
   best int;
   new_prompt_id bigint;
   version_ids bigint[];
@@ -69,6 +70,8 @@ begin
     perform app_hidden.reject_run_element('versions', 'a run has a list of 1 to 1000 versions.');
   end if;
   version_count := jsonb_array_length(run->'versions');
+  -- One query for every version's agent, not one per version.
+  agent_names := array(select a.name from app_public.agents a);
   for i in 0 .. version_count - 1 loop
     version := run->'versions'->i;
     element := format('versions[%s]', i);
@@ -80,8 +83,7 @@ begin
         perform app_hidden.reject_run_element(element || '.' || field, 'unknown field; a version has agent, text, explanation and scores.');
       end loop;
     end if;
-    if jsonb_typeof(version->'agent') is distinct from 'string'
-       or not exists (select from app_public.agents a where a.name = version->>'agent') then
+    if jsonb_typeof(version->'agent') is distinct from 'string' or not (version->>'agent' = any (agent_names)) then
       perform app_hidden.reject_run_element(element || '.agent', 'there is no agent of this name.');
     end if;
     if jsonb_typeof(version->'text') is distinct from 'string' or version->>'text' !~ '\S' then
