@@ -284,6 +284,8 @@ export function loadConfig(env: Env = process.env) {
     exportDir: path.resolve(env.EXPORT_DIR || "storage/exports"),
     exportStorage: exportStorage(env),
     exportRetentionDays: integer(env, "EXPORT_RETENTION_DAYS", 30, 1, 36500),
+    /** How long recordRun remembers an idempotency key (its result, for a retry). */
+    runKeyRetentionDays: integer(env, "RUN_KEY_RETENTION_DAYS", 7, 1, 36500),
     exportWaitSeconds: integer(env, "EXPORT_WAIT_SECONDS", 60, 1, 3600),
     workerConcurrency,
     /** Per running job: its snapshot connection and a short-lived one; plus the LISTEN connection, heartbeats, metrics. */

@@ -28,10 +28,18 @@ export interface TaskContext {
   /** Where export files go: EXPORT_DIR or S3. */
   storage: ExportStorage;
   exportRetentionDays: number;
+  runKeyRetentionDays: number;
   /** The longest a statement of an export may run (its COPY). */
   exportStatementTimeoutSeconds: number;
   /** Logs the failure at error level, counts it and posts an alert (in the background). */
   exportFailedForGood(failure: FailedExport): void;
+}
+
+/** Scheduled jobs carry graphile-worker's own `_cron` details and nothing of ours: any object. */
+export function assertJobObject(task: string, payload: unknown): void {
+  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
+    throw new Error(`The ${task} job's payload must be an object, not ${JSON.stringify(payload)}.`);
+  }
 }
 
 /** A task of src/tasks/: graphile-worker's task function, plus the context. */

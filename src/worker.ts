@@ -15,17 +15,20 @@ import { createStorage } from "./storage/index.ts";
 import exportTask from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
+import runKeyRetentionTask from "./tasks/run_key_retention.ts";
 import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
 
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,
   export_retention: exportRetentionTask,
+  run_key_retention: runKeyRetentionTask,
   sql_login_limits: sqlLoginLimitsTask,
 };
 
 /** Hourly; runs on whichever worker claims it first. */
 const CRON_ITEMS = [
   { task: "export_retention", match: "17 * * * *", identifier: "export_retention", options: { backfillPeriod: 0 } },
+  { task: "run_key_retention", match: "47 * * * *", identifier: "run_key_retention", options: { backfillPeriod: 0 } },
 ];
 
 const LEVELS = { error: "error", warning: "warn", info: "info", debug: "debug" } as const;
@@ -123,6 +126,7 @@ export async function startWorker(
     exportDir: config.exportDir,
     storage,
     exportRetentionDays: config.exportRetentionDays,
+    runKeyRetentionDays: config.runKeyRetentionDays,
     exportStatementTimeoutSeconds: config.exportStatementTimeoutSeconds,
     exportFailedForGood(failure) {
       log.error(failure, "export failed for good");

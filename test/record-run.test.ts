@@ -3,9 +3,12 @@
 // owner, so what is checked is what a later reader would find.
 import { beforeAll, describe, expect, it } from "vitest";
 import { createUser, errorOf, useTestDatabase } from "./support/db.ts";
-import { waitUntil } from "./exports/support.ts";
+import { useExportWorker, waitUntil } from "./exports/support.ts";
 
 const db = useTestDatabase();
+const RUN_KEY_RETENTION_DAYS = 7;
+// For the run_key_retention job.
+const worker = useExportWorker(db, { RUN_KEY_RETENTION_DAYS: String(RUN_KEY_RETENTION_DAYS) });
 const CRITERIA = ["clarity", "specificity", "actionability", "structure", "context_use"] as const;
 let alice: string;
 let bob: string;
@@ -205,4 +208,31 @@ describe("record_run", () => {
     expect(stored.heads).toEqual([{ prompt_id: result.prompt_id, prompt_version_id: result.version_ids[37] }]);
     expect(result.best_version_id).toBe(result.version_ids[37]);
   });
+});
+
+it("the hourly run_key_retention job forgets keys older than RUN_KEY_RETENTION_DAYS: the runs stay, and the key records a new run", async () => {
+  const user = await createUser(db.pool);
+  const old = await recordRun(user, aRun({ idempotency_key: "last-week" }));
+  const recent = await recordRun(user, aRun({ idempotency_key: "yesterday" }));
+  const age = (key: string, days: number) => db.pool.query(
+    "update app_hidden.recorded_runs set created_at = now() - make_interval(days => $3) where user_id = $1 and idempotency_key = $2",
+    [user, key, days]);
+  await age("last-week", RUN_KEY_RETENTION_DAYS + 1);
+  await age("yesterday", RUN_KEY_RETENTION_DAYS - 1);
+
+  await db.pool.query("select graphile_worker.add_job('run_key_retention', '{}')");
+  const [line] = await waitUntil(
+    async () => worker.lines.filter((l) => l.message === "run key retention"),
+    (lines) => lines.length === 1,
+    "the run key retention job has run",
+  );
+  expect(line.fields).toMatchObject({ forgottenRunKeys: 1, retentionDays: RUN_KEY_RETENTION_DAYS });
+  const stored = await storedFor(user);
+  expect(stored.keys).toEqual([{ idempotency_key: "yesterday" }]);
+  expect(stored.prompts.map((p: { id: number }) => p.id)).toEqual([old.prompt_id, recent.prompt_id]);
+
+  expect(await recordRun(user, aRun({ idempotency_key: "yesterday" }))).toEqual({ ...recent, replayed: true });
+  const again = await recordRun(user, aRun({ idempotency_key: "last-week" }));
+  expect(again.replayed).toBe(false);
+  expect(again.prompt_id).toBeGreaterThan(recent.prompt_id);
 });

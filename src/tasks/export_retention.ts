@@ -3,15 +3,12 @@
 // export file older than that which no export refers to (left by a worker
 // that died between writing a file and recording it).
 import type { JobHelpers } from "graphile-worker";
-import type { TaskContext } from "../task-context.ts";
+import { assertJobObject, type TaskContext } from "../task-context.ts";
 
 const DAY_MS = 24 * 3600 * 1000;
 
 export default async function exportRetentionTask(payload: unknown, _helpers: JobHelpers, context: TaskContext): Promise<void> {
-  // Cron jobs carry graphile-worker's own `_cron` details and nothing of ours.
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-    throw new Error(`The export_retention job's payload must be an object, not ${JSON.stringify(payload)}.`);
-  }
+  assertJobObject("export_retention", payload);
   const { storage, exportRetentionDays, pool, log } = context;
   const { rows } = await pool.query<{ file_name: string | null; object_key: string | null }>(
     "select file_name, object_key from app_private.delete_expired_exports($1)",

@@ -4,7 +4,7 @@
 // whatever the login set for itself. The worker runs it every
 // SQL_LOGIN_CHECK_INTERVAL on a timer of its own, not through the queue, so
 // worker slots busy with long exports cannot delay it.
-import type { TaskContext } from "../task-context.ts";
+import { assertJobObject, type TaskContext } from "../task-context.ts";
 
 interface Enforced {
   pid: number;
@@ -16,9 +16,7 @@ interface Enforced {
 }
 
 export default async function sqlLoginLimitsTask(payload: unknown, _helpers: unknown, context: TaskContext): Promise<void> {
-  if (typeof payload !== "object" || payload === null || Array.isArray(payload)) {
-    throw new Error(`The sql_login_limits job's payload must be an object, not ${JSON.stringify(payload)}.`);
-  }
+  assertJobObject("sql_login_limits", payload);
   const { rows } = await context.pool.query<Enforced>(
     `select pid, login, reason, action, extract(epoch from running_for)::float8 as running_for_seconds, done
        from app_private.enforce_sql_login_limits()`,
