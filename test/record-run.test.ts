@@ -21,12 +21,16 @@ beforeAll(async () => {
 interface RunResult { prompt_id: number; version_ids: number[]; best_version_id: number | null; replayed: boolean }
 
 /** Calls record_run as the user in a transaction of its own, and commits. */
-async function recordRun(userId: string | null, run: unknown): Promise<RunResult> {
+function recordRun(userId: string | null, run: unknown): Promise<RunResult> {
+  return recordRunAs(userId ? "app_user" : "app_anonymous", userId ?? "", run);
+}
+
+/** Calls record_run as `role` with the jwt claim `userId` (may be empty) and commits. */
+async function recordRunAs(role: string, userId: string, run: unknown): Promise<RunResult> {
   const client = await db.pool.connect();
   try {
     await client.query("begin");
-    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)",
-      [userId ? "app_user" : "app_anonymous", userId ?? ""]);
+    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [role, userId]);
     const { rows } = await client.query("select app_public.record_run($1) as result", [JSON.stringify(run)]);
     await client.query("commit");
     return rows[0].result;
@@ -187,8 +191,26 @@ describe("record_run", () => {
     expect({ alice: await storedFor(alice), bob: await storedFor(bob) }).toEqual(before);
   });
 
-  it("is not for anonymous callers", async () => {
+  it("is not for anonymous callers, or an app_user session that names no user", async () => {
+    const before = await db.pool.query("select count(*)::int from app_public.prompts");
     expect((await errorOf(recordRun(null, aRun()))).code).toBe("42501");
+    expect((await errorOf(recordRunAs("app_user", "", aRun()))).code).toBe("PRLGN");
+    expect(await db.pool.query("select count(*)::int from app_public.prompts")).toMatchObject({ rows: before.rows });
+  });
+
+  it("keeps idempotency keys away from every API role: only recordRun reads them, for its caller", async () => {
+    await recordRun(alice, aRun({ idempotency_key: "private" }));
+    for (const role of ["app_user", "app_admin"]) {
+      const client = await db.pool.connect();
+      try {
+        await client.query("begin");
+        await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [role, alice]);
+        expect((await errorOf(client.query("select idempotency_key from app_hidden.recorded_runs"))).code).toBe("42501");
+      } finally {
+        await client.query("rollback");
+        client.release();
+      }
+    }
   });
 
   it("records a run of 50 versions, each with its own scores, in order", async () => {

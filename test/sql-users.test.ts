@@ -207,6 +207,7 @@ describe("a login mapped to a user", () => {
       "create table app_public.sneaky (x int)",
       "create temporary table sneaky (x int)",
       "select app_public.set_best_head(1)",
+      `select app_public.record_run('{"prompt": "sneaky", "versions": [{"agent": "syntax", "text": "sneaky"}]}')`,
       "select app_public.register('sneaky', 'a long enough password')",
       "select app_public.authenticate('sneaky', 'a long enough password')",
       "select graphile_worker.add_job('export', '{}')",
