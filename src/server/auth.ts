@@ -8,6 +8,7 @@ import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "express-jwt";
 import jwt, { type Algorithm } from "jsonwebtoken";
 import { createPublicKey, createSecretKey } from "node:crypto";
+import type { Socket } from "node:net";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
@@ -53,39 +54,74 @@ function pgSettingsFor(req: Request, config: Config): Record<string, string> {
   return caller.session ? claims : { ...roleSettings(caller.role ?? "app_user"), ...claims };
 }
 
-// Literals, not parameters: REST sends the statement with its begin in one round
-// trip, and the simple protocol that allows two statements takes no parameters.
-const literal = (value: string | number | null) => (value === null ? "null" : pg.escapeLiteral(String(value)));
+// The statements that start a transaction as the caller, run by the gateway's
+// login and prepared once per connection: the settings and, for a bearer
+// token's caller, the session check, whose answer becomes the role (and that
+// role's statement timeout) for the rest of the transaction. The session check
+// fails with PRSES (401) when the user is gone, disabled or the token revoked.
+const APPLY_SETTINGS = "select count(set_config(key, value, true)) from json_each_text($1::json)";
+const CHECK_SESSION = `select set_config('statement_timeout', $2::json ->> s.role, true), set_config('role', s.role, true) as role
+  from (${APPLY_SETTINGS}) settings, app_hidden.gateway_session_role($3, $4, $5) s(role)`;
 
 /**
- * The statement that starts a transaction as the caller, run by the gateway's
- * login: the settings and, for a bearer token's caller, the session check,
- * whose answer becomes the role (and that role's statement timeout) for the
- * rest of the transaction. It fails with PRSES (401) when the user is gone,
- * disabled or the token revoked.
+ * Sends begin and the statement that starts the caller's transaction without
+ * waiting for them: the socket stays corked until the work's first query is
+ * queued (or the event loop turns), so all three go in one write and one
+ * round trip. The gateway's pool runs in pipeline mode for this.
  */
-function callerStatement(caller: Caller | undefined, config: Config, settings: Record<string, string>): string {
-  const applySettings = `select count(set_config(key, value, true)) from json_each_text(${literal(JSON.stringify(settings))}::json)`;
-  if (!caller?.session) return applySettings;
-  const timeouts = Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`]));
-  const { generation, issuedAt } = caller.session;
-  return `select set_config('statement_timeout', ${literal(JSON.stringify(timeouts))}::json ->> s.role, true), set_config('role', s.role, true) as role
-    from (${applySettings}) settings,
-         app_hidden.gateway_session_role(${literal(caller.userId)}, ${literal(generation)}, ${literal(issuedAt)}) s(role)`;
+function startTransaction(client: pg.PoolClient, caller: Caller | undefined, settings: Record<string, string>, timeouts: string) {
+  const socket = (client as pg.PoolClient & { connection: { stream: Socket } }).connection.stream;
+  socket.cork();
+  let corked = true;
+  const uncork = () => {
+    if (corked) socket.uncork();
+    corked = false;
+  };
+  setImmediate(uncork);
+  const begun = client.query("begin");
+  const checked = caller?.session
+    ? client.query({ name: "prompter_check_session", text: CHECK_SESSION,
+        values: [JSON.stringify(settings), timeouts, caller.userId, caller.session.generation, caller.session.issuedAt] })
+    : client.query({ name: "prompter_apply_settings", text: APPLY_SETTINGS, values: [JSON.stringify(settings)] });
+  const started = Promise.all([begun, checked]).then(([, { rows }]) => {
+    if (caller?.session) caller.role = rows[0].role;
+  });
+  // Awaited by every query of the work, and after it; this only keeps a failed
+  // start from being reported as unhandled while the work has not queried yet.
+  started.catch(() => {});
+  return { started, uncork };
 }
 
 /**
  * Runs `work` in a transaction as the request's caller, so RLS and grants
  * decide what it sees: REST's and every one PostGraphile opens for a request.
+ * The work's queries answer with the start's error when the start failed (a
+ * query behind it only fails because the transaction is aborted).
  */
 export function callerTransactions(pool: pg.Pool, config: Config) {
+  const timeouts = JSON.stringify(Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`])));
   return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const caller = callerOf(req);
     const client = await pool.connect();
+    const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts);
+    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     try {
-      const [, started] = (await client.query(`begin; ${callerStatement(caller, config, pgSettingsFor(req, config))}`)) as unknown as pg.QueryResult[];
-      if (caller?.session) caller.role = started.rows[0].role;
-      const result = await work(client);
+      client.query = ((...args: unknown[]) => {
+        const result = query(...args);
+        uncork();
+        return started.then(() => result, (error) => {
+          result.catch(() => {});
+          throw error;
+        });
+      }) as typeof client.query;
+      let result: T;
+      try {
+        result = await work(client);
+        await started;
+      } finally {
+        // The pool hands the client out again with pg's own query.
+        delete (client as Partial<pg.PoolClient>).query;
+      }
       await client.query("commit");
       return result;
     } catch (error) {
