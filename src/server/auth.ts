@@ -103,9 +103,9 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
   return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const caller = callerOf(req);
     const client = await pool.connect();
-    const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts);
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     try {
+      const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts);
       client.query = ((...args: unknown[]) => {
         const result = query(...args);
         uncork();
