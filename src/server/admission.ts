@@ -94,11 +94,15 @@ export class Lanes {
   }
 }
 
+// The reason every gone signal aborts with: abort() without one builds a
+// DOMException, stack trace included, and this happens at the end of every request.
+const CLIENT_GONE = new Error("The client went away, or its answer was sent.");
+
 /** Aborts when the client goes away (or the answer is sent). */
 export function goneSignal(res: Response): AbortSignal {
   const gone = new AbortController();
-  if (res.closed) gone.abort();
-  else res.once("close", () => gone.abort());
+  if (res.closed) gone.abort(CLIENT_GONE);
+  else res.once("close", () => gone.abort(CLIENT_GONE));
   return gone.signal;
 }
 
