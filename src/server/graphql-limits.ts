@@ -164,7 +164,8 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
 }
 
 /**
- * Refuses an operation whose estimated cost is over GRAPHQL_MAX_COST, and
+ * Refuses an operation with more than one sign-in, registration or password
+ * change (400 ONE_SIGN_IN_PER_REQUEST), and one whose estimated cost is over GRAPHQL_MAX_COST, and
  * makes the costly ones take turns gateway-wide: together the operations
  * running may cost GRAPHQL_MAX_COST (one operation as costly as allowed, or
  * several smaller ones); cheap ones (under GRAPHQL_LIGHT_COST) never wait.
@@ -184,11 +185,19 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
     grafast: {
       middleware: {
         async execute(next, { args }) {
+          const credentials = credentialUse(args.document, credentialFields);
+          // Aliases would otherwise turn one request into a batch of password guesses (each one bcrypt) or of new accounts.
+          if (credentials.mostPerOperation > 1) {
+            noteAnswerStatus(400);
+            return refused(new GraphQLError("One sign-in, registration or password change per request: send each in a request of its own.", {
+              extensions: { code: "ONE_SIGN_IN_PER_REQUEST" },
+            }));
+          }
           const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize, paged);
           if (cost > limits.maxCost) {
             return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
           }
-          const signingIn = signsIn(args.document, credentialFields);
+          const signingIn = credentials.signsIn;
           const lanes = [
             ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
             ...(signingIn ? [signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
@@ -297,10 +306,43 @@ function delay(ms: number, gone: AbortSignal): Promise<boolean> {
   });
 }
 
-function signsIn(document: DocumentNode, credentialFields: ReadonlySet<string>): boolean {
-  let found = false;
-  visit(document, { Field: (node) => void (found ||= credentialFields.has(node.name.value)) });
-  return found;
+interface CredentialUse {
+  /** Any field of the document signs in, registers or changes a password. */
+  signsIn: boolean;
+  /** The most such fields one operation runs, fragments counted where they are spread. */
+  mostPerOperation: number;
+}
+
+// grafserv hands every request with the same text the same parsed document.
+const credentialUses = new WeakMap<DocumentNode, CredentialUse>();
+
+function credentialUse(document: DocumentNode, credentialFields: ReadonlySet<string>): CredentialUse {
+  let use = credentialUses.get(document);
+  if (!use) {
+    let signsIn = false;
+    visit(document, { Field: (node) => void (signsIn ||= credentialFields.has(node.name.value)) });
+    const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
+    const countIn = (selectionSet: SelectionSetNode, seen: ReadonlySet<string>): number => {
+      let count = 0;
+      for (const selection of selectionSet.selections) {
+        if (selection.kind === Kind.FIELD) {
+          if (credentialFields.has(selection.name.value)) count++;
+          if (selection.selectionSet) count += countIn(selection.selectionSet, seen);
+        } else if (selection.kind === Kind.INLINE_FRAGMENT) {
+          count += countIn(selection.selectionSet, seen);
+        } else {
+          // A fragment spread: counted each time it is spread; a cycle is GraphQL's to refuse.
+          const fragment = fragments.get(selection.name.value);
+          if (fragment && !seen.has(fragment.name.value)) count += countIn(fragment.selectionSet, new Set([...seen, fragment.name.value]));
+        }
+      }
+      return count;
+    };
+    const counts = document.definitions.map((d) => (d.kind === Kind.OPERATION_DEFINITION ? countIn(d.selectionSet, new Set()) : 0));
+    use = { signsIn, mostPerOperation: Math.max(0, ...counts) };
+    credentialUses.set(document, use);
+  }
+  return use;
 }
 
 // GraphQL Armor's weights: an object field costs 2, a scalar 1, what is inside

@@ -1,13 +1,13 @@
 // The GraphQL API: app_public as PostGraphile V5 sees it (Amber), with
 // aggregates and connection filters. Each request runs as its caller.
 import { randomBytes } from "node:crypto";
-import type { Request, RequestHandler } from "express";
+import type { Request } from "express";
 import type pg from "pg";
 import { postgraphile } from "postgraphile";
 import { makePgService, makeWithPgClientViaPgClientAlreadyInTransaction } from "postgraphile/adaptors/pg";
 import { defaultMaskError } from "postgraphile/grafserv";
 import { isSafeError, lambda, object, type ExecutableStep } from "postgraphile/grafast";
-import { GraphQLError, Kind, parse, type DocumentNode, type GraphQLFormattedError, type SelectionSetNode } from "postgraphile/graphql";
+import { GraphQLError, type GraphQLFormattedError } from "postgraphile/graphql";
 import { wrapPlans } from "postgraphile/utils";
 import { PostGraphileAmberPreset } from "postgraphile/presets/amber";
 import { PgAggregatesPreset } from "@graphile/pg-aggregates";
@@ -93,52 +93,8 @@ const refuseWrongPassword = wrapPlans({
   }])),
 });
 
-/** Fields that check a password (bcrypt) or create an account: at most one per operation. */
+/** Fields that check a password (bcrypt) or create an account: at most one per operation (graphql-limits.ts). */
 const CREDENTIAL_FIELDS = new Set(["authenticate", "register", "changePassword"]);
-
-function credentialFieldCount(document: DocumentNode, selectionSet: SelectionSetNode, seen: Set<string>): number {
-  let count = 0;
-  for (const selection of selectionSet.selections) {
-    if (selection.kind === Kind.FIELD) {
-      if (CREDENTIAL_FIELDS.has(selection.name.value)) count++;
-      if (selection.selectionSet) count += credentialFieldCount(document, selection.selectionSet, seen);
-    } else if (selection.kind === Kind.INLINE_FRAGMENT) {
-      count += credentialFieldCount(document, selection.selectionSet, seen);
-    } else if (!seen.has(selection.name.value)) {
-      // A fragment spread: counted each time it is spread; a cycle is GraphQL's to refuse.
-      const fragment = document.definitions.find((d) => d.kind === Kind.FRAGMENT_DEFINITION && d.name.value === selection.name.value);
-      if (fragment?.kind === Kind.FRAGMENT_DEFINITION) {
-        count += credentialFieldCount(document, fragment.selectionSet, new Set([...seen, selection.name.value]));
-      }
-    }
-  }
-  return count;
-}
-
-/**
- * Refuses, before any SQL runs, an operation with more than one sign-in,
- * registration or password change: aliases would otherwise turn one request
- * into a batch of password guesses (each one bcrypt) or of new accounts.
- */
-export const oneSignInPerOperation: RequestHandler = (req, res, next) => {
-  const query = (req.body as { query?: unknown } | undefined)?.query;
-  if (req.method !== "POST" || typeof query !== "string") return next();
-  let document: DocumentNode;
-  try {
-    document = parse(query);
-  } catch {
-    return next(); // GraphQL answers the syntax error itself
-  }
-  const tooMany = document.definitions.some((definition) =>
-    definition.kind === Kind.OPERATION_DEFINITION && credentialFieldCount(document, definition.selectionSet, new Set()) > 1);
-  if (!tooMany) return next();
-  res.status(400).json({
-    errors: [{
-      message: "One sign-in, registration or password change per request: send each in a request of its own.",
-      extensions: { code: "ONE_SIGN_IN_PER_REQUEST" },
-    }],
-  });
-};
 
 export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   const asCaller = callerTransactions(pool, config);

@@ -43,7 +43,7 @@ export async function startGateway(
 ): Promise<Gateway> {
   // Grafast reads its mode once, when first imported.
   process.env.GRAPHILE_ENV = config.graphileEnv;
-  const { createPostGraphile, oneSignInPerOperation } = await import("./graphql.ts");
+  const { createPostGraphile } = await import("./graphql.ts");
   const { grafserv } = await import("postgraphile/grafserv/express/v4");
 
   const metrics = options.metrics ?? createMetrics();
@@ -104,7 +104,6 @@ export async function startGateway(
   app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
-  app.post("/graphql", oneSignInPerOperation);
 
   app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
