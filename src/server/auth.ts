@@ -182,19 +182,53 @@ export function authenticate(config: Config): RequestHandler {
     audience: TOKEN_AUDIENCE,
     credentialsRequired: true,
   });
+  const verified = new VerifiedTokens();
+  const accept = (req: Request, res: Response, next: NextFunction, claims: jwt.JwtPayload, algorithm: string) => {
+    try {
+      setCaller(req, callerFromClaims(claims, algorithm, config));
+    } catch (failure) {
+      return refuse(res, failure, next);
+    }
+    next();
+  };
   return (req, res, next) => {
-    if (req.headers.authorization === undefined) return next();
+    const header = req.headers.authorization;
+    if (header === undefined) return next();
+    const known = verified.get(header);
+    if (known) return accept(req, res, next, known.claims, known.algorithm);
     verify(req, res, (error?: unknown) => {
       if (error) return refuse(res, error, next);
+      const claims = (req as JWTRequest).auth!;
       const algorithm = (req as Request & { tokenAlgorithm?: string }).tokenAlgorithm ?? "";
-      try {
-        setCaller(req, callerFromClaims((req as JWTRequest).auth!, algorithm, config));
-      } catch (failure) {
-        return refuse(res, failure, next);
-      }
-      next();
+      verified.remember(header, claims, algorithm);
+      accept(req, res, next, claims, algorithm);
     });
   };
+}
+
+/**
+ * Tokens whose signature and claims were verified, by Authorization header: a
+ * client sends the same token with request after request, and checking its
+ * signature again costs the gateway more than the rest of authenticating it.
+ * Only the exact header verified before matches, and only until the token's
+ * exp; whether its session still holds is decided in SQL on every transaction.
+ * The oldest are forgotten first.
+ */
+class VerifiedTokens {
+  private static readonly MAX_TOKENS = 10_000;
+  private readonly tokens = new Map<string, { claims: jwt.JwtPayload; algorithm: string }>();
+
+  get(header: string) {
+    const known = this.tokens.get(header);
+    if (known && known.claims.exp! > Date.now() / 1000) return known;
+    if (known) this.tokens.delete(header);
+    return undefined;
+  }
+
+  remember(header: string, claims: jwt.JwtPayload, algorithm: string): void {
+    if (this.tokens.size >= VerifiedTokens.MAX_TOKENS) this.tokens.delete(this.tokens.keys().next().value!);
+    this.tokens.set(header, { claims, algorithm });
+  }
 }
 
 function refuse(res: Response, error: unknown, next: NextFunction): void {

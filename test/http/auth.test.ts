@@ -107,6 +107,26 @@ describe("bearer tokens", () => {
     });
   });
 
+  // The gateway remembers tokens it has verified (auth.ts, VerifiedTokens).
+  it("refuses a token it accepted before once the token has expired", async () => {
+    const token = `Bearer ${signTestToken(alice, { expiresInSeconds: 2 })}`;
+    expect((await restAs(token)).status).toBe(200);
+    expect((await graphqlAs(token)).body).toEqual({ data: { currentUserId: alice } });
+    const exp = (jwt.decode(token.slice("Bearer ".length)) as jwt.JwtPayload).exp!;
+    await new Promise((resolve) => setTimeout(resolve, (exp + 0.2) * 1000 - Date.now()));
+    expect((await restAs(token)).body).toMatchObject({ error: { code: "TOKEN_EXPIRED" } });
+    expect((await graphqlAs(token)).body).toMatchObject({ errors: [{ extensions: { code: "TOKEN_EXPIRED" } }] });
+  });
+
+  it("does not take a token with an accepted token's claims but another signature for it", async () => {
+    const token = valid();
+    expect((await graphqlAs(`Bearer ${token}`)).status).toBe(200);
+    const [header, payload] = token.split(".");
+    const forged = `${header}.${payload}.${createHmac("sha256", "not-the-secret-of-this-server-0123456789").update(`${header}.${payload}`).digest("base64url")}`;
+    expect(await graphqlAs(`Bearer ${forged}`)).toMatchObject({ status: 401, body: { errors: [{ extensions: { code: "INVALID_TOKEN" } }] } });
+    expect((await restAs(`Bearer ${forged}`)).status).toBe(401);
+  });
+
   it("refuses an Authorization header that is not a bearer token", async () => {
     for (const header of ["Basic YWxpY2U6c2VjcmV0", `Bearer ${valid()} extra`, "Bearer"]) {
       expect((await restAs(header)).status).toBe(401);
