@@ -7,7 +7,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { expressjwt, UnauthorizedError, type Request as JWTRequest } from "express-jwt";
 import jwt, { type Algorithm } from "jsonwebtoken";
-import { createPublicKey, createSecretKey } from "node:crypto";
+import { createHash, createPublicKey, createSecretKey } from "node:crypto";
 import type { Socket } from "node:net";
 import pg from "pg";
 import type { Config } from "../config.ts";
@@ -92,6 +92,27 @@ function startTransaction(client: pg.PoolClient, caller: Caller | undefined, set
   return { started, uncork };
 }
 
+// PostGraphile prepares its selects but sends its mutations unnamed, so
+// PostgreSQL would parse and plan the same `select ... from record_run($1)` on
+// every request. Queries with parameters and no name get one from their text,
+// up to MAX_PREPARED_PER_CONNECTION texts per connection; the rest go unnamed.
+const MAX_PREPARED_PER_CONNECTION = 100;
+const preparedTexts = new WeakMap<pg.PoolClient, Set<string>>();
+
+function prepared(client: pg.PoolClient, args: unknown[]): unknown[] {
+  const [first, ...rest] = args as [pg.QueryConfig | string, ...unknown[]];
+  // query(text, values, ...) or query({ text, values, ... }, ...)
+  const config: pg.QueryConfig = typeof first === "string" ? { text: first, values: Array.isArray(rest[0]) ? rest.shift() as unknown[] : undefined } : first;
+  if (config.name || !config.values) return args;
+  let texts = preparedTexts.get(client);
+  if (!texts) preparedTexts.set(client, (texts = new Set()));
+  if (!texts.has(config.text)) {
+    if (texts.size >= MAX_PREPARED_PER_CONNECTION) return args;
+    texts.add(config.text);
+  }
+  return [{ ...config, name: `prompter_${createHash("sha1").update(config.text).digest("base64url")}` }, ...rest];
+}
+
 /**
  * Runs `work` in a transaction as the request's caller, so RLS and grants
  * decide what it sees: REST's and every one PostGraphile opens for a request.
@@ -107,7 +128,7 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
     try {
       const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts);
       client.query = ((...args: unknown[]) => {
-        const result = query(...args);
+        const result = query(...prepared(client, args));
         uncork();
         return started.then(() => result, (error) => {
           result.catch(() => {});

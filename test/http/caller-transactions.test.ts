@@ -1,0 +1,44 @@
+// The gateway's transactions as the caller (auth.ts, callerTransactions) on
+// one connection of the authenticator, as the gateway's pool has them.
+import { afterAll, beforeAll, expect, it } from "vitest";
+import type { Request } from "express";
+import pg from "pg";
+import { loadConfig } from "../../src/config.ts";
+import { callerTransactions } from "../../src/server/auth.ts";
+import { setCaller } from "../../src/server/caller.ts";
+import { createUser, useTestDatabase } from "../support/db.ts";
+
+const db = useTestDatabase();
+let pool: pg.Pool;
+let asCaller: ReturnType<typeof callerTransactions>;
+let req: Request;
+
+beforeAll(async () => {
+  const userId = await createUser(db.pool);
+  pool = new pg.Pool({ connectionString: db.authUrl, max: 1, pipeline: true } as pg.PoolConfig);
+  asCaller = callerTransactions(pool, loadConfig({}));
+  req = { ip: "127.0.0.1", res: { locals: { requestId: "caller-transactions-test" } } } as unknown as Request;
+  setCaller(req, { userId, session: { generation: 0, issuedAt: null } });
+});
+afterAll(() => pool?.end());
+
+const preparedLike = (pattern: string) =>
+  asCaller(req, async (client) => (await client.query<{ statement: string; runs: number }>(
+    "select statement, generic_plans + custom_plans as runs from pg_prepared_statements where statement like $1 order by statement",
+    [pattern])).rows);
+
+it("prepares a query it sends with parameters, so PostgreSQL parses it once per connection", async () => {
+  for (let i = 0; i < 3; i++) {
+    await asCaller(req, (client) => client.query("select $1::int as repeated", [i]));
+  }
+  expect(await preparedLike("select $1::int as repeated")).toEqual([{ statement: "select $1::int as repeated", runs: "3" }]);
+});
+
+it("prepares at most 100 texts per connection, and runs the others unnamed", async () => {
+  for (let i = 0; i < 150; i++) {
+    const { rows } = await asCaller(req, (client) => client.query(`select $1::int + ${i} as distinct_text`, [1]));
+    expect(rows).toEqual([{ distinct_text: 1 + i }]);
+  }
+  // The first test's text and the lookup's own count among the 100.
+  expect((await preparedLike("select $1::int + % as distinct_text")).length).toBe(98);
+});
