@@ -1,6 +1,6 @@
 // agent_effectiveness reads per-(user, agent) counters that triggers maintain.
 // This drives random writes (inserts, updates, deletes, source changes, best-head
-// moves) and after every step compares each column of the view, for each user
+// moves, whole runs through record_run) and after every step compares each column of the view, for each user
 // and for an admin, with a plain recomputation of the seed's algorithm; then
 // many connections write at once, committing and rolling back, and the view and
 // the exports' stale flags are compared with what the committed writes imply.
@@ -11,6 +11,7 @@ import { createUser, useTestDatabase } from "./support/db.ts";
 
 const db = useTestDatabase();
 const AGENTS = ["domain", "structure", "syntax"];
+const CRITERIA = ["clarity", "specificity", "actionability", "structure", "context_use"];
 let users: string[];
 let admin: string;
 
@@ -58,6 +59,11 @@ const operation = fc.oneof(
   fc.record({ op: fc.constant("dropVersion" as const), pick: fc.nat() }),
   fc.record({ op: fc.constant("dropPrompt" as const), pick: fc.nat() }),
   fc.record({ op: fc.constant("bulk" as const), user: fc.nat(1), prompts: fc.integer({ min: 1, max: 4 }) }),
+  // recordRun: a new prompt, or one of the user's (whose best head it may move), with versions, scores and a best head.
+  fc.record({
+    op: fc.constant("run" as const), user: fc.nat(1), onExisting: fc.boolean(), pick: fc.nat(), best: fc.option(fc.nat(2)),
+    versions: fc.array(fc.record({ agent: fc.constantFrom(...AGENTS), scores: fc.option(criterion) }), { minLength: 1, maxLength: 3 }),
+  }),
   // The owner's maintenance: one statement over every user's rows.
   fc.record({ op: fc.constant("ownerResource" as const), agent: fc.constantFrom(...AGENTS), skip: fc.nat(2) }),
 );
@@ -87,6 +93,13 @@ async function apply(client: pg.PoolClient, step: Operation): Promise<void> {
     case "bulk":
       await client.query("select app_private.generate_demo($1, $2)", [users[step.user], step.prompts]);
       return;
+    case "run": {
+      const existing = step.onExisting
+        ? await pick<{ id: string }>(client, `select id from app_public.prompts where user_id = ${Number(users[step.user])} order by id`, step.pick)
+        : undefined;
+      await as(client, users[step.user], "app_user", "select app_public.record_run($1)", [JSON.stringify(aRun(step, existing?.id))]);
+      return;
+    }
     case "ownerResource":
       await client.query("update app_public.prompt_versions set source = $1 where id % 3 <> $2", [step.agent, step.skip]);
       return;
@@ -129,6 +142,14 @@ async function apply(client: pg.PoolClient, step: Operation): Promise<void> {
       await run("delete from app_public.prompt_versions where id = $1", [v.id]);
       break;
   }
+}
+
+/** A run for record_run: each version's score is the same value on every criterion. */
+function aRun(spec: { versions: { agent: string; scores: number | null }[]; best: number | null }, promptId?: string) {
+  const versions = spec.versions.map(({ agent, scores }) => ({
+    agent, text: "v", scores: scores === null ? null : Object.fromEntries(CRITERIA.map((c) => [c, scores])),
+  }));
+  return { ...(promptId ? { prompt_id: Number(promptId) } : { prompt: "p" }), versions, best_version: spec.best === null ? null : spec.best % versions.length };
 }
 
 async function expectViewMatches(client: pg.PoolClient, viewedUsers = users) {
@@ -203,7 +224,12 @@ async function randomTransaction(client: pg.Client, userId: string, random: () =
     const existing = async () => (await client.query<{ id: string; prompt_id: string }>(
       "select id, prompt_id from app_public.prompt_versions order by random() limit 1")).rows[0];
     const kind = random();
-    if (kind < 0.5) {
+    if (kind < 0.15) {
+      // recordRun, on a new prompt or on one of the user's, whose best head it may move.
+      const mine = random() < 0.5 ? (await client.query<{ id: string }>("select id from app_public.prompts order by random() limit 1")).rows[0] : undefined;
+      const versions = Array.from({ length: 1 + Math.floor(random() * 3) }, () => ({ agent: agent(), scores: random() < 0.8 ? value() : null }));
+      await run("select app_public.record_run($1)", [JSON.stringify(aRun({ versions, best: random() < 0.7 ? Math.floor(random() * 3) : null }, mine?.id))]);
+    } else if (kind < 0.5) {
       const prompt = (await run("insert into app_public.prompts (text) values ('p') returning id")).rows[0].id;
       const versions = [];
       for (let i = 0; i < 1 + Math.floor(random() * 3); i++) {

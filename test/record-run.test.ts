@@ -156,6 +156,13 @@ describe("record_run", () => {
     ["a blank explanation", (run) => { run.versions[0].explanation = ""; return run; }, "versions[0].explanation"],
     ["a version that is not an object", (run) => ({ ...run, versions: [run.versions[0], "v"] }), "versions[1]"],
     ["an unknown version field", (run) => ({ ...run, versions: [{ ...run.versions[0], user_id: 1 }] }), "versions[0].user_id"],
+    ["scores that are not an object", (run) => ({ ...run, versions: [run.versions[0], { ...run.versions[1], scores: 7 }] }), "versions[1].scores"],
+    ["an agent that is not a string", (run) => { (run.versions[2] as Record<string, unknown>).agent = ["syntax"]; return run; }, "versions[2].agent"],
+    // Several problems: the first version's, and in a version the first of the checks in order.
+    ["problems in two versions", (run) => { run.versions[2].text = ""; run.versions[1].agent = "poet"; return run; }, "versions[1].agent"],
+    ["an unknown field and an unknown agent", (run) => ({ ...run, versions: [{ ...run.versions[0], agent: "poet", mood: 1, colour: 2 }] }), "versions[0].mood"],
+    ["a blank text and a score out of range", (run) => { run.versions[0].text = " "; run.versions[0].scores.clarity = 11; return run; }, "versions[0].text"],
+    ["two scores out of range", (run) => { run.versions[0].scores.structure = 11; run.versions[0].scores.specificity = -2; return run; }, "versions[0].scores.specificity"],
     ["no versions", (run) => ({ ...run, versions: [] }), "versions"],
     ["a blank prompt", (run) => ({ ...run, prompt: "" }), "prompt"],
     ["both prompt and prompt_id", (run) => ({ ...run, prompt_id: 1 }), "prompt"],
