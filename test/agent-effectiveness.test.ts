@@ -95,7 +95,7 @@ async function apply(client: pg.PoolClient, step: Operation): Promise<void> {
       return;
     case "run": {
       const existing = step.onExisting
-        ? await pick<{ id: string }>(client, `select id from app_public.prompts where user_id = ${Number(users[step.user])} order by id`, step.pick)
+        ? await pick<{ id: string; user_id: string }>(client, `select id, user_id from app_public.prompts where user_id = ${Number(users[step.user])} order by id`, step.pick)
         : undefined;
       await as(client, users[step.user], "app_user", "select app_public.record_run($1)", [JSON.stringify(aRun(step, existing?.id))]);
       return;
