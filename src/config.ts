@@ -314,6 +314,12 @@ export function loadConfig(env: Env = process.env) {
     poolWaitSeconds: durationSeconds(env, "PG_POOL_WAIT", 3),
     /** Requests beyond this many already waiting for a connection are answered 503 SERVER_BUSY at once. */
     poolMaxWaiting: integer(env, "PG_POOL_MAX_WAITING", poolMax * 5, 0, 100_000),
+    /**
+     * How many statement texts each gateway connection prepares, as PostGraphile
+     * (@dataplan/pg) reads the same variable for its own; 0 prepares none, for
+     * a PgBouncer older than 1.21 in transaction mode.
+     */
+    preparedStatementsPerConnection: integer(env, "DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE", 100, 0, 100_000),
     apiTimeouts: apiTimeouts(env),
     callerLimits: callerLimits(env),
     graphqlLimits: graphqlLimits(env),

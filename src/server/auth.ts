@@ -55,7 +55,7 @@ function pgSettingsFor(req: Request, config: Config): Record<string, string> {
 }
 
 // The statements that start a transaction as the caller, run by the gateway's
-// login and prepared once per connection: the settings and, for a bearer
+// login and prepared once per connection (see prepared(), below): the settings and, for a bearer
 // token's caller, the session check, whose answer becomes the role (and that
 // role's statement timeout) for the rest of the transaction. The session check
 // fails with PRSES (401) when the user is gone, disabled or the token revoked.
@@ -69,7 +69,7 @@ const CHECK_SESSION = `select set_config('statement_timeout', $2::json ->> s.rol
  * queued (or the event loop turns), so all three go in one write and one
  * round trip. The gateway's pool runs in pipeline mode for this.
  */
-function startTransaction(client: pg.PoolClient, caller: Caller | undefined, settings: Record<string, string>, timeouts: string) {
+function startTransaction(client: pg.PoolClient, caller: Caller | undefined, settings: Record<string, string>, timeouts: string, preparedLimit: number) {
   const socket = (client as pg.PoolClient & { connection: { stream: Socket } }).connection.stream;
   socket.cork();
   let corked = true;
@@ -79,10 +79,11 @@ function startTransaction(client: pg.PoolClient, caller: Caller | undefined, set
   };
   setImmediate(uncork);
   const begun = client.query("begin");
-  const checked = caller?.session
-    ? client.query({ name: "prompter_check_session", text: CHECK_SESSION,
-        values: [JSON.stringify(settings), timeouts, caller.userId, caller.session.generation, caller.session.issuedAt] })
-    : client.query({ name: "prompter_apply_settings", text: APPLY_SETTINGS, values: [JSON.stringify(settings)] });
+  const start = caller?.session
+    ? { name: "prompter_check_session", text: CHECK_SESSION,
+        values: [JSON.stringify(settings), timeouts, caller.userId, caller.session.generation, caller.session.issuedAt] }
+    : { name: "prompter_apply_settings", text: APPLY_SETTINGS, values: [JSON.stringify(settings)] };
+  const checked = client.query(mayPrepare(client, start.text, preparedLimit) ? start : { text: start.text, values: start.values });
   const started = Promise.all([begun, checked]).then(([, { rows }]) => {
     if (caller?.session) caller.role = rows[0].role;
   });
@@ -95,21 +96,25 @@ function startTransaction(client: pg.PoolClient, caller: Caller | undefined, set
 // PostGraphile prepares its selects but sends its mutations unnamed, so
 // PostgreSQL would parse and plan the same `select ... from record_run($1)` on
 // every request. Queries with parameters and no name get one from their text,
-// up to MAX_PREPARED_PER_CONNECTION texts per connection; the rest go unnamed.
-const MAX_PREPARED_PER_CONNECTION = 100;
+// up to `limit` texts per connection (the start statements among them); the
+// rest go unnamed.
 const preparedTexts = new WeakMap<pg.PoolClient, Set<string>>();
 
-function prepared(client: pg.PoolClient, args: unknown[]): unknown[] {
+/** Whether the connection may prepare `text`: it has, or has room for one more. */
+function mayPrepare(client: pg.PoolClient, text: string, limit: number): boolean {
+  let texts = preparedTexts.get(client);
+  if (!texts) preparedTexts.set(client, (texts = new Set()));
+  if (texts.has(text)) return true;
+  if (texts.size >= limit) return false;
+  texts.add(text);
+  return true;
+}
+
+function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknown[] {
   const [first, ...rest] = args as [pg.QueryConfig | string, ...unknown[]];
   // query(text, values, ...) or query({ text, values, ... }, ...)
   const config: pg.QueryConfig = typeof first === "string" ? { text: first, values: Array.isArray(rest[0]) ? rest.shift() as unknown[] : undefined } : first;
-  if (config.name || !config.values) return args;
-  let texts = preparedTexts.get(client);
-  if (!texts) preparedTexts.set(client, (texts = new Set()));
-  if (!texts.has(config.text)) {
-    if (texts.size >= MAX_PREPARED_PER_CONNECTION) return args;
-    texts.add(config.text);
-  }
+  if (config.name || !config.values || !mayPrepare(client, config.text, limit)) return args;
   return [{ ...config, name: `prompter_${createHash("sha1").update(config.text).digest("base64url")}` }, ...rest];
 }
 
@@ -126,9 +131,9 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
     const client = await pool.connect();
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     try {
-      const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts);
+      const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts, config.preparedStatementsPerConnection);
       client.query = ((...args: unknown[]) => {
-        const result = query(...prepared(client, args));
+        const result = query(...prepared(client, args, config.preparedStatementsPerConnection));
         uncork();
         return started.then(() => result, (error) => {
           result.catch(() => {});

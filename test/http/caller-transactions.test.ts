@@ -39,6 +39,19 @@ it("prepares at most 100 texts per connection, and runs the others unnamed", asy
     const { rows } = await asCaller(req, (client) => client.query(`select $1::int + ${i} as distinct_text`, [1]));
     expect(rows).toEqual([{ distinct_text: 1 + i }]);
   }
-  // The first test's text and the lookup's own count among the 100.
-  expect((await preparedLike("select $1::int + % as distinct_text")).length).toBe(98);
+  // The start statement, the first test's text and the lookup's own count among the 100.
+  expect((await preparedLike("select $1::int + % as distinct_text")).length).toBe(97);
+  expect(await preparedLike("%gateway_session_role%")).toHaveLength(1);
+});
+
+it("prepares nothing with DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE=0, as a PgBouncer before 1.21 needs", async () => {
+  const unprepared = new pg.Pool({ connectionString: db.authUrl, max: 1, pipeline: true } as pg.PoolConfig);
+  try {
+    const asCallerUnprepared = callerTransactions(unprepared, loadConfig({ DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE: "0" }));
+    for (let i = 0; i < 3; i++) await asCallerUnprepared(req, (client) => client.query("select $1::int as repeated", [i]));
+    const { rows } = await asCallerUnprepared(req, (client) => client.query("select count(*)::int as prepared from pg_prepared_statements"));
+    expect(rows).toEqual([{ prepared: 0 }]);
+  } finally {
+    await unprepared.end();
+  }
 });
