@@ -28,7 +28,10 @@ it("has working defaults and refuses settings that cannot work", () => {
     workerConnectTimeoutSeconds: 10,
     workerStatementTimeoutSeconds: 300,
     exportStatementTimeoutSeconds: 3600,
+    preparedStatementsPerConnection: 100,
   });
+  expect(loadConfig({ DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE: "0" }).preparedStatementsPerConnection).toBe(0);
+  expect(refusal({ DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE: "-1" })).toMatch(/^DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE must be a whole number/);
   expect(loadConfig({ WORKER_STATEMENT_TIMEOUT: "2m", EXPORT_STATEMENT_TIMEOUT: "6h", WORKER_PG_CONNECT_TIMEOUT: "3" }))
     .toMatchObject({ workerStatementTimeoutSeconds: 120, exportStatementTimeoutSeconds: 6 * 3600, workerConnectTimeoutSeconds: 3 });
   expect(refusal({ EXPORT_STATEMENT_TIMEOUT: "0" })).toMatch(/^EXPORT_STATEMENT_TIMEOUT must be a duration/);
