@@ -123,6 +123,15 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  * decide what it sees: REST's and every one PostGraphile opens for a request.
  * The work's queries answer with the start's error when the start failed (a
  * query behind it only fails because the transaction is aborted).
+ *
+ * Nearly all work is one batch: the queries it sends before reading any
+ * answer (PostGraphile sends one statement per transaction). Commit goes
+ * out right behind them, so begin, the start, the work and commit take one
+ * round trip instead of two. PostgreSQL commits only if every statement
+ * succeeded, and turns commit into rollback otherwise. A query the work sends
+ * once the batch is on its way would run after commit, so it is refused (none
+ * does: PostGraphile's one work that would, a list read through a cursor for
+ * @stream, is not offered).
  */
 export function callerTransactions(pool: pg.Pool, config: Config) {
   const timeouts = JSON.stringify(Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`])));
@@ -130,11 +139,25 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
     const caller = callerOf(req);
     const client = await pool.connect();
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
+    let committed: Promise<unknown> | undefined;
     try {
       const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts, config.preparedStatementsPerConnection);
-      client.query = ((...args: unknown[]) => {
-        const result = query(...prepared(client, args, config.preparedStatementsPerConnection));
+      let batch: "open" | "sealing" | "sent" = "open";
+      const sendBatch = () => {
+        committed = query("commit");
+        batch = "sent";
         uncork();
+      };
+      client.query = ((...args: unknown[]) => {
+        if (batch === "sent") {
+          return Promise.reject(new Error("A query after the transaction's first batch would run after its commit."));
+        }
+        const result = query(...prepared(client, args, config.preparedStatementsPerConnection));
+        if (batch === "open") {
+          // The rest of the batch is what the work sends before it awaits.
+          batch = "sealing";
+          queueMicrotask(sendBatch);
+        }
         return started.then(() => result, (error) => {
           result.catch(() => {});
           throw error;
@@ -148,10 +171,11 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
         // The pool hands the client out again with pg's own query.
         delete (client as Partial<pg.PoolClient>).query;
       }
-      await client.query("commit");
+      await (committed ?? client.query("commit"));
       return result;
     } catch (error) {
-      await client.query("rollback").catch(() => {});
+      // A commit already sent has rolled the failed transaction back.
+      await (committed ?? client.query("rollback")).catch(() => {});
       throw error;
     } finally {
       client.release();

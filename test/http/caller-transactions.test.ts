@@ -55,3 +55,22 @@ it("prepares nothing with DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE=0, as a PgBo
     await unprepared.end();
   }
 });
+
+it("commits with the work's first batch: what fails in it leaves nothing, and a query sent after it is refused", async () => {
+  const text = `caller-transactions batch ${Date.now()}`;
+  const stored = async () => (await db.pool.query("select count(*)::int as n from app_public.prompts where text = $1", [text])).rows[0].n;
+  // Sent together, before any answer: one transaction, rolled back as a whole.
+  await expect(asCaller(req, (client) => Promise.all([
+    client.query("insert into app_public.prompts (text) values ($1)", [text]),
+    client.query("select 1 / 0"),
+  ]))).rejects.toMatchObject({ code: "22012" });
+  expect(await stored()).toBe(0);
+  // A query after the first answer would run after commit, outside the caller's transaction.
+  await expect(asCaller(req, async (client) => {
+    await client.query("insert into app_public.prompts (text) values ($1)", [text]);
+    await client.query("insert into app_public.prompts (text) values ($1)", [text]);
+  })).rejects.toThrow("after its commit");
+  expect(await stored()).toBe(1);
+  const { rows } = await asCaller(req, (client) => client.query("select current_user as role, count(*)::int as n from app_public.prompts where text = $1", [text]));
+  expect(rows).toEqual([{ role: "app_user", n: 1 }]);
+});
