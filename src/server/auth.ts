@@ -65,9 +65,9 @@ const CHECK_SESSION = `select set_config('statement_timeout', $2::json ->> s.rol
 
 /**
  * Sends begin and the statement that starts the caller's transaction without
- * waiting for them: the socket stays corked until the work's first query is
- * queued (or the event loop turns), so all three go in one write and one
- * round trip. The gateway's pool runs in pipeline mode for this.
+ * waiting for them: the socket stays corked until the work's first batch and
+ * commit are queued (or the event loop turns), so all of them go in one write
+ * and one round trip. The gateway's pool runs in pipeline mode for this.
  */
 function startTransaction(client: pg.PoolClient, caller: Caller | undefined, settings: Record<string, string>, timeouts: string, preparedLimit: number) {
   const socket = (client as pg.PoolClient & { connection: { stream: Socket } }).connection.stream;

@@ -19,7 +19,7 @@ export function gatewayPool(config: Config, authenticatorUrl: string, metrics: M
       max: config.poolMax,
       connectionTimeoutMillis: config.poolWaitSeconds * 1000,
       application_name: "prompter-gateway",
-      // A request's transaction is begun with its first query in one round trip (auth.ts).
+      // A request's transaction (begin, its queries, commit) goes out in one round trip (auth.ts).
       pipeline: true,
     },
     log,
