@@ -175,7 +175,12 @@ begin
     from jsonb_array_elements(run->'versions') with ordinality e(v, n)
    where jsonb_typeof(v->'scores') = 'object';
 
-  if best is not null then
+  -- A new prompt has no best head to replace: a plain insert spares the run
+  -- the update triggers that ON CONFLICT DO UPDATE fires even when nothing conflicts.
+  if best is not null and run ? 'prompt' then
+    insert into app_public.best_heads (user_id, prompt_id, prompt_version_id, source)
+    values (me, new_prompt_id, version_ids[best + 1], run->'versions'->best->>'agent');
+  elsif best is not null then
     insert into app_public.best_heads (user_id, prompt_id, prompt_version_id, source)
     values (me, new_prompt_id, version_ids[best + 1], run->'versions'->best->>'agent')
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
