@@ -16,7 +16,8 @@ import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
-import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
+import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
+import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
 
 /**
