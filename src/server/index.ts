@@ -13,7 +13,7 @@ import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
-import { graphqlResponses } from "./graphql-answers.ts";
+import { graphqlAccept, graphqlResponses } from "./graphql-answers.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
@@ -105,12 +105,11 @@ export async function startGateway(
   app.use(express.json({ limit: MAX_BODY_BYTES }));
   app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
 
-  app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
+  app.use(GRAPHQL_PATH, graphqlAccept, graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
   // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).
-  const graphqlMethods = config.production ? "POST" : "GET, POST"; // GET serves Ruru to browsers
   app.use(GRAPHQL_PATH, (_req, res, next) => {
-    res.set("Allow", graphqlMethods);
+    res.set("Allow", "GET, POST");
     next();
   });
   await pgl.createServ(grafserv).addTo(app, server, false);
