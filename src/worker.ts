@@ -7,7 +7,7 @@ import { mkdir } from "node:fs/promises";
 import { Logger, parseCronItems, run, type Job, type Task, type WorkerEvents } from "graphile-worker";
 import { createAlerts, type Alerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
-import { resilientPool } from "./db/pool.ts";
+import { closePool, resilientPool } from "./db/pool.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
@@ -112,7 +112,7 @@ export async function startWorker(
   const stopSignal = createStopSignal();
 
   let current: Runner | undefined = await runners.start().catch(async (error) => {
-    await pool.end();
+    await closePool(pool);
     throw error;
   });
   const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
@@ -121,7 +121,7 @@ export async function startWorker(
     await superviseRunners(current!, runners, stopSignal, context, (runner) => (current = runner));
     await loginLimits.stop();
     await alerts.flush();
-    await pool.end();
+    await closePool(pool);
   })();
 
   return {

@@ -7,6 +7,7 @@ import express, { type Response } from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
+import { closePool } from "../db/pool.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { createStorage } from "../storage/index.ts";
@@ -160,7 +161,7 @@ export async function startGateway(
           await pgl.release();
         } finally {
           // A connection never given back (its server gone silent) must not keep the process alive.
-          await Promise.race([pool.end(), delay(CANCEL_ANSWER_MS)]);
+          await Promise.race([closePool(pool), delay(CANCEL_ANSWER_MS)]);
         }
       }
     },
