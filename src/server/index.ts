@@ -18,7 +18,7 @@ import { graphqlAccept, graphqlResponses } from "./graphql-answers.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
-import { rememberMountPath, requestLog } from "./request-log.ts";
+import { DeclaredRoutes, rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
 
@@ -64,7 +64,8 @@ export async function startGateway(
   app.disable("x-powered-by");
   // req.ip is the client address sign-in is throttled by (prompter.client_address).
   app.set("trust proxy", config.trustProxy);
-  app.use(requestLog(log, metrics));
+  const declaredRoutes = new DeclaredRoutes();
+  app.use(requestLog(log, metrics, declaredRoutes));
   let closing = false;
   const inFlight = new Map<Response, { method: string; path: string; started: number }>();
   app.use((req, res, next) => {
@@ -104,7 +105,9 @@ export async function startGateway(
   app.use(authenticate(config));
   app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
+  const rest = restRoutes(config, pool, events, createStorage(config, log));
+  declaredRoutes.add("/api", rest);
+  app.use("/api", rememberMountPath, rest);
 
   app.use(GRAPHQL_PATH, graphqlAccept, graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
