@@ -15,6 +15,9 @@ import type pg from "pg";
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Log } from "./log.ts";
 
+/** Why the worker cancels a SQL login's statement or ends its session (app_private.enforce_sql_login_limits). */
+const SQL_LOGIN_LIMIT_REASONS = ["statement_timeout", "idle_in_transaction_timeout", "advisory_lock"];
+
 const SECONDS_BUCKETS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800];
 const ROWS_BUCKETS = [0, 10, 100, 1_000, 10_000, 100_000, 1_000_000, 10_000_000];
 const BYTES_BUCKETS = [1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000];
@@ -139,6 +142,21 @@ export function createMetrics() {
       labelNames: ["outcome"] as const,
       registers,
     }),
+
+    /**
+     * Zero series for the worker's counters and histograms, by the label
+     * values they can have, so each is exported from the start, not from its
+     * first event (a rate() needs the 0 before the 1).
+     */
+    expectWorkerEvents(exportKinds: string[], exportDirErrorCodes: string[]): void {
+      for (const kind of exportKinds) {
+        for (const counter of [this.exportsSucceeded, this.exportsFailed, this.exportAttemptsFailed]) counter.inc({ kind }, 0);
+        for (const histogram of [this.exportDuration, this.exportRows, this.exportBytes]) histogram.zero({ kind });
+      }
+      for (const code of exportDirErrorCodes) this.exportDirFailures.inc({ code }, 0);
+      for (const outcome of ["delivered", "failed"]) this.alertDeliveries.inc({ outcome }, 0);
+      for (const reason of SQL_LOGIN_LIMIT_REASONS) this.sqlLoginCancellations.inc({ reason }, 0);
+    },
 
     /** Reports the pool's connections as pool="<name>". */
     watchPool(name: string, pool: pg.Pool): void {

@@ -12,7 +12,7 @@ import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.t
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { createStorage } from "./storage/index.ts";
-import exportTask from "./tasks/export.ts";
+import exportTask, { EXPORT_DIR_ERROR_CODES } from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
 import runKeyRetentionTask from "./tasks/run_key_retention.ts";
@@ -111,7 +111,12 @@ export async function startWorker(
   const runners = runnerStarter(config, context);
   const stopSignal = createStopSignal();
 
-  let current: Runner | undefined = await runners.start().catch(async (error) => {
+  const firstRunner = async () => {
+    const { rows: kinds } = await pool.query<{ name: string }>("select name from app_public.export_kinds order by name");
+    metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES);
+    return runners.start();
+  };
+  let current: Runner | undefined = await firstRunner().catch(async (error) => {
     await closePool(pool);
     throw error;
   });

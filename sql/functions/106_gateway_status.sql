@@ -18,12 +18,18 @@ as $$
   select w.pool_id from app_private.live_workers(silence) w order by 1;
 $$;
 
+-- Every kind in every status, with zeros: a series exists before its first export.
 create or replace function app_hidden.gateway_export_counts()
 returns table (kind text, status text, count int)
 language sql stable security definer
 set search_path = pg_catalog
 as $$
-  select e.kind, e.status, count(*)::int from app_public.exports e group by 1, 2 order by 1, 2;
+  select k.name, s.status, count(e.id)::int
+    from app_public.export_kinds k
+   cross join unnest(array['queued', 'running', 'succeeded', 'failed']) s(status)
+    left join app_public.exports e on e.kind = k.name and e.status = s.status
+   group by 1, 2
+   order by 1, 2;
 $$;
 
 -- graphile-worker's own tables (stable within 0.18): a job is ready when it

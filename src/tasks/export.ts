@@ -137,6 +137,8 @@ const EXPORT_DIR_ERRORS: Record<string, string> = {
   ENOTDIR: "the server's export directory is missing",
   EIO: "the server's export disk failed",
 };
+/** The error codes of EXPORT_DIR counted by prompter_export_dir_failures_total. */
+export const EXPORT_DIR_ERROR_CODES = Object.keys(EXPORT_DIR_ERRORS);
 
 /** The error code when writing to EXPORT_DIR failed (say ENOSPC), for the metric and the user's message. */
 function exportDirError(error: unknown): string | undefined {
