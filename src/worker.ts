@@ -116,14 +116,15 @@ export async function startWorker(
     metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES);
     return runners.start();
   };
-  let current: Runner | undefined = await firstRunner().catch(async (error) => {
+  const first = await firstRunner().catch(async (error) => {
     await closePool(pool);
     throw error;
   });
+  let current: Runner | undefined = first;
   const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
 
   const done = (async () => {
-    await superviseRunners(current!, runners, stopSignal, context, (runner) => (current = runner));
+    await superviseRunners(first, runners, stopSignal, context, (runner) => (current = runner));
     await loginLimits.stop();
     await alerts.flush();
     await closePool(pool);

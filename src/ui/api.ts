@@ -20,14 +20,17 @@ export function whenSessionEnds(handler: (message: string) => void): void {
   onSessionEnded = handler;
 }
 
+/** REST's error body, or GraphQL's (a 401, or an operation refused as a whole: 429, 503). */
 interface ErrorBody {
   error?: { code?: unknown; message?: unknown };
+  errors?: { message?: unknown; extensions?: { code?: unknown } }[];
 }
 
 async function errorFrom(response: Response): Promise<ApiError> {
   const body = (await response.json().catch(() => ({}))) as ErrorBody;
-  const code = typeof body.error?.code === "string" ? body.error.code : `HTTP_${response.status}`;
-  const message = typeof body.error?.message === "string" ? body.error.message : `The server answered ${response.status} ${response.statusText}.`;
+  const error = body.error ?? { code: body.errors?.[0]?.extensions?.code, message: body.errors?.[0]?.message };
+  const code = typeof error.code === "string" ? error.code : `HTTP_${response.status}`;
+  const message = typeof error.message === "string" ? error.message : `The server answered ${response.status} ${response.statusText}.`;
   return new ApiError(code, message);
 }
 

@@ -376,7 +376,7 @@ it("says clearly when the export rate limit is reached", async () => {
   const exportCount = async () => (await db.pool.query("select count(*)::int as total from app_public.exports")).rows[0].total;
   const before = await exportCount();
   const limited = /^Rate limit reached: Too many exports: at most 10 per minute\. Try again in \d+ seconds\.$/;
-  // Through GraphQL (an error in a 200 answer) and through REST (429): the same message.
+  // Through GraphQL and through REST (429 both, the GraphQL answer's body a GraphQL response): the same message.
   await page.getByRole("button", { name: "Prompt versions", exact: true }).click();
   await page.locator("#export-error").filter({ hasText: limited }).waitFor();
   await page.getByRole("button", { name: "All (zip)", exact: true }).click();
