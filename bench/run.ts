@@ -13,9 +13,10 @@
 //   6. noisy neighbours: user B's agent_effectiveness latency, export and /readyz
 //      while user A attacks, vs the same without the attack.
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
-// BENCH_ONLY=effectiveness,runs (any of export, effectiveness, pickup, writes,
-// runs, contention, noisy) runs only those sections and prints their figures
-// instead of writing the results files, for profiling one path.
+// BENCH_ONLY=effectiveness,runs (any of SECTIONS) runs only those sections and
+// prints their figures instead of writing the results files, for profiling one
+// path. Each section is a file of its own (bench/<section>.ts) sharing
+// bench/harness.ts; this driver builds the data and runs them in turn.
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { ChildProcess } from "node:child_process";
 import os from "node:os";
