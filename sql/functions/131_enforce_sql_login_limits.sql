@@ -2,7 +2,9 @@
 -- SET idle_in_transaction_session_timeout = 0) does not lift the limits it was
 -- given (app_private.sql_logins): run periodically by the worker as the owner,
 -- this cancels a statement running past the login's statement timeout and ends
--- a session idle in a transaction past its idle limit. With
+-- a session idle in a transaction past its idle limit, and ends a session whose
+-- transaction is older than its transaction limit, whatever it runs (a loop of
+-- short statements with short pauses trips neither of the others). With
 -- `advisory_lock_holders`, it also ends every session of a SQL login that holds
 -- an advisory lock (a login has no use for one; migrations need graphile-
 -- migrate's). The owner may signal only backends of roles it is a member of
@@ -21,12 +23,17 @@ as $$
            case
              when advisory_lock_holders and exists (select from pg_locks l where l.pid = a.pid and l.locktype = 'advisory')
                then 'advisory_lock'
+             when a.xact_start < clock_timestamp() - m.transaction_timeout
+               then 'transaction_timeout'
              when a.state = 'active' and a.query_start < clock_timestamp() - m.statement_timeout
                then 'statement_timeout'
              when a.state like 'idle in transaction%' and a.state_change < clock_timestamp() - m.idle_in_transaction_timeout
                then 'idle_in_transaction_timeout'
            end as reason,
-           clock_timestamp() - case when a.state = 'active' then a.query_start else coalesce(a.state_change, a.backend_start) end as running_for,
+           clock_timestamp() - case
+             when a.xact_start < clock_timestamp() - m.transaction_timeout then a.xact_start
+             when a.state = 'active' then a.query_start
+             else coalesce(a.state_change, a.backend_start) end as running_for,
            pg_has_role(m.login, 'usage') as may_signal
       from pg_stat_activity a
       join app_private.sql_logins m on m.login = a.usename

@@ -1,7 +1,9 @@
 // The "sql_login_limits" task: cancels statements of SQL logins running past
 // their configured statement timeout and ends their sessions idle in a
-// transaction past their idle limit (app_private.enforce_sql_login_limits),
-// whatever the login set for itself. The worker runs it every
+// transaction past their idle limit or in a transaction past their
+// transaction limit (app_private.enforce_sql_login_limits), whatever the login
+// set for itself. It also lets SQL logins back in that a migration which did
+// not finish kept out (app_private.restore_sql_login_access). The worker runs it every
 // SQL_LOGIN_CHECK_INTERVAL on a timer of its own, not through the queue, so
 // worker slots busy with long exports cannot delay it.
 import { assertJobObject, type TaskContext } from "../task-context.ts";
@@ -9,11 +11,18 @@ import { assertJobObject, type TaskContext } from "../task-context.ts";
 interface Enforced {
   pid: number;
   login: string;
-  reason: "statement_timeout" | "idle_in_transaction_timeout" | "advisory_lock";
+  reason: "statement_timeout" | "idle_in_transaction_timeout" | "transaction_timeout" | "advisory_lock";
   action: "cancel" | "terminate";
   running_for_seconds: number;
   done: boolean;
 }
+
+const ENFORCED_MESSAGES: Record<Enforced["reason"], string> = {
+  statement_timeout: "SQL login statement cancelled: past its statement timeout",
+  idle_in_transaction_timeout: "SQL login session ended: past its idle limit",
+  transaction_timeout: "SQL login session ended: its transaction is past its transaction limit",
+  advisory_lock: "SQL login session ended: it held an advisory lock",
+};
 
 export default async function sqlLoginLimitsTask(payload: unknown, _helpers: unknown, context: TaskContext): Promise<void> {
   assertJobObject("sql_login_limits", payload);
@@ -29,6 +38,10 @@ export default async function sqlLoginLimitsTask(payload: unknown, _helpers: unk
       continue;
     }
     context.metrics.sqlLoginCancellations.inc({ reason: row.reason });
-    context.log.warn(fields, row.action === "cancel" ? "SQL login statement cancelled: past its statement timeout" : "SQL login session ended: past its idle limit");
+    context.log.warn(fields, ENFORCED_MESSAGES[row.reason]);
+  }
+  const { rows: restored } = await context.pool.query<{ login: string }>("select login from app_private.restore_sql_login_access() login");
+  if (restored.length) {
+    context.log.warn({ logins: restored.map((row) => row.login) }, "SQL logins let back in: a migration that kept them out did not finish");
   }
 }
