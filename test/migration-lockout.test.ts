@@ -108,6 +108,36 @@ describe("SQL logins holding and grabbing graphile-migrate's key", () => {
   }, 120_000);
 });
 
+describe("a SQL login's transaction left open on a table the migration alters", () => {
+  it("neither stalls the migration nor, queued behind it, the app's requests", async () => {
+    const { url } = await newLogin();
+    const reader = await connect(url);
+    await reader.query("begin");
+    await reader.query("select count(*) from app_public.prompts");
+    const userId = await createUser(db.pool);
+    let migrating = true;
+    const migrated = Promise.race([
+      migrateDatabase(db.url).then(() => "migrated"),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting after 30 s"), 30_000)),
+    ]).finally(() => { migrating = false; });
+    // What an API request does meanwhile, giving up on a lock after 3 s as the gateway does (LOCK_TIMEOUT).
+    const requests: string[] = [];
+    do {
+      const client = await db.pool.connect();
+      try {
+        await client.query("begin");
+        await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true), set_config('lock_timeout', '3s', true)", [userId]);
+        requests.push(await client.query("select count(*) from app_public.prompts").then(() => "answered", (error) => error.code));
+      } finally {
+        await client.query("rollback");
+        client.release();
+      }
+    } while (migrating);
+    expect(await migrated).toBe("migrated");
+    expect(new Set(requests)).toEqual(new Set(["answered"]));
+  }, 60_000);
+});
+
 describe("a migration that dies with SQL logins kept out", () => {
   let dir: string;
   let worker: Awaited<ReturnType<typeof startTestWorker>> | undefined;
