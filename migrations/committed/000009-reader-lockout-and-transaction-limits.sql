@@ -1,6 +1,6 @@
 --! Previous: sha1:4c991a0f199573b2981563da1941590ae688709d
---! Hash: sha1:7b121ccecdadc25c685d1316e7590dc6fcee419e
---! Message: SQL logins kept out while migrating, their transaction limit, and a secret export channel
+--! Hash: sha1:5a626807f2a084396f04295fed0a80f23410875a
+--! Message: SQL logins kept out while migrating, their transaction limit, a secret export channel, and exports refused when their requester lost its rights
 
 -- The SQL logins a running migration has kept out of the database (their
 -- CONNECT revoked, app_private.lock_out_sql_logins), so that access is given
@@ -42,3 +42,7 @@ alter table app_private.notification_channels enable row level security;
 insert into app_private.notification_channels (purpose, channel)
 values ('exports', 'prompter_exports_' || encode(public.gen_random_bytes(16), 'hex'))
 on conflict do nothing;
+
+-- Why an export was refused when it started, as a stable code (the requester
+-- lost the rights it was asked with: app_private.export_started).
+alter table app_public.exports add column if not exists error_code text;

@@ -7,7 +7,7 @@ import type { Config } from "../config.ts";
 import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
 import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
-import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
+import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller, linkStillHolds } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import type { ExportEvents } from "./export-events.ts";
@@ -29,13 +29,14 @@ interface ExportRow {
   object_key: string | null;
   attempts: number;
   error_message: string | null;
+  error_code: string | null;
   progress_rows: string;
   stale: boolean | null;
   requested_by: string | null;
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
-  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.progress_rows,
+  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.error_code, e.progress_rows,
   app_public.exports_stale(e) as stale,
   (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
 
@@ -62,6 +63,7 @@ function exportJson(row: ExportRow) {
     file_name: row.file_name,
     attempts: row.attempts,
     error: row.error_message,
+    error_code: row.error_code,
     progress_rows: Number(row.progress_rows),
     stale: row.stale,
     status_url: `/api/exports/${row.id}`,
@@ -179,7 +181,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     } else {
       res.status(500).json({
         success: false,
-        error: { code: "EXPORT_FAILED", message: row.error_message ?? "The export failed." },
+        error: { code: row.error_code ?? "EXPORT_FAILED", message: row.error_message ?? "The export failed." },
         ...body,
       });
     }
@@ -217,15 +219,18 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   route("/exports/:id/download", { get: [async (req, res) => {
     // A signed link stands for its caller; without one, the request's own token does.
     let proxy: string | undefined;
+    let linked: ReturnType<typeof linkedCaller> | undefined;
     if (req.query.signature !== undefined) {
       const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
-      setCaller(req, linkedCaller(config.jwtSecret, exportId(req), parameters));
+      linked = linkedCaller(config.jwtSecret, exportId(req), parameters);
+      setCaller(req, linked);
       proxy = parameters.proxy;
     } else {
       proxy = queryParameters(req, PROXY_PARAMETER).proxy;
       signedInCaller(req);
     }
     const row = await downloadableExport(req);
+    if (linked) linkStillHolds(linked);
     const etag = `"${row.sha256}"`;
     res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
     // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.

@@ -21,6 +21,9 @@ interface ExportJob {
   options: { gzip: boolean; excel: boolean };
   requested_role: string;
   request_id: string | null;
+  status: string;
+  error_code: string | null;
+  error_message: string | null;
 }
 
 interface WrittenExport {
@@ -47,7 +50,7 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
   const {
     rows: [job],
   } = await pool.query<ExportJob>(
-    "select id, user_id, kind, options, requested_role, request_id from app_private.export_started($1, $2)",
+    "select id, user_id, kind, options, requested_role, request_id, status, error_code, error_message from app_private.export_started($1, $2)",
     [exportId, attempt],
   );
   if (job.id === null) {
@@ -55,6 +58,12 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
     return;
   }
   const fields = { exportId, userId: job.user_id, kind: job.kind, attempt, requestId: job.request_id, jobId: helpers.job.id };
+  if (job.status === "failed") {
+    // Its requester lost the rights it was asked with: failed for good, nothing to retry.
+    log.warn({ ...fields, code: job.error_code, error: job.error_message }, "export refused: its requester no longer has the rights it was asked with");
+    metrics.exportsFailed.inc({ kind: job.kind });
+    return;
+  }
   log.info(fields, "export started");
   const started = performance.now();
   try {
