@@ -44,7 +44,7 @@ begin
          error_code = refusal_code, error_message = coalesce(refusal, e.error_message)
    where e.id = export_id
   returning * into started;
-  perform pg_notify('prompter_exports', export_id::text);
+  perform pg_notify(app_private.exports_channel(), export_id::text);
   return started;
 end;
 $$;

@@ -52,7 +52,7 @@ async function recordOutcome(exportId: number, outcome: { status: "running" | "f
       `update app_public.exports set status = 'succeeded', finished_at = now(), rows = $2, bytes = $3, sha256 = $4, file_name = $5 where id = $1`,
       [exportId, outcome.content.split("\n").length - 2, Buffer.byteLength(outcome.content), createHash("sha256").update(outcome.content).digest("hex"), fileName]);
   }
-  await db.pool.query("select pg_notify('prompter_exports', $1)", [String(exportId)]);
+  await db.pool.query("select pg_notify(app_private.exports_channel(), $1)", [String(exportId)]);
 }
 
 /** Starts `request` and, while it runs, returns the id of the export it created. */
