@@ -257,3 +257,18 @@ describe("renaming does not tell at full speed which usernames exist", () => {
     expect(names.rows).toEqual([{ id: taken, username: "someone_known" }, { id: prober, username: "prober_renamed" }]);
   });
 });
+
+describe("registering does not tell at full speed which usernames exist", () => {
+  it("answers PRTKN for a taken name until the address has tried 30, then PRTHR, and creates nothing", async () => {
+    await createUser(db.pool, { username: "already_here" });
+    // Probes from this address earlier in the file (renames) count too.
+    const { rows: [{ earlier }] } = await db.pool.query(
+      "select coalesce(sum(failures), 0)::int as earlier from app_private.sign_in_failures where key like 'username probes from address:%'");
+    const codes: string[] = [];
+    for (let i = 0; i < 31 - earlier; i++) codes.push((await register("Already_Here", "long-enough-password")).errors![0].extensions!.code as string);
+    expect(codes).toEqual([...Array(30 - earlier).fill("PRTKN"), "PRTHR"]);
+    expect((await register("free_but_throttled", "long-enough-password")).errors![0].extensions!.code).toBe("PRTHR");
+    const { rows } = await db.pool.query("select count(*)::int as n from app_public.users where lower(username) in ('already_here', 'free_but_throttled')");
+    expect(rows[0].n).toBe(1);
+  }, 60_000);
+});
