@@ -21,6 +21,25 @@ as $$
    where k.key is not null;
 $$;
 
+-- Raises PRTHR, with `message` and the wait, while any of `keys` is blocked
+-- (sign-in here, username probes in 192_change_username.sql).
+create or replace function app_private.raise_if_blocked(keys text[], message text) returns void
+language plpgsql stable
+set search_path = pg_catalog
+as $$
+declare
+  blocked_until timestamptz;
+  wait_seconds integer;
+begin
+  select max(f.blocked_until) into blocked_until from app_private.sign_in_failures f where f.key = any (keys);
+  if blocked_until > clock_timestamp() then
+    wait_seconds := ceil(extract(epoch from blocked_until - clock_timestamp()))::integer;
+    raise exception '%; try again in % seconds.', message, wait_seconds
+      using errcode = 'PRTHR', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
+  end if;
+end;
+$$;
+
 -- Raises PRTHR while any of the keys is blocked. Holds a lock per username until
 -- the attempt's transaction ends, so parallel guesses queue and each sees the
 -- failures recorded before it: a row lock on the username's key, which only the
@@ -30,22 +49,12 @@ create or replace function app_private.assert_sign_in_allowed(username text) ret
 language plpgsql volatile
 set search_path = pg_catalog
 as $$
-declare
-  blocked_until timestamptz;
-  wait_seconds integer;
 begin
   insert into app_private.sign_in_failures (key, failures, last_failed_at, blocked_until)
   values ('user:' || lower(coalesce(username, '')), 0, clock_timestamp(), '-infinity')
   on conflict (key) do nothing;
   perform from app_private.sign_in_failures f where f.key = 'user:' || lower(coalesce(username, '')) for update;
-  select max(f.blocked_until) into blocked_until
-    from app_private.sign_in_failures f
-    join app_private.sign_in_keys(username) k on k.key = f.key;
-  if blocked_until > clock_timestamp() then
-    wait_seconds := ceil(extract(epoch from blocked_until - clock_timestamp()))::integer;
-    raise exception 'Too many failed sign-ins; try again in % seconds.', wait_seconds
-      using errcode = 'PRTHR', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
-  end if;
+  perform app_private.raise_if_blocked(array(select k.key from app_private.sign_in_keys(username) k), 'Too many failed sign-ins');
 end;
 $$;
 

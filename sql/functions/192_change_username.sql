@@ -22,22 +22,11 @@ $$;
 
 -- Raises PRTHR while the user's (if any) or the address's probes are blocked.
 create or replace function app_private.assert_username_probes_allowed(user_id bigint) returns void
-language plpgsql stable
+language sql stable
 set search_path = pg_catalog
 as $$
-declare
-  blocked_until timestamptz;
-  wait_seconds integer;
-begin
-  select max(f.blocked_until) into blocked_until
-    from app_private.sign_in_failures f
-    join app_private.username_probe_keys(user_id) k on k.key = f.key;
-  if blocked_until > clock_timestamp() then
-    wait_seconds := ceil(extract(epoch from blocked_until - clock_timestamp()))::integer;
-    raise exception 'Too many tries of usernames that are taken; try again in % seconds.', wait_seconds
-      using errcode = 'PRTHR', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
-  end if;
-end;
+  select app_private.raise_if_blocked(array(select k.key from app_private.username_probe_keys(user_id) k),
+    'Too many tries of usernames that are taken');
 $$;
 
 create or replace function app_private.count_username_probe(user_id bigint) returns void
