@@ -151,15 +151,19 @@ async function takeMigrationLock(lock: pg.Client, connectionString: string): Pro
   }
   // Its own session: what it revokes must be committed before it ends the logins' sessions.
   const lockingOut = new pg.Client({ connectionString });
-  await lockingOut.connect();
   try {
+    await lockingOut.connect();
     const { rows: [{ unended_sessions: unended }] } = await lockingOut.query<{ unended_sessions: number }>(
       "call app_private.lock_out_sql_logins(null, null)");
     if (unended > 0) {
       process.stderr.write(`prompter migrate: ${unended} session(s) of SQL logins the owner is not a member of could not be ended; the migration may wait for them.\n`);
     }
+  } catch (error) {
+    // Some logins may be out already: let them back in before failing.
+    await lock.query("select app_private.restore_sql_login_access()").then(() => lock.query("commit")).catch(() => {});
+    throw error;
   } finally {
-    await lockingOut.end();
+    await lockingOut.end().catch(() => {});
   }
   return true;
 }
