@@ -108,6 +108,21 @@ describe("SQL logins holding and grabbing graphile-migrate's key", () => {
   }, 120_000);
 });
 
+describe("graphile-worker's own migration on worker start", () => {
+  it("uses no advisory lock, only its own tables, which are out of a SQL login's reach", async () => {
+    const { url } = await newLogin();
+    const login = await connect(url);
+    await login.query("begin");
+    for (const table of ["graphile_worker.migrations", "graphile_worker._private_jobs"]) {
+      const error = await login.query(`lock table ${table} in access share mode`).then(() => "locked", (caught) => caught.code);
+      expect(error).toBe("42501");
+      await login.query("rollback");
+      await login.query("begin");
+    }
+    await login.query("rollback");
+  });
+});
+
 describe("a SQL login's transaction left open on a table the migration alters", () => {
   it("neither stalls the migration nor, queued behind it, the app's requests", async () => {
     const { url } = await newLogin();
