@@ -32,12 +32,13 @@ interface ExportRow {
   error_code: string | null;
   progress_rows: string;
   stale: boolean | null;
+  downloadable: boolean;
   requested_by: string | null;
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
   e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.error_code, e.progress_rows,
-  app_public.exports_stale(e) as stale,
+  app_public.exports_stale(e) as stale, app_public.exports_downloadable(e) as downloadable,
   (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
 
 const numberOrNull = (value: string | null) => (value === null ? null : Number(value));
@@ -67,7 +68,7 @@ function exportJson(row: ExportRow) {
     progress_rows: Number(row.progress_rows),
     stale: row.stale,
     status_url: `/api/exports/${row.id}`,
-    download_url: row.status === "succeeded" ? `/api/exports/${row.id}/download` : null,
+    download_url: row.status === "succeeded" && row.downloadable ? `/api/exports/${row.id}/download` : null,
   };
 }
 
@@ -133,6 +134,9 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     const row = await visibleExport(req);
     if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
       throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
+    }
+    if (!row.downloadable) {
+      throw new HttpError(403, "EXPORT_NOT_DOWNLOADABLE", "This export holds everyone's data, which only an admin may download.");
     }
     return row as ExportRow & { file_name: string; sha256: string };
   }

@@ -387,12 +387,19 @@ describe("GET /api/exports/:id/download", () => {
     await recordOutcome(waiters, { status: "succeeded", content });
     const own = await queueExport(signedOut);
     await recordOutcome(own, { status: "succeeded", content });
-    // The admin's own export of everyone's data.
+    // The admin's own export of everyone's data, and one of their own rows only (asked as a plain user).
     const everyones = await queueExport(demoted);
     await recordOutcome(everyones, { status: "succeeded", content });
+    const client = await db.pool.connect();
+    const { rows: [{ id: personal }] } = await client.query("begin")
+      .then(() => client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [demoted.id]))
+      .then(() => client.query("select id::int from app_public.request_export('multi_agent_log')"))
+      .finally(() => client.query("commit").finally(() => client.release()));
+    await recordOutcome(personal, { status: "succeeded", content });
     const links = {
       demoted: await linkOf(demoted.token, waiters),
-      demotedOwn: await linkOf(demoted.token, everyones),
+      demotedEveryones: await linkOf(demoted.token, everyones),
+      demotedPersonal: await linkOf(demoted.token, personal),
       disabled: await linkOf(disabled.token, waiters),
       signedOut: await linkOf(signedOut.token, own),
     };
@@ -401,9 +408,14 @@ describe("GET /api/exports/:id/download", () => {
     await db.pool.query("select app_private.set_user_admin($1, false)", [demoted.name]);
     await db.pool.query("select app_private.set_user_disabled($1, true)", [disabled.name]);
     await db.pool.query("select app_private.revoke_tokens($1)", [signedOut.id]);
-    // Someone else's export is out of sight; their own export of everyone's data is refused.
+    // Someone else's export is out of sight; their own export of everyone's data is refused, by link or
+    // token, and no longer offered; a link made while admin works no more, even for their own rows.
     expect(await call("GET", links.demoted)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
-    expect(await call("GET", links.demotedOwn)).toMatchObject({ status: 403, body: { error: { code: "DOWNLOAD_LINK_INVALID" } } });
+    expect(await call("GET", links.demotedEveryones)).toMatchObject({ status: 403, body: { error: { code: "EXPORT_NOT_DOWNLOADABLE" } } });
+    expect(await call("GET", `/api/exports/${everyones}/download`, demoted.token)).toMatchObject({ status: 403, body: { error: { code: "EXPORT_NOT_DOWNLOADABLE" } } });
+    expect((await call("GET", `/api/exports/${everyones}`, demoted.token)).body.export.download_url).toBeNull();
+    expect(await call("GET", links.demotedPersonal)).toMatchObject({ status: 403, body: { error: { code: "DOWNLOAD_LINK_INVALID" } } });
+    expect(await call("GET", `/api/exports/${personal}/download`, demoted.token)).toMatchObject({ status: 200, text: content });
     expect(await call("GET", links.disabled)).toMatchObject({ status: 401, body: { error: { code: "PRSES" } } });
     expect(await call("GET", links.signedOut)).toMatchObject({ status: 401, body: { error: { code: "PRSES" } } });
     // A link made after signing in again works.
