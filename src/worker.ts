@@ -8,6 +8,7 @@ import { Logger, parseCronItems, run, type Job, type Task, type WorkerEvents } f
 import { createAlerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
 import { resilientPool } from "./db/pool.ts";
+import { ReadReplicas } from "./db/replicas.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
@@ -119,8 +120,12 @@ export async function startWorker(
   metrics.watchPool("worker", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
   const alerts = createAlerts(config.alertWebhookUrl, log, metrics);
+  const replicas = config.replicas.ownerUrls.length > 0
+    ? new ReadReplicas(config.replicas.ownerUrls, { ...config.replicas, poolMax: config.workerConcurrency + 1, applicationName: "prompter-worker" }, log, metrics)
+    : undefined;
   const context: TaskContext = {
     pool,
+    replicas,
     log,
     metrics,
     exportDir: config.exportDir,
@@ -232,6 +237,7 @@ export async function startWorker(
   }
 
   let current: Runner | undefined = await startRunner().catch(async (error) => {
+    await replicas?.end();
     await pool.end();
     throw error;
   });
@@ -260,6 +266,7 @@ export async function startWorker(
     }
     await loginLimits.stop();
     await alerts.flush();
+    await replicas?.end();
     await pool.end();
   })();
 
