@@ -10,6 +10,7 @@ import pg from "pg";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { caughtUp, startPrimaryAndStandby } from "./support/standby.ts";
 import { exportContents, requestExport, startTestWorker, waitForExport, type SignedIn } from "./exports/support.ts";
+import { signTestToken, startServer } from "./support/server.ts";
 
 const OWNER = "prompter_owner";
 const AUTHENTICATOR = "prompter_authenticator";
@@ -147,6 +148,66 @@ describe("exports on a read replica", () => {
       expect(await ranCopy(pair.primary, id)).toBe(true);
     } finally {
       await worker.stop();
+    }
+  });
+});
+
+/** A run of one scored version by alice, committed on the primary. */
+async function recordRunOfAlice(agent: string): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [alice.userId]);
+    await client.query("select app_public.record_run($1)", [JSON.stringify({
+      prompt: "a prompt for the dashboard",
+      versions: [{ agent, text: "better", scores: { clarity: 9, specificity: 9, actionability: 9, structure: 9, context_use: 9 } }],
+      best_version: 0,
+    })]);
+    await client.query("commit");
+  } finally {
+    client.release();
+  }
+}
+
+const reads = async (server: typeof pair.primary) => (await server.log()).split("\n")
+  .filter((line) => line.startsWith("prompter-gateway ") && line.includes("from app_public.agent_effectiveness")).length;
+
+describe("the dashboard's reads on a read replica", () => {
+  it("run on the standby, hold the caller's last write, and move to the primary while the standby lags", async () => {
+    const server = await startServer({
+      databaseUrl: ownerUrl,
+      env: {
+        AUTH_DATABASE_URL: pair.primary.url("prompter", AUTHENTICATOR, PASSWORD),
+        REPLICA_AUTH_DATABASE_URL: pair.standby.url("prompter", AUTHENTICATOR, PASSWORD),
+        REPLICA_MAX_WAIT: "1",
+      },
+    });
+    const token = signTestToken(alice.userId);
+    const domainTotal = async () => {
+      const response = await fetch(`${server.baseUrl}/api/agents/effectiveness`, { headers: { authorization: `Bearer ${token}` } });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { effectiveness: Record<string, { total: number }> }).effectiveness.domain?.total ?? 0;
+    };
+    const standby = new pg.Client({ connectionString: pair.standby.url("postgres") });
+    await standby.connect();
+    try {
+      const before = await domainTotal();
+      await recordRunOfAlice("domain");
+      const [onStandby, onPrimary] = [await reads(pair.standby), await reads(pair.primary)];
+      expect(await domainTotal()).toBe(before + 1);
+      expect(await reads(pair.standby)).toBe(onStandby + 1);
+      expect(await reads(pair.primary)).toBe(onPrimary);
+
+      await standby.query("select pg_wal_replay_pause()");
+      await recordRunOfAlice("domain");
+      expect(await domainTotal()).toBe(before + 2);
+      expect(await reads(pair.primary)).toBe(onPrimary + 1);
+      const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+      expect(metrics).toMatch(/prompter_replica_fallbacks_total\{replica="[^"]+",reason="lagging"\} 1/);
+    } finally {
+      await standby.query("select pg_wal_replay_resume()");
+      await standby.end();
+      await server.stop();
     }
   });
 });
