@@ -1,6 +1,6 @@
 -- The database logins of this database (`prompter sql-user list`): every mapped
 -- login, and any reader login granted CONNECT here whose mapping went with its
--- deleted user (it sees nothing, but should still be removed). The limits are
+-- deleted user (it sees nothing, but should still be removed); no other role. The limits are
 -- the configured ones (app_private.sql_logins), which the worker enforces;
 -- `settings_changed` flags a login whose role settings are no longer the ones
 -- add_sql_login gave it (it ran ALTER ROLE itself, in any database).
@@ -40,7 +40,13 @@ as $$
     full join pg_roles r on r.rolname = m.login
     left join app_public.users u on u.id = m.user_id
    where m.login is not null
-      or (r.rolcanlogin and not r.rolsuper and pg_has_role(r.oid, 'app_reader', 'usage')
+      -- A login of its own: granted app_reader or app_auditor directly, as
+      -- add_sql_login does. Not a role that reaches them through a login's
+      -- membership, such as the owner, which add_sql_login makes a member of
+      -- each login it creates.
+      or (r.rolcanlogin and not r.rolsuper
+          and exists (select from pg_auth_members am
+                       where am.member = r.oid and am.roleid in ('app_reader'::regrole, 'app_auditor'::regrole))
           and exists (select from pg_database d, aclexplode(d.datacl) acl
                        where d.datname = current_database() and acl.grantee = r.oid and acl.privilege_type = 'CONNECT'))
    order by 1;

@@ -8,7 +8,7 @@
 import type pg from "pg";
 import type { Log } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
-import { resilientPool } from "./pool.ts";
+import { closePool, resilientPool } from "./pool.ts";
 
 export interface ReplicaOptions {
   /** How long to wait for a replica to replay up to the work's LSN before trying the next one. */
@@ -133,7 +133,7 @@ export class ReadReplicas {
   }
 
   async end(): Promise<void> {
-    await Promise.all(this.replicas.map((replica) => replica.pool.end()));
+    await Promise.all(this.replicas.map((replica) => closePool(replica.pool)));
   }
 }
 

@@ -178,7 +178,8 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (wait !== "true" || !finished(row)) {
       res.status(202).location(body.status_url).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
-      res.json({ success: true, csv_path: storage.describe(storedFile(row)), records: Number(row.rows), ...body });
+      // The file's name in the export storage (EXPORT_DIR or S3_PREFIX), never the server's own path, and where to fetch it.
+      res.json({ success: true, csv_path: row.file_name, download_url: exportJson(row).download_url, records: Number(row.rows), ...body });
     } else {
       res.status(500).json({
         success: false,
