@@ -17,6 +17,8 @@ import { postgresUserIds } from "../../src/db/embedded.ts";
 
 export interface Server {
   port: number;
+  /** The postmaster's pid while it runs. */
+  readonly pid: number | undefined;
   url(database: string, user?: string, password?: string): string;
   /** What the server logged (log_statement = all) since it started. */
   log(): Promise<string>;
@@ -36,7 +38,7 @@ async function binariesFor(superuserUrl: string): Promise<string> {
   return `/usr/lib/postgresql/${rows[0].major}/bin`;
 }
 
-function server(bin: string, dataDir: string, port: number, ids: { uid?: number; gid?: number }): Server {
+function server(bin: string, dataDir: string, port: number, ids: { uid?: number; gid?: number }, cpus?: string): Server {
   const logFile = `${dataDir}.log`;
   let child: ChildProcess | undefined;
   let exited: Promise<void> = Promise.resolve();
@@ -44,12 +46,17 @@ function server(bin: string, dataDir: string, port: number, ids: { uid?: number;
     `postgres://${user}${password ? `:${encodeURIComponent(password)}` : ""}@127.0.0.1:${port}/${database}`;
   const self: Server = {
     port,
+    get pid() {
+      return child?.pid;
+    },
     url,
     log: () => readFile(logFile, "utf8"),
     async start() {
       await writeFile(logFile, "");
       await chown(logFile, ids.uid ?? process.getuid!(), ids.gid ?? process.getgid!());
-      child = spawn(path.join(bin, "postgres"), ["-D", dataDir, "-p", String(port)], {
+      // Pinned to its own cores (the benchmark), a server and its backends stand for a machine of their own.
+      const [command, ...args] = [...(cpus ? ["taskset", "-c", cpus] : []), path.join(bin, "postgres"), "-D", dataDir, "-p", String(port)];
+      child = spawn(command, args, {
         ...ids,
         stdio: ["ignore", "ignore", "pipe"],
         env: { ...process.env, LC_MESSAGES: "C" },
@@ -78,7 +85,7 @@ function server(bin: string, dataDir: string, port: number, ids: { uid?: number;
   return self;
 }
 
-const CONFIG = (port: number, socketDir: string) => `
+const CONFIG = (port: number, socketDir: string, logStatements: boolean) => `
 port = ${port}
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '${socketDir}'
@@ -88,13 +95,20 @@ wal_keep_size = '512MB'
 hot_standby = on
 hot_standby_feedback = off
 max_standby_streaming_delay = 0
-log_statement = 'all'
+log_statement = '${logStatements ? "all" : "none"}'
 log_line_prefix = '%a: '
 fsync = off
 `;
 
-/** A primary on `port`, and its streaming standby on `port + 1`; the superuser is `postgres`, trusted on loopback. */
-export async function startPrimaryAndStandby(superuserUrl: string, port: number): Promise<{ primary: Server; standby: Server; stop(): Promise<void> }> {
+/**
+ * A primary on `port`, and its streaming standby on `port + 1`; the superuser is
+ * `postgres`, trusted on loopback. `cpus` pins each to cores (taskset lists).
+ */
+export async function startPrimaryAndStandby(
+  superuserUrl: string,
+  port: number,
+  options: { logStatements?: boolean; cpus?: { primary: string; standby: string } } = {},
+): Promise<{ primary: Server; standby: Server; stop(): Promise<void> }> {
   const bin = await binariesFor(superuserUrl);
   const ids = await postgresUserIds();
   const dir = await mkdtemp(path.join(tmpdir(), "prompter-replica-"));
@@ -105,9 +119,9 @@ export async function startPrimaryAndStandby(superuserUrl: string, port: number)
     ...ids,
     env: { ...process.env, LC_MESSAGES: "C" },
   });
-  await writeFile(path.join(primaryDir, "postgresql.conf"), CONFIG(port, dir), { flag: "a" });
+  await writeFile(path.join(primaryDir, "postgresql.conf"), CONFIG(port, dir, options.logStatements ?? true), { flag: "a" });
   await writeFile(path.join(primaryDir, "pg_hba.conf"), "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n");
-  const primary = server(bin, primaryDir, port, ids);
+  const primary = server(bin, primaryDir, port, ids, options.cpus?.primary);
   await primary.start();
 
   const backup = new pg.Client({ connectionString: primary.url("postgres") });
@@ -125,8 +139,12 @@ export async function startPrimaryAndStandby(superuserUrl: string, port: number)
   await writeFile(path.join(standbyDir, "postgresql.auto.conf"),
     `port = ${port + 1}\nprimary_conninfo = 'host=127.0.0.1 port=${port} user=postgres application_name=standby'\n`);
   await promisify(execFile)("chown", ["-R", `${ids.uid ?? process.getuid!()}:${ids.gid ?? process.getgid!()}`, standbyDir]);
-  const standby = server(bin, standbyDir, port + 1, ids);
-  await standby.start();
+  const standby = server(bin, standbyDir, port + 1, ids, options.cpus?.standby);
+  await standby.start().catch(async (error) => {
+    await primary.stop("immediate");
+    await rm(dir, { recursive: true, force: true });
+    throw error;
+  });
   return {
     primary,
     standby,
