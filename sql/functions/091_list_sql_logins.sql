@@ -1,6 +1,6 @@
 -- The database logins of this database (`prompter sql-user list`): every mapped
 -- login, and any reader login granted CONNECT here whose mapping went with its
--- deleted user (it sees nothing, but should still be removed). The limits are
+-- deleted user (it sees nothing, but should still be removed); no other role. The limits are
 -- the configured ones (app_private.sql_logins), which the worker enforces;
 -- `settings_changed` flags a login whose role settings are no longer the ones
 -- add_sql_login gave it (it ran ALTER ROLE itself, in any database).

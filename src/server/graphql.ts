@@ -15,8 +15,9 @@ import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connecti
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
-import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
-import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
+import { bearerChallenge, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
+import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
 
 /**
@@ -26,14 +27,16 @@ import { currentRequestId } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> | undefined =
+    const visible: Pick<PublicError, "status" | "code" | "message" | "retryAfterSeconds"> | undefined =
       original instanceof HttpError ? original : publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
-      // Retry-After on the answer; 503 only when the service could not serve it
-      // at all (a rate limit or a timeout stays a GraphQL error like any other).
-      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, UNAVAILABLE_CODES.has(visible.code));
+      // Retry-After on the answer; 503 when the service could not serve it at
+      // all, and REST's status (429, 503) when nothing of the operation was
+      // answered; a rate limit or a timeout of one field of several stays a
+      // GraphQL error like any other.
+      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.status, UNAVAILABLE_CODES.has(visible.code));
       // The token's session has ended: the whole request is unauthorized, as on REST.
-      if (visible.code === "PRSES") noteAnswerStatus(401);
+      if (visible.code === "PRSES") noteAnswerStatus(401, { "WWW-Authenticate": bearerChallenge(visible) });
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
@@ -71,7 +74,7 @@ const UNAVAILABLE_CODES = new Set(["DATABASE_UNAVAILABLE", "SERVER_BUSY", "SHUTT
 // Error in PostGraphile, where an update answers null; both mean "not found".
 function rowNotFound(error: Error | undefined) {
   const missing = error && /^No values were deleted in collection '\w+'/.test(error.message);
-  return missing ? { code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
+  return missing ? { status: 404, code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
 }
 
 // authenticate and change_password return null for a wrong password, and
@@ -125,6 +128,8 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
       // Both switches, or GET /graphql with Accept: text/html still serves Ruru.
       graphiql: !config.production,
       graphiqlOnGraphQLGET: !config.production,
+      // Queries over GET too, as the GraphQL-over-HTTP spec describes (never mutations).
+      graphqlOverGET: true,
       graphiqlPath: "/graphiql",
       websockets: false,
       maxRequestLength: MAX_BODY_BYTES,

@@ -4,11 +4,13 @@ import { Router, type Request, type RequestHandler, type Response } from "expres
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import type { ReadReplicas } from "../db/replicas.ts";
 import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
 import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller, linkStillHolds } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
+import { replicaReads } from "./replica-reads.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import type { ExportEvents } from "./export-events.ts";
 
@@ -107,9 +109,10 @@ function whenGone(error: unknown): never {
 /** proxy=true: through the gateway, for clients that cannot follow a redirect to the storage. */
 const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
 
-export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage): Router {
+export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage, replicas?: ReadReplicas): Router {
   const router = Router();
   const asCaller = callerTransactions(pool, config);
+  const readAsCaller = replicaReads(asCaller, replicas, config);
   /** Declares a path's handlers; other methods on it answer 405. */
   const route = (routePath: string, handlers: Partial<Record<"get" | "post", RequestHandler[]>>) => {
     const declared = router.route(routePath);
@@ -143,7 +146,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
 
   route("/agents/effectiveness", { get: [requireCaller, async (req, res) => {
     queryParameters(req, {});
-    const { rows } = await asCaller(req, (client) =>
+    const { rows } = await readAsCaller(req, (client) =>
       client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
         "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
     const effectiveness = Object.fromEntries(rows.map((row) => [row.agent, {
@@ -181,7 +184,8 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (wait !== "true" || !finished(row)) {
       res.status(202).location(body.status_url).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
-      res.json({ success: true, csv_path: storage.describe(storedFile(row)), records: Number(row.rows), ...body });
+      // The file's name in the export storage (EXPORT_DIR or S3_PREFIX), never the server's own path, and where to fetch it.
+      res.json({ success: true, csv_path: row.file_name, download_url: exportJson(row).download_url, records: Number(row.rows), ...body });
     } else {
       res.status(500).json({
         success: false,
@@ -197,7 +201,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     const query = queryParameters(req, { limit: /^([1-9]\d?|100)$/, offset: /^\d{1,9}$/ });
     const limit = Number(query.limit ?? DEFAULT_PAGE);
     const offset = Number(query.offset ?? 0);
-    const [{ rows }, { rows: [{ total }] }] = await asCaller(req, (client) => Promise.all([
+    const [{ rows }, { rows: [{ total }] }] = await readAsCaller(req, (client) => Promise.all([
       client.query<ExportRow>(
         `select ${EXPORT_COLUMNS} from app_public.exports e order by e.requested_at desc, e.id desc limit $1 offset $2`,
         [limit, offset]),

@@ -11,6 +11,7 @@ import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 import yazl from "yazl";
+import { isReplicaFault } from "../db/replicas.ts";
 import { LoggedError } from "../log.ts";
 import type { TaskContext } from "../task-context.ts";
 
@@ -167,11 +168,38 @@ function messageForUser(error: unknown, exportId: number, attempt: number, maxAt
     : `Attempt ${attempt} of ${maxAttempts} failed${reason}; the export will be retried shortly.`;
 }
 
+/**
+ * Reads the snapshot on a read replica when there are some: on one that has
+ * replayed the primary's WAL up to now, which is past the request's commit, so
+ * the file holds all its requester had committed. A replica that fails mid-way
+ * (down, or the COPY cancelled for a recovery conflict) hands the export to the
+ * next, and the primary is the last resort: a replica's fault costs no export.
+ */
 async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
+  const { replicas } = context;
+  if (replicas) {
+    const {
+      rows: [{ lsn }],
+    } = await context.pool.query<{ lsn: string }>("select pg_current_wal_lsn()::text as lsn");
+    const purpose = `export ${job.id}`;
+    for (let tries = 0; tries < replicas.size; tries++) {
+      const connection = await replicas.caughtUp(lsn, purpose);
+      if (!connection) break;
+      try {
+        return await writeExportFrom(connection.client, context, job, helpers);
+      } catch (error) {
+        if (helpers.abortSignal.aborted || !isReplicaFault(error)) throw error;
+        replicas.fellBack(connection.replica, "failed", purpose, error);
+      }
+    }
+  }
+  return writeExportFrom(await context.pool.connect(), context, job, helpers);
+}
+
+async function writeExportFrom(client: pg.PoolClient, context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
   const attempt = helpers.job.attempts;
   // The snapshot connection's application_name, so pg_stat_activity tells whose export it runs.
   const connectionName = `prompter-worker export=${job.id} job=${helpers.job.id}`;
-  const client = await context.pool.connect();
   // A failed COPY or file write can leave the connection mid-protocol: destroy it
   // instead of returning it to the pool (release(true)) unless all went well.
   let reusable = false;

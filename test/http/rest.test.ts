@@ -42,11 +42,11 @@ async function seedPrompt(userId: string, versions: { source: string; score?: nu
  * Setup standing in for the worker, which `prompter server` does not run: records
  * an outcome as the database owner and notifies as the worker does.
  */
-async function recordOutcome(exportId: number, outcome: { status: "running" | "failed"; error?: string } | { status: "succeeded"; content: string }) {
+async function recordOutcome(exportId: number, outcome: { status: "running" | "failed"; error?: string } | { status: "succeeded"; content: string; fileName?: string }) {
   if (outcome.status !== "succeeded") {
     await db.pool.query("update app_public.exports set status = $2, error_message = $3, started_at = now() where id = $1", [exportId, outcome.status, outcome.error ?? null]);
   } else {
-    const fileName = `multi_agent_log-${exportId}.csv`;
+    const fileName = outcome.fileName ?? `multi_agent_log-${exportId}.csv`;
     await writeFile(path.join(server.exportDir, fileName), outcome.content);
     await db.pool.query(
       `update app_public.exports set status = 'succeeded', finished_at = now(), rows = $2, bytes = $3, sha256 = $4, file_name = $5 where id = $1`,
@@ -166,21 +166,30 @@ describe("queueing exports", () => {
     expect(response.body.export).toMatchObject({ kind: "all", options: { gzip: false, excel: false } });
   });
 
-  it("?wait=true answers 200 with the file once the export has succeeded", async () => {
+  // The server's own paths are none of the client's business: the file's name in the export storage, and where to download it.
+  it.each([
+    ["export-multi-agent", (id: number) => `multi_agent_log-${id}.csv`],
+    ["export-all", (id: number) => `all-${id}.zip`],
+  ])("?wait=true on %s answers 200 with the file's name in the storage and its download URL once the export has succeeded", async (endpoint, fileName) => {
+    const content = "request_id,original_prompt\n1,hello\n2,world\n";
     const { id, response: pending } = await exportCreatedBy(users.waiter.id,
-      () => call("POST", "/api/storage/export-multi-agent?wait=true", users.waiter.token));
+      () => call("POST", `/api/storage/${endpoint}?wait=true`, users.waiter.token));
     await recordOutcome(id, { status: "running" });
-    await recordOutcome(id, { status: "succeeded", content: "request_id,original_prompt\n1,hello\n2,world\n" });
+    await recordOutcome(id, { status: "succeeded", content, fileName: fileName(id) });
     const response = await pending;
     expect(response.status).toBe(200);
     expect(response.body).toMatchObject({
       success: true,
-      csv_path: path.join(server.exportDir, `multi_agent_log-${id}.csv`),
+      csv_path: fileName(id),
+      download_url: `/api/exports/${id}/download`,
       records: 2,
       export_id: id,
       status: "succeeded",
       export: { status: "succeeded", rows: 2, download_url: `/api/exports/${id}/download`, stale: null },
     });
+    expect(JSON.stringify(response.body)).not.toContain(server.exportDir);
+    const download = await call("GET", response.body.download_url, users.waiter.token);
+    expect(download.status).toBe(200);
   });
 
   it("?wait=true reports a failed export as EXPORT_FAILED", async () => {
