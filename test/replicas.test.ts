@@ -9,7 +9,7 @@ import path from "node:path";
 import pg from "pg";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { caughtUp, startPrimaryAndStandby } from "./support/standby.ts";
-import { exportContents, requestExport, startTestWorker, waitForExport, type SignedIn } from "./exports/support.ts";
+import { exportContents, requestExport, startTestWorker, waitForExport, waitUntil, type SignedIn } from "./exports/support.ts";
 import { signTestToken, startServer } from "./support/server.ts";
 
 const OWNER = "prompter_owner";
@@ -208,6 +208,32 @@ describe("the dashboard's reads on a read replica", () => {
       await standby.query("select pg_wal_replay_resume()");
       await standby.end();
       await server.stop();
+    }
+  });
+});
+
+describe("SQL logins on a read replica", () => {
+  it("are held to their limits there too: a statement past the login's timeout is cancelled by the worker", async () => {
+    const { rows: [{ generated_password: password }] } = await pool.query<{ generated_password: string }>(
+      "select generated_password from app_private.add_sql_login('analyst', 'alice', statement_timeout => '1s')");
+    await caughtUp(ownerUrl, standbyOwnerUrl);
+    const analyst = new pg.Client({ connectionString: pair.standby.url("prompter", "analyst", password) });
+    await analyst.connect();
+    const worker = await startTestWorker(ownerUrl, exportDir, { REPLICA_DATABASE_URL: standbyOwnerUrl, SQL_LOGIN_CHECK_INTERVAL: "1" });
+    try {
+      // What a login sets for itself does not lift its limit.
+      await analyst.query("set statement_timeout = 0");
+      const started = performance.now();
+      const error = await analyst.query("select pg_sleep(30)").then(() => undefined, (failure: { code?: string }) => failure);
+      expect(error).toMatchObject({ code: "57014" });
+      expect(performance.now() - started).toBeLessThan(15_000);
+      // The worker logs once its check, which cancelled the statement, has returned.
+      const cancelledOnTheReplica = (line: (typeof worker.lines)[number]) => line.message === "SQL login statement cancelled: past its statement timeout"
+        && line.fields.login === "analyst" && line.fields.replica === `127.0.0.1:${pair.standby.port}/prompter`;
+      await waitUntil(async () => worker.lines.some(cancelledOnTheReplica), Boolean, "the worker reported the cancellation");
+    } finally {
+      await analyst.end();
+      await worker.stop();
     }
   });
 });

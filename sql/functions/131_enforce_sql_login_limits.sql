@@ -9,16 +9,26 @@
 -- an advisory lock (a login has no use for one; migrations need graphile-
 -- migrate's). The owner may signal only backends of roles it is a member of
 -- (add_sql_login makes it one); any other is reported, not signalled.
+-- On a read replica (the worker runs it there too) the same limits hold: logins,
+-- their limits and memberships replicate with the database.
 create or replace function app_private.enforce_sql_login_limits(advisory_lock_holders boolean default false)
 returns table (pid int, login name, reason text, action text, running_for interval, done boolean)
-language sql volatile
+language plpgsql volatile
 set search_path = pg_catalog, pg_temp
 as $$
-  -- One run at a time across workers, so each session is reported once.
-  with turn as (
-    select from app_private.process_locks where name = 'sql_login_limits' for update skip locked
-  ),
-  over_limit as (
+#variable_conflict use_column
+begin
+  -- One run at a time across workers, so each session is reported once. A
+  -- standby takes no row locks: there each worker watching it checks, and a
+  -- session one of them ended is gone for the others.
+  if not pg_is_in_recovery() then
+    perform from app_private.process_locks where name = 'sql_login_limits' for update skip locked;
+    if not found then
+      return;
+    end if;
+  end if;
+  return query
+  with over_limit as (
     select a.pid, m.login,
            case
              when advisory_lock_holders and exists (select from pg_locks l where l.pid = a.pid and l.locktype = 'advisory')
@@ -37,7 +47,7 @@ as $$
            pg_has_role(m.login, 'usage') as may_signal
       from pg_stat_activity a
       join app_private.sql_logins m on m.login = a.usename
-     where a.datname = current_database() and a.pid <> pg_backend_pid() and exists (select from turn)
+     where a.datname = current_database() and a.pid <> pg_backend_pid()
   )
   select o.pid, o.login, o.reason,
          case when o.reason = 'statement_timeout' then 'cancel' else 'terminate' end,
@@ -51,6 +61,7 @@ as $$
     from over_limit o
    where o.reason is not null
    order by o.pid;
+end
 $$;
 comment on function app_private.enforce_sql_login_limits(boolean) is
   'Cancels statements and ends sessions of SQL logins past their configured limits, whatever they set for themselves.';

@@ -121,6 +121,15 @@ export class ReadReplicas {
     }
   }
 
+  /** Runs `work` on every replica, one after another; a replica that fails is reported, not thrown. */
+  async onEach<T>(work: (pool: pg.Pool) => Promise<T>): Promise<{ replica: string; result?: T; error?: Error }[]> {
+    const outcomes = [];
+    for (const replica of this.replicas) {
+      outcomes.push(await work(replica.pool).then((result) => ({ replica: replica.name, result }), (error: Error) => ({ replica: replica.name, error })));
+    }
+    return outcomes;
+  }
+
   /** Each replica's lag for the metric; undefined for one that does not answer. */
   async lagSeconds(): Promise<Map<string, number | undefined>> {
     const lags = new Map<string, number | undefined>();
