@@ -56,6 +56,22 @@ async function writeThenExport(text: string): Promise<string> {
   return requestExport(pool, alice, "multi_agent_log");
 }
 
+/** Until the export's COPY on the standby waits for a lock. */
+async function waitForWaitingCopy(exportId: string): Promise<void> {
+  const watcher = new pg.Client({ connectionString: pair.standby.url("prompter") });
+  await watcher.connect();
+  try {
+    await waitUntil(
+      async () => (await watcher.query("select from pg_stat_activity where application_name like $1 and wait_event_type = 'Lock'",
+        [`prompter-worker export=${exportId} %`])).rowCount,
+      (count) => count === 1,
+      `export ${exportId}'s COPY waits on the standby`,
+    );
+  } finally {
+    await watcher.end();
+  }
+}
+
 async function exportedTexts(id: string): Promise<string[]> {
   const row = await waitForExport(pool, id);
   expect(row.status, row.error_message ?? "").toBe("succeeded");
@@ -116,15 +132,7 @@ describe("exports on a read replica", () => {
     const worker = await startTestWorker(ownerUrl, exportDir, { REPLICA_DATABASE_URL: standbyOwnerUrl, REPLICA_MAX_WAIT: "10" });
     try {
       const id = await requestExport(pool, alice, "multi_agent_log");
-      const watcher = new pg.Client({ connectionString: pair.standby.url("prompter") });
-      await watcher.connect();
-      for (let seen = false; !seen;) {
-        const { rowCount } = await watcher.query(
-          "select from pg_stat_activity where application_name like $1 and wait_event_type = 'Lock'", [`prompter-worker export=${id} %`]);
-        seen = rowCount! > 0;
-        if (!seen) await new Promise((resolve) => setTimeout(resolve, 20));
-      }
-      await watcher.end();
+      await waitForWaitingCopy(id);
       await pair.standby.stop("immediate");
       await locker.query("commit");
       const texts = await exportedTexts(id);
@@ -137,6 +145,35 @@ describe("exports on a read replica", () => {
       locker.release();
       await worker.stop();
       await pair.standby.start();
+    }
+  });
+
+  it("move to the primary when the standby cancels the COPY for a recovery conflict, and the export succeeds", async () => {
+    await caughtUp(ownerUrl, standbyOwnerUrl);
+    // The "all" export's COPYs share one transaction, whose locks last until it
+    // ends: held at its last COPY by a replayed lock, it still holds the tables
+    // of the first ones, which a second replayed lock then needs. With
+    // max_standby_streaming_delay = 0 the standby cancels the export at once.
+    const holder = await pool.connect();
+    await holder.query("begin");
+    await holder.query("lock table app_hidden.agent_stats in access exclusive mode");
+    const worker = await startTestWorker(ownerUrl, exportDir, { REPLICA_DATABASE_URL: standbyOwnerUrl, REPLICA_MAX_WAIT: "10" });
+    try {
+      const id = await requestExport(pool, alice, "all");
+      await waitForWaitingCopy(id);
+      await pool.query("begin; lock table app_public.prompts in access exclusive mode; commit");
+      await waitUntil(async () => fallbacks(worker, "failed"), (count) => count === 1, "the export left the standby");
+      await holder.query("commit");
+      const row = await waitForExport(pool, id);
+      expect(row.status, row.error_message ?? "").toBe("succeeded");
+      expect(row.attempts).toBe(1);
+      expect(worker.lines).toContainEqual(expect.objectContaining({
+        message: "replica not used; the work moves on",
+        fields: expect.objectContaining({ reason: "failed", error: expect.stringContaining("conflict with recovery") }) }));
+    } finally {
+      await holder.query("rollback").catch(() => {});
+      holder.release();
+      await worker.stop();
     }
   });
 
