@@ -8,46 +8,26 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import type pg from "pg";
-import { actAs, useTestDatabase } from "../support/db.ts";
+import { useTestDatabase } from "../support/db.ts";
 import { graphql, startServer, type RunningServer } from "../support/server.ts";
+import { asOwner, fromAddress as fromAddressIn, signInAttempt } from "../support/sign-in.ts";
 
 const db = useTestDatabase();
+const fromAddress = <T>(address: string, work: (client: pg.PoolClient) => Promise<T>) => fromAddressIn(db.pool, address, work);
 
-/** As the gateway calls SQL for an anonymous client at `address`, in a rolled-back transaction. */
-function fromAddress<T>(address: string, work: (client: pg.PoolClient) => Promise<T>) {
-  return actAs(db.pool, { role: "app_anonymous" }, async (client) => {
-    await client.query("select set_config('prompter.client_address', $1, true), set_config('prompter.allow_registration', 'on', true)", [address]);
-    return work(client);
-  });
-}
-
-/** The token's claims, "wrong" for null, or the error's code; a savepoint keeps the transaction usable. */
+/** The token's claims, or "wrong", or the code the sign-in was refused with. */
 async function signInSql(client: pg.PoolClient, username: string, password: string) {
-  await client.query("savepoint attempt");
-  try {
-    const { rows: [token] } = await client.query("select * from app_public.authenticate($1, $2)", [username, password]);
-    return token.user_id === null ? "wrong" : { role: token.role as string, userId: String(token.user_id), generation: token.token_generation as number };
-  } catch (error) {
-    await client.query("rollback to savepoint attempt");
-    return (error as { code: string }).code;
-  }
+  const { outcome, ...token } = await signInAttempt(client, username, password);
+  return outcome === "token" ? token : outcome;
 }
 
-/** Runs an operator's function (owner's), then goes back to being the anonymous client. */
-async function asOperator(client: pg.PoolClient, sql: string, parameters: unknown[]) {
-  await client.query("reset role");
-  await client.query(sql, parameters);
-  await client.query("set local role app_anonymous");
-}
+/** Runs an operator's function (the owner's) in the client's transaction. */
+const asOperator = (client: pg.PoolClient, sql: string) => asOwner(client, () => client.query(sql));
 
-async function failuresOf(client: pg.PoolClient, username: string) {
-  await client.query("reset role");
-  const { rows } = await client.query<{ key: string; failures: number; blocked: boolean }>(
-    `select key, failures, blocked_until >= last_failed_at + interval '1 second' as blocked from app_private.sign_in_failures
-      where key like 'user:' || $1 || '%' and failures > 0 order by key`, [username]);
-  await client.query("set local role app_anonymous");
-  return rows;
-}
+/** The username's failure counts, and whether the last one blocked its key (for a second or more). */
+const failuresOf = (client: pg.PoolClient, username: string) => asOwner(client, async () => (await client.query(
+  `select key, failures, blocked_until >= last_failed_at + interval '1 second' as blocked from app_private.sign_in_failures
+    where key like 'user:' || $1 || '%' and failures > 0 order by key`, [username])).rows);
 
 describe("app_public.authenticate", () => {
   it("gives a disabled user no token for the right password, and counts it as a failure", async () => {
@@ -55,7 +35,7 @@ describe("app_public.authenticate", () => {
       await c.query("select app_public.register('dora', 'doras-password')");
       expect(await signInSql(c, "dora", "wrong-password-1")).toBe("wrong");
       expect(await signInSql(c, "dora", "wrong-password-2")).toBe("wrong");
-      await asOperator(c, "select app_private.set_user_disabled('dora', true)", []);
+      await asOperator(c, "select app_private.set_user_disabled('dora', true)");
       expect(await signInSql(c, "dora", "doras-password")).toBe("wrong");
       expect(await signInSql(c, "DORA", "doras-password")).toBe("wrong");
       // Two wrong passwords and two right ones while disabled: four failures, none forgotten.
@@ -75,9 +55,9 @@ describe("app_public.authenticate", () => {
     await fromAddress("10.1.0.2", async (c) => {
       const { rows: [registered] } = await c.query("select user_id, token_generation from app_public.register('enid', 'enids-password')");
       expect(registered.token_generation).toBe(0);
-      await asOperator(c, "select app_private.set_user_disabled('enid', true)", []);
+      await asOperator(c, "select app_private.set_user_disabled('enid', true)");
       expect(await signInSql(c, "enid", "enids-password")).toBe("wrong");
-      await asOperator(c, "select app_private.set_user_disabled('enid', false)", []);
+      await asOperator(c, "select app_private.set_user_disabled('enid', false)");
       expect(await signInSql(c, "enid", "enids-password")).toEqual({ role: "app_user", userId: String(registered.user_id), generation: 1 });
       expect(await failuresOf(c, "enid")).toEqual([]);
       // The token issued before the disable stays ended after the enable.
@@ -95,7 +75,7 @@ describe("app_public.authenticate", () => {
     await fromAddress("10.1.0.3", async (c) => {
       await c.query("select app_public.register('rory', 'rorys-password')");
       expect(await signInSql(c, "rory", "rorys-password")).toMatchObject({ role: "app_user" });
-      await asOperator(c, "select app_private.remove_user('rory')", []);
+      await asOperator(c, "select app_private.remove_user('rory')");
       expect(await signInSql(c, "rory", "rorys-password")).toBe("wrong");
       expect(await failuresOf(c, "rory")).toEqual([
         { key: "user:rory", failures: 1, blocked: false },
@@ -107,9 +87,9 @@ describe("app_public.authenticate", () => {
   it("signs a promoted user in as app_admin and a demoted one as app_user", async () => {
     await fromAddress("10.1.0.4", async (c) => {
       await c.query("select app_public.register('paula', 'paulas-password')");
-      await asOperator(c, "select app_private.set_user_admin('paula', true)", []);
+      await asOperator(c, "select app_private.set_user_admin('paula', true)");
       expect(await signInSql(c, "paula", "paulas-password")).toMatchObject({ role: "app_admin" });
-      await asOperator(c, "select app_private.set_user_admin('Paula', false)", []);
+      await asOperator(c, "select app_private.set_user_admin('Paula', false)");
       expect(await signInSql(c, "paula", "paulas-password")).toMatchObject({ role: "app_user" });
     });
   });

@@ -5,6 +5,7 @@
 // stands for the one user and the one export it was issued for.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { downloadLink, linkedCaller } from "../../src/server/download-links.ts";
+import { commitAs } from "../support/committed.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
 import { callRest } from "../support/openapi.ts";
@@ -32,21 +33,8 @@ interface RunResult {
 }
 
 /** record_run as the user, committed, as the gateway runs it. */
-async function recordRunAs(userId: string, run: object): Promise<RunResult> {
-  const client = await db.pool.connect();
-  try {
-    await client.query("begin");
-    await client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [userId]);
-    const { rows } = await client.query<{ result: RunResult }>("select app_public.record_run($1) as result", [JSON.stringify(run)]);
-    await client.query("commit");
-    return rows[0].result;
-  } catch (error) {
-    await client.query("rollback");
-    throw error;
-  } finally {
-    client.release();
-  }
-}
+const recordRunAs = (userId: string, run: object) => commitAs(db.pool, { role: "app_user", userId }, async (client) =>
+  (await client.query<{ result: RunResult }>("select app_public.record_run($1) as result", [JSON.stringify(run)])).rows[0].result);
 
 /** Who owns the run's rows, counted independently of what record_run answered. */
 async function ownersOf(result: RunResult) {

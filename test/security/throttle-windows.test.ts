@@ -6,39 +6,22 @@
 // Time is moved by shifting the recorded times back, inside a rolled-back transaction.
 import { describe, expect, it } from "vitest";
 import type pg from "pg";
-import { actAs, useTestDatabase } from "../support/db.ts";
+import { useTestDatabase } from "../support/db.ts";
+import { asOwner, fromAddress as fromAddressIn, signInAttempt, type SignInOutcome } from "../support/sign-in.ts";
 
 const db = useTestDatabase();
+const fromAddress = <T>(address: string, work: (client: pg.PoolClient) => Promise<T>) => fromAddressIn(db.pool, address, work);
 
-/** As the gateway calls SQL for an anonymous client at `address`. */
-function fromAddress<T>(address: string, work: (client: pg.PoolClient) => Promise<T>) {
-  return actAs(db.pool, { role: "app_anonymous" }, async (client) => {
-    await client.query("select set_config('prompter.client_address', $1, true), set_config('prompter.allow_registration', 'on', true)", [address]);
-    return work(client);
-  });
-}
-
-/** "token", "wrong", or "PRTHR <seconds to wait>"; a savepoint keeps the transaction usable. */
+/** "token", "wrong", the code of a refusal, or "PRTHR <seconds to wait>". */
 async function attempt(client: pg.PoolClient, username: string, password: string): Promise<string> {
-  await client.query("savepoint attempt");
-  try {
-    const { rows } = await client.query("select user_id from app_public.authenticate($1, $2)", [username, password]);
-    return rows[0].user_id ? "token" : "wrong";
-  } catch (error) {
-    await client.query("rollback to savepoint attempt");
-    const { code, detail } = error as { code: string; detail?: string };
-    return code === "PRTHR" ? `PRTHR ${JSON.parse(detail!).retryAfterSeconds}` : code;
-  }
+  const answer: SignInOutcome = await signInAttempt(client, username, password);
+  return "retryAfterSeconds" in answer ? `${answer.outcome} ${answer.retryAfterSeconds}` : answer.outcome;
 }
 
-/** As if `interval` had passed since the username's failures (as the owner, then back to anonymous). */
-async function timePasses(client: pg.PoolClient, username: string, interval: string) {
-  await client.query("reset role");
-  await client.query(
-    `update app_private.sign_in_failures set last_failed_at = last_failed_at - $2::interval, blocked_until = blocked_until - $2::interval
-      where key like 'user:' || lower($1) || '%'`, [username, interval]);
-  await client.query("set local role app_anonymous");
-}
+/** As if `interval` had passed since the username's failures. */
+const timePasses = (client: pg.PoolClient, username: string, interval: string) => asOwner(client, () => client.query(
+  `update app_private.sign_in_failures set last_failed_at = last_failed_at - $2::interval, blocked_until = blocked_until - $2::interval
+    where key like 'user:' || lower($1) || '%'`, [username, interval]));
 
 describe("throttling keys", () => {
   it("counts a username's failures whatever its case, and blocks its every spelling", async () => {
