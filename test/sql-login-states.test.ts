@@ -9,6 +9,10 @@
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
+import type { Log } from "../src/log.ts";
+import { createMetrics } from "../src/metrics.ts";
+import type { TaskContext } from "../src/task-context.ts";
+import sqlLoginLimitsTask from "../src/tasks/sql_login_limits.ts";
 import { createUser, useTestDatabase } from "./support/db.ts";
 
 const db = useTestDatabase();
@@ -145,5 +149,34 @@ describe("enforce_sql_login_limits", () => {
     await sleep(PAST_LIMIT_MS);
     expect(await enforce()).toEqual([]);
     expect((await idle.client.query("select 1 as one")).rows).toEqual([{ one: 1 }]);
+  });
+});
+
+describe("the worker's sql_login_limits task", () => {
+  it("acts on every session past its limit, and logs and counts each by reason", async () => {
+    const login = await addLogin({ statementTimeout: `${LIMIT_SECONDS} seconds`, idleTimeout: `${LIMIT_SECONDS} seconds` });
+    const busy = await sessionOf(login);
+    const idleInTransaction = await sessionOf(login);
+    const idle = await sessionOf(login);
+    const busySleep = busy.client.query("select pg_sleep(60)").then(() => "finished", (error) => error.code);
+    await idleInTransaction.client.query("begin; select 1");
+    await waitForState(busy.pid, "active");
+    await sleep(PAST_LIMIT_MS);
+
+    const lines: { level: string; message: string; fields: Record<string, unknown> }[] = [];
+    const record = (level: string) => (fields: Record<string, unknown>, message: string) => void lines.push({ level, message, fields });
+    const log: Log = { debug: record("debug"), info: record("info"), warn: record("warn"), error: record("error") };
+    const metrics = createMetrics();
+    await sqlLoginLimitsTask({}, undefined, { pool: db.pool, log, metrics } as TaskContext);
+
+    expect(await busySleep).toBe("57014");
+    expect([await alive(idleInTransaction.pid), await alive(idle.pid)]).toEqual([false, true]);
+    expect(byPid(lines.map((line) => ({ pid: line.fields.pid as number, level: line.level, login: line.fields.login, reason: line.fields.reason }))))
+      .toEqual(byPid([
+        { pid: busy.pid, level: "warn", login, reason: "statement_timeout" },
+        { pid: idleInTransaction.pid, level: "warn", login, reason: "idle_in_transaction_timeout" },
+      ]));
+    const counted = (await metrics.sqlLoginCancellations.get()).values.map((value) => [value.labels.reason, value.value]).sort();
+    expect(counted).toEqual([["idle_in_transaction_timeout", 1], ["statement_timeout", 1]]);
   });
 });
