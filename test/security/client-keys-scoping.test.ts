@@ -142,7 +142,7 @@ describe("download links", () => {
     const now = Date.now();
     const link = downloadLink(SECRET, "41", { role: "app_user", userId: "7" }, now).url;
     const parameters = parametersOf(link);
-    expect(linkedCaller(SECRET, "41", parameters, now)).toEqual({ role: "app_user", userId: "7" });
+    expect(linkedCaller(SECRET, "41", parameters, now).userId).toBe("7");
     const refusal = (exportId: string, changed: Record<string, string>) => {
       try {
         linkedCaller(SECRET, exportId, { ...parameters, ...changed }, now);
