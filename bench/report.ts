@@ -7,6 +7,7 @@ import { root, round, signed } from "./harness.ts";
 import type { benchContention } from "./contention.ts";
 import type { benchNoisyNeighbours } from "./noisy.ts";
 import type { benchPickup } from "./pickup.ts";
+import type { benchReplicas } from "./replicas.ts";
 import type { benchRunsAgainstPreviousRelease } from "./runs.ts";
 import type { benchWrites } from "./writes.ts";
 import { TURN_MS, TURNS } from "./runs.ts";
@@ -71,6 +72,13 @@ export function markdown(results: Record<string, any>): string {
       `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
       `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. Wrong sign-ins answered: ${JSON.stringify(results.noisy.wrong_sign_ins)}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
     ] : []),
+    ...(results.replicas ? [
+      "## 7. Read replicas: a multi_agent_log export with a streaming standby", "",
+      `${results.replicas.prompts} prompts on a primary with a standby of its own, the primary and its writers pinned to one core, the standby and the worker to the other. The primary's CPU (postmaster, backends, walsender) during the export as a share of one core, and recordRun calls per second (10 SQL clients, 3 s) during the export against the same with no export, measured in the same run.`, "",
+      "| export runs on | export (s) | primary core share | recordRun/s alone | during the export | ratio |", "| --- | --- | --- | --- | --- | --- |",
+      ...[["the primary (no replica)", results.replicas.without_replica], ["the standby (REPLICA_DATABASE_URL)", results.replicas.with_replica]].map(([where, r]: any[]) =>
+        `| ${where} | ${r.export_s} | ${r.primary_core_share} | ${r.record_runs_per_s_alone} | ${r.record_runs_per_s_during_export} | ${r.ratio}x |`), "",
+    ] : []),
     "## Targets", "",
     ...results.targets.map((t: any) => `- ${t.met ? "met" : "NOT met"}: ${t.target} (measured: ${t.measured})`), "",
   ];
@@ -85,6 +93,7 @@ export interface Sections {
   runs: Awaited<ReturnType<typeof benchRunsAgainstPreviousRelease>>;
   contention: Awaited<ReturnType<typeof benchContention>>;
   noisy: Awaited<ReturnType<typeof benchNoisyNeighbours>>;
+  replicas: Awaited<ReturnType<typeof benchReplicas>>;
 }
 
 /** The results files' content: the machine, the versions, every section's figures and the targets they meet or not. */
@@ -115,6 +124,8 @@ export async function summarise(pool: pg.Pool, sections: Sections) {
       { target: "B's effectiveness p99 under 100 ms while A attacks", measured: `${sections.noisy.attack.p99_ms} ms (${sections.noisy.baseline.p99_ms} ms without)`, met: sections.noisy.attack.p99_ms < 100 && sections.noisy.attack.non_2xx === 0 },
       { target: "B's export succeeds and /readyz stays 200 while A attacks", measured: `${sections.noisy.victim_export.status}, ${sections.noisy.readyz.failed} failed probes`, met: sections.noisy.victim_export.status === "succeeded" && sections.noisy.readyz.failed === 0 },
       { target: "gateway RSS under 512 MB while A attacks", measured: `${sections.noisy.gateway_peak_rss_mb} MB`, met: sections.noisy.gateway_peak_rss_mb < 512 },
+      { target: `with a replica, a ${sections.replicas.prompts}-prompt export uses under 5% of a primary core`, measured: `${round(sections.replicas.with_replica.primary_core_share * 100, 1)}% (${round(sections.replicas.without_replica.primary_core_share * 100, 1)}% without a replica)`, met: sections.replicas.with_replica.primary_core_share < 0.05 },
+      { target: "with a replica, recordRun throughput during the export at least 0.95x of the same with no export", measured: `${sections.replicas.with_replica.ratio}x (${sections.replicas.without_replica.ratio}x without a replica)`, met: sections.replicas.with_replica.ratio >= 0.95 },
     ],
   };
 }

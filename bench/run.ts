@@ -12,6 +12,9 @@
 //      disabled, and on plain copies of the tables (no RLS, no triggers).
 //   6. noisy neighbours: user B's agent_effectiveness latency, export and /readyz
 //      while user A attacks, vs the same without the attack.
+//   7. read replicas: a multi_agent_log export on a primary with a streaming
+//      standby, with and without REPLICA_DATABASE_URL: the primary's CPU and
+//      recordRun throughput during the export.
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
 // BENCH_ONLY=effectiveness,runs (any of SECTIONS) runs only those sections and
 // prints their figures instead of writing the results files, for profiling one
@@ -33,9 +36,10 @@ import { benchWrites } from "./writes.ts";
 import { benchRunsAgainstPreviousRelease } from "./runs.ts";
 import { benchContention } from "./contention.ts";
 import { benchNoisyNeighbours } from "./noisy.ts";
+import { benchReplicas } from "./replicas.ts";
 import { markdown, summarise } from "./report.ts";
 
-const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "replicas"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -121,12 +125,13 @@ async function main() {
       await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
       return benchNoisyNeighbours(pool, db.url, children[0], dataUser);
     });
+    const replicas = await only("replicas", () => benchReplicas(db.superuserUrl, exportDir));
     if (ONLY) {
-      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy }, null, 2));
+      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy, replicas }, null, 2));
       return;
     }
-    if (!pickup || !writes || !runs || !contention || !noisy) throw new Error("unreachable: every section ran");
-    const results = await summarise(pool, { sizes, pickup, writes, runs, contention, noisy });
+    if (!pickup || !writes || !runs || !contention || !noisy || !replicas) throw new Error("unreachable: every section ran");
+    const results = await summarise(pool, { sizes, pickup, writes, runs, contention, noisy, replicas });
     await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
     await writeFile(path.join(root, "bench/RESULTS.md"), markdown(results));
     log(markdown(results));

@@ -8,6 +8,7 @@ import { Logger, parseCronItems, run, type Job, type Task, type WorkerEvents } f
 import { createAlerts, type Alerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
 import { closePool, resilientPool } from "./db/pool.ts";
+import { ReadReplicas } from "./db/replicas.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
@@ -107,7 +108,10 @@ export async function startWorker(
   metrics.watchPool("worker", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
   const alerts = createAlerts(config.alertWebhookUrl, log, metrics);
-  const context = taskContext(config, { pool, log, metrics, storage }, alerts);
+  const replicas = config.replicas.ownerUrls.length > 0
+    ? new ReadReplicas(config.replicas.ownerUrls, { ...config.replicas, poolMax: config.workerConcurrency + 1, applicationName: "prompter-worker" }, log, metrics)
+    : undefined;
+  const context = taskContext(config, { pool, replicas, log, metrics, storage }, alerts);
   const runners = runnerStarter(config, context);
   const stopSignal = createStopSignal();
 
@@ -117,6 +121,7 @@ export async function startWorker(
     return runners.start();
   };
   const first = await firstRunner().catch(async (error) => {
+    await replicas?.end();
     await closePool(pool);
     throw error;
   });
@@ -127,6 +132,7 @@ export async function startWorker(
     await superviseRunners(first, runners, stopSignal, context, (runner) => (current = runner));
     await loginLimits.stop();
     await alerts.flush();
+    await replicas?.end();
     await closePool(pool);
   })();
 
@@ -162,7 +168,7 @@ function workerPool(config: Config, databaseUrl: string, log: Log) {
   );
 }
 
-function taskContext(config: Config, parts: Pick<TaskContext, "pool" | "log" | "metrics" | "storage">, alerts: Alerts): TaskContext {
+function taskContext(config: Config, parts: Pick<TaskContext, "pool" | "replicas" | "log" | "metrics" | "storage">, alerts: Alerts): TaskContext {
   const { log, metrics } = parts;
   return {
     ...parts,

@@ -77,19 +77,21 @@ function rowNotFound(error: Error | undefined) {
   return missing ? { status: 404, code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
 }
 
-// authenticate and change_password return null for a wrong password, so that
-// the failure they record commits and counts towards the sign-in backoff; here
-// that null becomes the error the caller sees, and the payload is null.
-const WRONG_PASSWORD: Record<string, string> = {
-  authenticate: "Wrong username or password.",
-  changePassword: "The current password is wrong.",
+// authenticate and change_password return null for a wrong password, and
+// register for a taken username, so that the failure they record commits and
+// counts towards its backoff; here that null becomes the error the caller
+// sees, and the payload is null.
+const REFUSED_WHEN_NULL: Record<string, [status: number, code: string, message: string]> = {
+  authenticate: [401, "PRCRD", "Wrong username or password."],
+  changePassword: [401, "PRCRD", "The current password is wrong."],
+  register: [409, "PRTKN", "This username is taken; choose another."],
 };
 const refuseWrongPassword = wrapPlans({
-  Mutation: Object.fromEntries(Object.entries(WRONG_PASSWORD).map(([field, message]) => [field, (plan: () => ExecutableStep) => {
+  Mutation: Object.fromEntries(Object.entries(REFUSED_WHEN_NULL).map(([field, [status, code, message]]) => [field, (plan: () => ExecutableStep) => {
     const $payload = plan() as ExecutableStep & { getStepForKey(key: string): ExecutableStep & { get(attribute: string): ExecutableStep } };
     const $result = $payload.getStepForKey("result");
     const $signedIn = lambda($result.get("user_id"), (userId) => {
-      if (userId == null) throw new HttpError(401, "PRCRD", message);
+      if (userId == null) throw new HttpError(status, code, message);
       return true;
     });
     return object({ result: $result, signedIn: $signedIn });

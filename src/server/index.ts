@@ -8,6 +8,7 @@ import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
 import { closePool } from "../db/pool.ts";
+import { ReadReplicas } from "../db/replicas.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { createStorage } from "../storage/index.ts";
@@ -55,6 +56,9 @@ export async function startGateway(
   pool.on("release", (_error, client) => checkedOut.delete(processIdOf(client)));
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
+  const replicas = config.replicas.authUrls.length > 0
+    ? new ReadReplicas(config.replicas.authUrls, { ...config.replicas, poolMax: config.poolMax, applicationName: "prompter-gateway" }, log, metrics)
+    : undefined;
   // LISTEN needs a session of its own: not through a transaction-mode pooler.
   const events = exportEvents(config.authDirectDatabaseUrl ?? authenticatorUrl, log);
   const pgl = createPostGraphile(config, pool, log);
@@ -105,7 +109,7 @@ export async function startGateway(
   app.use(authenticate(config));
   app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  const rest = restRoutes(config, pool, events, createStorage(config, log));
+  const rest = restRoutes(config, pool, events, createStorage(config, log), replicas);
   declaredRoutes.add("/api", rest);
   app.use("/api", rememberMountPath, rest);
 
@@ -164,7 +168,7 @@ export async function startGateway(
           await pgl.release();
         } finally {
           // A connection never given back (its server gone silent) must not keep the process alive.
-          await Promise.race([closePool(pool), delay(CANCEL_ANSWER_MS)]);
+          await Promise.race([Promise.all([closePool(pool), replicas?.end()]), delay(CANCEL_ANSWER_MS)]);
         }
       }
     },

@@ -9,12 +9,20 @@ import { startServer } from "../support/server.ts";
 
 const db = useTestDatabase();
 
-/** The metric names in the first column of README's Metrics table. */
-async function documentedMetrics(): Promise<string[]> {
+/**
+ * The metric names in the first column of README's Metrics table, and those of
+ * them whose source column says "with replicas": labelled by replica, they have
+ * series only once read replicas are configured, which this test does not.
+ */
+async function documentedMetrics(): Promise<{ all: string[]; withReplicas: string[] }> {
   const readme = await readFile(new URL("../../README.md", import.meta.url), "utf8");
   const section = /^### Metrics\n([\s\S]*?)^#{2,3} /m.exec(readme)![1];
-  const firstCells = section.split("\n").filter((line) => line.startsWith("| `")).map((line) => line.split("|")[1]);
-  return firstCells.flatMap((cell) => [...cell.matchAll(/`([a-z_:][a-z0-9_:]*)`/g)].map((match) => match[1])).sort();
+  const rows = section.split("\n").filter((line) => line.startsWith("| `")).map((line) => line.split("|"));
+  const names = (cells: string[]) => [...cells[1].matchAll(/`([a-z_:][a-z0-9_:]*)`/g)].map((match) => match[1]);
+  return {
+    all: rows.flatMap(names).sort(),
+    withReplicas: rows.filter((cells) => /\bwith replicas\b/.test(cells[4] ?? "")).flatMap(names),
+  };
 }
 
 /** Families of /metrics (from their TYPE lines) that have at least one sample. */
@@ -31,12 +39,12 @@ function exportedFamilies(text: string): string[] {
 }
 
 it("every metric in README's table is exported from the start by prompter start, and every prompter metric exported is in the table", async () => {
-  const documented = await documentedMetrics();
+  const { all: documented, withReplicas } = await documentedMetrics();
   expect(documented.length).toBeGreaterThan(10);
   const server = await startServer({ databaseUrl: db.url, args: ["start"] });
   try {
     const exported = exportedFamilies(await (await fetch(`${server.baseUrl}/metrics`)).text());
-    expect(documented.filter((name) => !exported.includes(name))).toEqual([]);
+    expect(documented.filter((name) => !exported.includes(name) && !withReplicas.includes(name))).toEqual([]);
     expect(exported.filter((name) => name.startsWith("prompter_") && !documented.includes(name))).toEqual([]);
   } finally {
     await server.stop();
