@@ -19,22 +19,27 @@ const CODE = /"([A-Z][A-Z0-9_]{2,})"/g;
 // PostgreSQL's own classes: digits first, or plpgsql's P0, XX, HV (FDW) and F0 (configuration).
 const standardSqlstate = (code: string) => /^([0-9]|P0|XX|HV|F0)/.test(code);
 
-/** The SQLSTATEs of the project raised in SQL (errcode = 'XXXXX'), not PostgreSQL's own. */
+/**
+ * The SQLSTATEs of the project raised in SQL (errcode = 'XXXXX'), or recorded
+ * as a code (some_code := 'XXXXX', say an export's refusal), not PostgreSQL's own.
+ */
 async function sqlCodes(): Promise<Set<string>> {
   const texts = await read([...await filesUnder("sql", ".sql"), ...await filesUnder("migrations", ".sql")]);
-  return new Set(texts.flatMap((text) => [...text.matchAll(/errcode\s*=\s*'([A-Z0-9]{5})'/g)].map((match) => match[1])).filter((code) => !standardSqlstate(code)));
+  return new Set(texts.flatMap((text) => [...text.matchAll(/(?:errcode\s*=|code\s*:=)\s*'([A-Z0-9]{5})'/g)].map((match) => match[1])).filter((code) => !standardSqlstate(code)));
 }
 
 /**
  * The codes the processes answer with: new HttpError(status, "CODE"), the
- * GraphQL limits' limitError("CODE") and armored("CODE"), and any `code: ...`
- * whose expression names codes. The web UI's own (src/ui) never reach a client of the API.
+ * GraphQL limits' limitError("CODE") and armored("CODE"), a [status, "CODE", ...]
+ * tuple, and any `code: ...` whose expression names codes. The web UI's own
+ * (src/ui) never reach a client of the API.
  */
 async function gatewayCodes(): Promise<Set<string>> {
   const files = (await filesUnder("src", ".ts")).filter((file) => !file.includes(`${path.sep}ui${path.sep}`));
   const codes = new Set<string>();
   for (const text of await read(files)) {
     for (const match of text.matchAll(/\b(?:HttpError|limitError|armored)\(\s*(?:[^,()"]+,\s*)?"([A-Z][A-Z0-9_]{2,})"/g)) codes.add(match[1]);
+    for (const match of text.matchAll(/\[\s*\d{3},\s*"([A-Z][A-Z0-9_]{2,})"/g)) codes.add(match[1]);
     for (const match of text.matchAll(/\bcode:\s*([^,}\n]+)/g)) for (const [, code] of match[1].matchAll(CODE)) codes.add(code);
   }
   return codes;
