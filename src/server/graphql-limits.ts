@@ -288,7 +288,7 @@ class CostPace {
 
 function callerKey(req: Request): string {
   const caller = callerOf(req);
-  return caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
+  return caller ? `user ${caller.userId}` : `address ${req.ip}`;
 }
 
 /** Resolves true after `ms`, or false as soon as the client goes away. */
