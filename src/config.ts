@@ -181,7 +181,7 @@ function callerLimits(env: Env) {
  */
 function connectionLimits(env: Env) {
   const maxConnections = integer(env, "MAX_CONNECTIONS", 1000, 1, 1_000_000);
-  const maxConnectionsPerAddress = integer(env, "MAX_CONNECTIONS_PER_ADDRESS", 64, 1, 1_000_000);
+  const maxConnectionsPerAddress = integer(env, "MAX_CONNECTIONS_PER_ADDRESS", 128, 1, 1_000_000);
   if (maxConnectionsPerAddress > maxConnections) throw new ConfigError("MAX_CONNECTIONS_PER_ADDRESS must not be more than MAX_CONNECTIONS.");
   return {
     headersTimeoutSeconds: durationSeconds(env, "HEADERS_TIMEOUT", 10),

@@ -70,7 +70,7 @@ it("authentication settings: issuer with the public key, bounded lifetime, regis
 
 it("connection limits: seconds for headers, body and idle keep-alive, and caps in all and per address", () => {
   expect(loadConfig({}).connectionLimits).toEqual({
-    headersTimeoutSeconds: 10, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 5, maxConnections: 1000, maxConnectionsPerAddress: 64,
+    headersTimeoutSeconds: 10, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 5, maxConnections: 1000, maxConnectionsPerAddress: 128,
   });
   expect(loadConfig({ HEADERS_TIMEOUT: "5", BODY_TIMEOUT: "1m", MAX_CONNECTIONS: "50", MAX_CONNECTIONS_PER_ADDRESS: "50" }).connectionLimits)
     .toMatchObject({ headersTimeoutSeconds: 5, bodyTimeoutSeconds: 60, maxConnections: 50, maxConnectionsPerAddress: 50 });
