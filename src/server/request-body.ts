@@ -14,9 +14,11 @@ export const MAX_JSON_DEPTH = 64;
 /** Answers 408 BODY_TIMEOUT, and closes the connection, when the body is not in within `timeoutMs`. */
 function bodyDeadline(timeoutMs: number): RequestHandler {
   return (req, res, next) => {
-    if (req.complete) return next();
+    const hasBody = req.headers["transfer-encoding"] !== undefined || Number(req.headers["content-length"] ?? 0) > 0;
+    if (!hasBody || req.complete) return next();
     const timer = setTimeout(() => {
-      if (res.headersSent) return req.socket.destroy();
+      // complete: all of it arrived (read or not); an answer under way: the handler did not need it.
+      if (req.complete || res.headersSent) return;
       // The rest of the body would be read as the next request.
       res.set("Connection", "close");
       sendError(res, { status: 408, code: "BODY_TIMEOUT", message: `The request body did not arrive within ${timeoutMs / 1000} s; send it at once.` });
@@ -24,7 +26,6 @@ function bodyDeadline(timeoutMs: number): RequestHandler {
     }, timeoutMs);
     const done = () => clearTimeout(timer);
     req.once("end", done);
-    req.once("close", done);
     res.once("close", done);
     next();
   };

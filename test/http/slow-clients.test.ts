@@ -15,7 +15,7 @@ beforeAll(async () => {
   server = await startServer({
     databaseUrl: db.url,
     env: {
-      ALLOW_REGISTRATION: "true", CALLER_MAX_CONCURRENT: "2", CALLER_MAX_QUEUED: "0",
+      ALLOW_REGISTRATION: "true", CALLER_MAX_CONCURRENT: "2", CALLER_MAX_QUEUED: "0", EXPORT_WAIT_SECONDS: "7",
       BODY_TIMEOUT: "2", HEADERS_TIMEOUT: "2", KEEP_ALIVE_TIMEOUT: "1", MAX_CONNECTIONS: "40", MAX_CONNECTIONS_PER_ADDRESS: "10",
     },
   });
@@ -77,6 +77,19 @@ describe("slow bodies", () => {
     }
     const { rows } = await db.pool.query("select count(*)::int as n from app_public.prompts");
     expect(rows[0].n).toBe(0);
+  });
+
+  it("a request whose body is in (or that has none) may take longer than BODY_TIMEOUT", { timeout: 30_000 }, async () => {
+    const token = await register("carla");
+    // No worker runs here: the export stays queued, and the request waits EXPORT_WAIT_SECONDS (7 s: past BODY_TIMEOUT, and past the headers and body timeouts together) for it.
+    // With a small body, and without Content-Length (as a GET has no body) once the token is known (verified at once).
+    for (const body of ["Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{}", ""]) {
+      const socket = await connect("127.0.0.9");
+      const answer = untilClosed(socket);
+      socket.write(`POST /api/storage/export-all?wait=true HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer ${token}\r\n${body || "\r\n"}`);
+      // Answered when the wait is over, not cut off (408, or a closed connection).
+      expect((await answer).received).toMatch(/^HTTP\/1.1 202 /);
+    }
   });
 
   it("a revoked token's requests wait in a lane of their own, not in the user's", { timeout: 30_000 }, async () => {
