@@ -9,7 +9,7 @@ import express, { type RequestHandler } from "express";
 import { BAD_UNICODE, HttpError, MAX_BODY_BYTES, sendError } from "./errors.ts";
 
 /** Deeper than any document of the API (a run is 4 levels deep). */
-export const MAX_JSON_DEPTH = 64;
+const MAX_JSON_DEPTH = 64;
 
 /** Answers 408 BODY_TIMEOUT, and closes the connection, when the body is not in within `timeoutMs`. */
 function bodyDeadline(timeoutMs: number): RequestHandler {
@@ -32,7 +32,7 @@ function bodyDeadline(timeoutMs: number): RequestHandler {
 }
 
 /** Why a parsed body cannot be taken, or undefined; iterative, so any depth JSON.parse accepts is checked safely. */
-export function unacceptableJson(body: unknown): HttpError | undefined {
+function unacceptableJson(body: unknown): HttpError | undefined {
   const pending: { value: unknown; depth: number }[] = [{ value: body, depth: 0 }];
   while (pending.length) {
     const { value, depth } = pending.pop()!;
