@@ -31,12 +31,14 @@ import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabase
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
 import { PREVIOUS_RELEASE } from "../test/support/previous-release.ts";
+import { startNoisyAttacks } from "./noisy-attacks.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const node = path.join(root, "node_modules/.bin/node");
 const run = promisify(execFile);
 const SIZES = (process.env.BENCH_SIZES ?? "10000,100000,1000000").split(",").map(Number);
-const SECRET = "prompter-bench-secret-0123456789abcdef";
+// Random: the gateway runs in production, which refuses a guessable secret.
+const SECRET = "G8A8LJcBRIMvlw2T_8FbpbhevVtoCOXPT6BVnPjUyPgoIgC3JKKWxxXZdbwnQqw0";
 // Several benchmarks may share a machine and a server: each can pick its own.
 const PORT = Number(process.env.BENCH_PORT ?? 8901);
 const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
@@ -630,6 +632,7 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
   const baseline = await measureVictim();
 
   log("noisy neighbours: under attack");
+  const moreAttacks = await startNoisyAttacks({ port: PORT, pool, gatewayPid: server.pid!, attackerId, attackerToken: attacker, victimId, secret: SECRET });
   const login = `bench_noisy_${process.pid}`;
   const { rows: [added] } = await pool.query(
     "select generated_password from app_private.add_sql_login($1, (select username from app_public.users where id = $2), statement_timeout => '5s')",
@@ -696,16 +699,18 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
     })();
     const [attack, victimExport] = await Promise.all([
       measureVictim(),
-      api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records })),
+      api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records }),
+        (error: Error) => ({ status: `not answered: ${error.message}`, records: 0 })),
     ]);
     stop = true;
+    const more = await moreAttacks.stop();
     const attackerQueries = { ...(await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed })), refusals };
     const wrongSignIns = await signIns;
     await sampling;
     return {
       scale_prompts_of_attacker: Number((await pool.query("select count(*) from app_public.prompts where user_id = $1", [attackerId])).rows[0].count),
       baseline, attack, victim_export: victimExport, readyz, gateway_peak_rss_mb: round(peakRss, 1),
-      attacker_heavy_queries: attackerQueries, wrong_sign_ins: wrongSignIns, reader_long_query: await longQuery,
+      attacker_heavy_queries: attackerQueries, wrong_sign_ins: wrongSignIns, reader_long_query: await longQuery, more_attacks: more,
     };
   } finally {
     stop = true;
@@ -771,6 +776,7 @@ function markdown(results: Record<string, any>): string {
       "| B's /api/agents/effectiveness | p50 ms | p99 ms | req/s | non-2xx |", "| --- | --- | --- | --- | --- |",
       `| without attack | ${results.noisy.baseline.p50_ms} | ${results.noisy.baseline.p99_ms} | ${results.noisy.baseline.requests_per_s} | ${results.noisy.baseline.non_2xx} |`,
       `| under attack | ${results.noisy.attack.p50_ms} | ${results.noisy.attack.p99_ms} | ${results.noisy.attack.requests_per_s} | ${results.noisy.attack.non_2xx} |`, "",
+      `More of A's attacks (bench/noisy-attacks.ts): ${JSON.stringify({ queries: results.noisy.more_attacks.queries, slow_bodies: results.noisy.more_attacks.slow_bodies, slow_sockets: results.noisy.more_attacks.slow_sockets })}. B's sign-ins: ${JSON.stringify(results.noisy.more_attacks.victim_sign_in)}. Gateway file descriptors: ${results.noisy.more_attacks.gateway_fds.peak} of ${results.noisy.more_attacks.gateway_fds.limit}.`, "",
       `B's export: ${results.noisy.victim_export.status} (${results.noisy.victim_export.records} records). /readyz: ${results.noisy.readyz.failed} of ${results.noisy.readyz.probes} probes failed. Gateway peak RSS during the attack: ${results.noisy.gateway_peak_rss_mb} MB. A's heavy queries answered ${results.noisy.attacker_heavy_queries.answered}, refused ${results.noisy.attacker_heavy_queries.refused}, connection errors ${results.noisy.attacker_heavy_queries.failed}. Wrong sign-ins answered: ${JSON.stringify(results.noisy.wrong_sign_ins)}. The login's pg_sleep(600): ${results.noisy.reader_long_query}.`, "",
     ] : []),
     "## Targets", "",
@@ -890,6 +896,8 @@ async function main() {
         { target: "B's effectiveness p99 under 100 ms while A attacks", measured: `${noisy.attack.p99_ms} ms (${noisy.baseline.p99_ms} ms without)`, met: noisy.attack.p99_ms < 100 && noisy.attack.non_2xx === 0 },
         { target: "B's export succeeds and /readyz stays 200 while A attacks", measured: `${noisy.victim_export.status}, ${noisy.readyz.failed} failed probes`, met: noisy.victim_export.status === "succeeded" && noisy.readyz.failed === 0 },
         { target: "gateway RSS under 512 MB while A attacks", measured: `${noisy.gateway_peak_rss_mb} MB`, met: noisy.gateway_peak_rss_mb < 512 },
+        { target: "B's sign-in p99 under 500 ms while A attacks", measured: `${noisy.more_attacks.victim_sign_in.attack.p99_ms} ms (${noisy.more_attacks.victim_sign_in.baseline.p99_ms} ms without)`, met: (noisy.more_attacks.victim_sign_in.attack.p99_ms ?? Infinity) < 500 && noisy.more_attacks.victim_sign_in.attack.failed === 0 },
+        { target: "gateway file descriptors under 50% of its limit while A attacks", measured: `${noisy.more_attacks.gateway_fds.peak} of ${noisy.more_attacks.gateway_fds.limit}`, met: noisy.more_attacks.gateway_fds.share < 0.5 },
       ],
     };
     await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
