@@ -10,7 +10,7 @@
 // Measured: B's sign-in latency (before and during), the gateway's open file
 // descriptors against its limit, and what each attack got.
 // BENCH_NOISY_ATTACKS=slow_bodies,slow_sockets (any of variable_defaults,
-// wide_rows, aggregates, slow_bodies, slow_sockets, or none) runs only those,
+// wide_rows, aggregates, slow_bodies, slow_sockets; or none, or all) runs only those,
 // to tell which attack costs B what.
 import http from "node:http";
 import { spawn } from "node:child_process";
@@ -37,7 +37,8 @@ const QUERIES = {
   aggregates: `{ ${aliases(15, (i) => `allPromptVersions(first: 1, filter: { rowId: { greaterThan: "${i}" } }) { aggregates { distinctCount { text explanation } } }`)} }`,
 };
 const ATTACKS = [...Object.keys(QUERIES), "slow_bodies", "slow_sockets"];
-const CHOSEN = process.env.BENCH_NOISY_ATTACKS === "none" ? [] : (process.env.BENCH_NOISY_ATTACKS?.split(",") ?? ATTACKS);
+const chosenNames = process.env.BENCH_NOISY_ATTACKS ?? "all";
+const CHOSEN = chosenNames === "all" ? ATTACKS : chosenNames === "none" ? [] : chosenNames.split(",");
 const unknownAttack = CHOSEN.find((attack) => !ATTACKS.includes(attack));
 if (unknownAttack) throw new Error(`BENCH_NOISY_ATTACKS: no attack ${unknownAttack}; the attacks are ${ATTACKS.join(", ")}`);
 const WIDE_ROWS = 1000;
@@ -97,6 +98,7 @@ function slowSockets(port: number, count: number) {
   let output = "";
   child.stdout.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise((resolve) => child.once("exit", resolve));
+  process.once("exit", () => child.kill());
   return {
     async stop() {
       child.stdin.write("stop\n");

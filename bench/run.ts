@@ -660,7 +660,7 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
       while (!stop) {
         // Refused: a GraphQL error, or the gateway's 429 (too many of A's requests in flight).
         const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
-          .then((response) => response.json(), () => undefined);
+          .then((response) => response.json()).catch(() => undefined); // a connection error, or an answer cut off
         if (!body) failed++;
         else if (body.errors || body.error) {
           refused++;
@@ -679,7 +679,7 @@ async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: ChildPro
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result } }` }),
-        }).then((r) => r.json(), () => undefined);
+        }).then((r) => r.json()).catch(() => undefined);
         const code = body ? body.errors?.[0]?.extensions?.code ?? "signed in" : "connection error";
         answers[code] = (answers[code] ?? 0) + 1;
       }

@@ -38,6 +38,8 @@ const trickle = setInterval(() => {
 }, 10_000);
 for (let i = 0; i < count; i++) connect(addresses[i % addresses.length]);
 
+// The bench process gone (its end of the pipe closed): stop attacking.
+process.stdin.on("end", () => process.exit(0));
 process.stdin.on("data", (data) => {
   if (!data.toString().includes("stop")) return;
   stopped = true;
