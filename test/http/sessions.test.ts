@@ -210,6 +210,28 @@ describe("throttled sign-in", () => {
     }
   });
 
+  // Starts a server of its own. Each sign-in is a bcrypt in PostgreSQL, SIGN_IN_MAX_CONCURRENT at a time server-wide.
+  it("one client's many sign-ins at once do not put another's behind them all", { timeout: 120_000 }, async () => {
+    const proxied = await startServer({
+      databaseUrl: db.url,
+      env: { TRUST_PROXY: "1", SIGN_IN_MAX_CONCURRENT: "1", SIGN_INS_PER_SECOND: "1000", CALLER_MAX_CONCURRENT: "20", CALLER_MAX_WAIT: "2" },
+    });
+    try {
+      const from = (address: string, username: string) => fetch(`${proxied.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": address },
+        body: JSON.stringify({ query: `mutation { authenticate(input: { username: "${username}", password: "not-the-password" }) { result } }` }),
+      }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code);
+      const many = Array.from({ length: 20 }, (_, i) => from("203.0.113.30", `many-${i}`));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // In line behind at most one of theirs, not nineteen (a few seconds of bcrypt, past CALLER_MAX_WAIT).
+      expect(await from("203.0.113.31", "another")).toBe("PRCRD");
+      expect((await Promise.all(many)).filter((code) => code === "SERVER_BUSY").length).toBeGreaterThan(0);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it("an unknown username is throttled the same way", async () => {
     const codes: string[] = [];
     for (let i = 0; i < 6; i++) codes.push((await signIn("nobody-at-all", `wrong-guess-${i}`)).errors![0].extensions!.code!);
