@@ -15,7 +15,8 @@ export const root = fileURLToPath(new URL("..", import.meta.url));
 export const node = path.join(root, "node_modules/.bin/node");
 export const run = promisify(execFile);
 export const SIZES = (process.env.BENCH_SIZES ?? "10000,100000,1000000").split(",").map(Number);
-export const SECRET = "prompter-bench-secret-0123456789abcdef";
+// Random: the gateway runs in production, which refuses a guessable secret.
+export const SECRET = "G8A8LJcBRIMvlw2T_8FbpbhevVtoCOXPT6BVnPjUyPgoIgC3JKKWxxXZdbwnQqw0";
 // Several benchmarks may share a machine and a server: each can pick its own.
 export const PORT = Number(process.env.BENCH_PORT ?? 8901);
 export const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";

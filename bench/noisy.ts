@@ -1,7 +1,8 @@
 import autocannon from "autocannon";
 import type { ChildProcess } from "node:child_process";
 import pg from "pg";
-import { api, base, log, round, rssMb, tokenFor } from "./harness.ts";
+import { api, base, log, PORT, round, rssMb, SECRET, tokenFor } from "./harness.ts";
+import { startNoisyAttacks } from "./noisy-attacks.ts";
 
 /** The heaviest read the GraphQL limits let through: as many full pages as the cost limit allows. */
 export const HEAVY_QUERY = `{ ${Array.from({ length: 5 }, (_, i) => `a${i}: allPromptVersions(first: 1000, offset: ${i * 1000}) { nodes { text explanation } }`).join(" ")} }`;
@@ -29,6 +30,7 @@ export async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: C
   const baseline = await measureVictim();
 
   log("noisy neighbours: under attack");
+  const moreAttacks = await startNoisyAttacks({ port: PORT, pool, gatewayPid: server.pid!, attackerId, attackerToken: attacker, victimId, secret: SECRET });
   const login = `bench_noisy_${process.pid}`;
   const { rows: [added] } = await pool.query(
     "select generated_password from app_private.add_sql_login($1, (select username from app_public.users where id = $2), statement_timeout => '5s')",
@@ -56,7 +58,7 @@ export async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: C
       while (!stop) {
         // Refused: a GraphQL error, or the gateway's 429 (too many of A's requests in flight).
         const body = await fetch(`${base}/graphql`, { method: "POST", headers: { authorization: `Bearer ${attacker}`, "content-type": "application/json" }, body: JSON.stringify({ query: HEAVY_QUERY }) })
-          .then((response) => response.json(), () => undefined);
+          .then((response) => response.json()).catch(() => undefined); // a connection error, or an answer cut off
         if (!body) failed++;
         else if (body.errors || body.error) {
           refused++;
@@ -75,7 +77,7 @@ export async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: C
           method: "POST",
           headers: { "content-type": "application/json" },
           body: JSON.stringify({ query: `mutation { authenticate(input: { username: "bench_1", password: "not-the-password" }) { result } }` }),
-        }).then((r) => r.json(), () => undefined);
+        }).then((r) => r.json()).catch(() => undefined);
         const code = body ? body.errors?.[0]?.extensions?.code ?? "signed in" : "connection error";
         answers[code] = (answers[code] ?? 0) + 1;
       }
@@ -95,16 +97,18 @@ export async function benchNoisyNeighbours(pool: pg.Pool, url: string, server: C
     })();
     const [attack, victimExport] = await Promise.all([
       measureVictim(),
-      api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records })),
+      api("/api/storage/export-multi-agent?wait=true", victim, { method: "POST" }).then((body) => ({ status: body.export.status, records: body.records }),
+        (error: Error) => ({ status: `not answered: ${error.message}`, records: 0 })),
     ]);
     stop = true;
+    const more = await moreAttacks.stop();
     const attackerQueries = { ...(await Promise.all(heavy)).reduce((sum, q) => ({ refused: sum.refused + q.refused, answered: sum.answered + q.answered, failed: sum.failed + q.failed })), refusals };
     const wrongSignIns = await signIns;
     await sampling;
     return {
       scale_prompts_of_attacker: Number((await pool.query("select count(*) from app_public.prompts where user_id = $1", [attackerId])).rows[0].count),
       baseline, attack, victim_export: victimExport, readyz, gateway_peak_rss_mb: round(peakRss, 1),
-      attacker_heavy_queries: attackerQueries, wrong_sign_ins: wrongSignIns, reader_long_query: await longQuery,
+      attacker_heavy_queries: attackerQueries, wrong_sign_ins: wrongSignIns, reader_long_query: await longQuery, more_attacks: more,
     };
   } finally {
     stop = true;

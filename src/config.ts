@@ -2,7 +2,9 @@
 // bad setting stops the process at start with a message that names it.
 import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { isIP } from "node:net";
 import path from "node:path";
+import { estimatedSecretBits } from "./secret-strength.ts";
 
 export class ConfigError extends Error {}
 
@@ -78,18 +80,36 @@ function boolean(env: Env, name: string, fallback: boolean): boolean {
 
 /**
  * Express's "trust proxy": which hops may name the client in X-Forwarded-For.
- * Sign-in is throttled per client address, so behind a reverse proxy this must
- * be set, or every client shares the proxy's address.
+ * Everything keyed by address (sign-in throttling, anonymous admission and
+ * pacing) uses the client address it resolves, so behind a reverse proxy this
+ * must be set, or every client shares the proxy's address. "true" is refused:
+ * it believes the left-most address, which any client writes itself.
  */
-function trustProxy(env: Env): boolean | number | string {
+function trustProxy(env: Env): false | number | string {
   const raw = env.TRUST_PROXY?.trim();
   if (!raw || raw === "false") return false;
-  if (raw === "true") return true;
-  if (/^\d+$/.test(raw)) return Number(raw);
-  if (!/^[\w.:/,\s-]+$/.test(raw)) {
-    throw new ConfigError(`TRUST_PROXY must be true, false, a number of hops, or addresses/subnets (or loopback, linklocal, uniquelocal), not "${raw}".`);
+  if (raw === "true") {
+    throw new ConfigError(
+      "TRUST_PROXY=true would take any client's own X-Forwarded-For as its address (and so let it pick a fresh one for every sign-in guess): " +
+      "set the number of proxies in front of the gateway (such as 1) or their addresses/subnets (such as 10.0.0.0/8).",
+    );
   }
-  return raw;
+  if (/^\d+$/.test(raw)) return Number(raw);
+  const entries = raw.split(",").map((entry) => entry.trim());
+  const bad = entries.find((entry) => !PROXY_NAMES.has(entry) && !isAddressOrSubnet(entry));
+  if (bad !== undefined) {
+    throw new ConfigError(`TRUST_PROXY must be a number of hops, or addresses/subnets (or loopback, linklocal, uniquelocal) separated by commas; "${bad}" is none of these.`);
+  }
+  return entries.join(", ");
+}
+
+const PROXY_NAMES = new Set(["loopback", "linklocal", "uniquelocal"]);
+
+function isAddressOrSubnet(entry: string): boolean {
+  const [address, bits, ...rest] = entry.split("/");
+  const version = isIP(address);
+  if (!version || rest.length) return false;
+  return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128));
 }
 
 const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
@@ -121,17 +141,13 @@ function logLevel(env: Env): string {
   return level;
 }
 
-/** Bits of entropy the characters' frequencies allow (Shannon): 32 times "a" has none. */
-function estimatedEntropyBits(secret: string): number {
-  const counts = new Map<string, number>();
-  for (const character of secret) counts.set(character, (counts.get(character) ?? 0) + 1);
-  let bitsPerCharacter = 0;
-  for (const count of counts.values()) bitsPerCharacter -= (count / secret.length) * Math.log2(count / secret.length);
-  return bitsPerCharacter * secret.length;
-}
-
-/** Below this a secret is guessable; 32 random hex digits estimate at about 120 bits. */
-const MINIMUM_SECRET_BITS = 100;
+/**
+ * Below this a secret is guessable. zxcvbn credits a random string with about
+ * 3.3 bits a character whatever its alphabet, so this asks for about 40 random
+ * characters (openssl rand -base64 48 gives 64, estimated at about 210 bits);
+ * a phrase of words such as "your-super-secret-jwt-key-change-me-please" estimates at 96.
+ */
+const MINIMUM_SECRET_BITS = 128;
 
 /**
  * Outside production without JWT_SECRET: a random secret made once and kept in
@@ -152,12 +168,14 @@ function developmentSecret(dataDir: string): string {
 function jwtSecretOf(env: Env, production: boolean, dataDir: string): string {
   const secret = env.JWT_SECRET;
   if (!secret) {
-    if (production) throw new ConfigError("JWT_SECRET must be set to at least 32 random characters in production.");
+    if (production) throw new ConfigError("JWT_SECRET must be set in production: a random secret such as `openssl rand -base64 48` prints.");
     return developmentSecret(dataDir);
   }
-  if (production && (secret.length < 32 || estimatedEntropyBits(secret) < MINIMUM_SECRET_BITS)) {
+  const bits = production ? estimatedSecretBits(secret) : Infinity;
+  if (bits < MINIMUM_SECRET_BITS) {
     throw new ConfigError(
-      "JWT_SECRET is too weak for production: use at least 32 random characters (for example: openssl rand -base64 48).",
+      `JWT_SECRET is too weak for production: zxcvbn estimates it at about ${Math.floor(bits)} bits of guessing (${MINIMUM_SECRET_BITS} needed); ` +
+      "use a random secret, such as `openssl rand -base64 48` prints, not words or patterns.",
     );
   }
   return secret;
@@ -188,6 +206,25 @@ function callerLimits(env: Env) {
     maxConcurrent,
     maxQueued: integer(env, "CALLER_MAX_QUEUED", maxConcurrent * 16, 0, 100_000),
     maxWaitSeconds: durationSeconds(env, "CALLER_MAX_WAIT", 3),
+  };
+}
+
+/**
+ * What one client connection may take of the process: its headers and its
+ * body must arrive within seconds, an idle kept-alive connection is closed
+ * soon, and open connections are capped in all and per client address (a
+ * trusted proxy's own connections count only in all).
+ */
+function connectionLimits(env: Env) {
+  const maxConnections = integer(env, "MAX_CONNECTIONS", 1000, 1, 1_000_000);
+  const maxConnectionsPerAddress = integer(env, "MAX_CONNECTIONS_PER_ADDRESS", 128, 1, 1_000_000);
+  if (maxConnectionsPerAddress > maxConnections) throw new ConfigError("MAX_CONNECTIONS_PER_ADDRESS must not be more than MAX_CONNECTIONS.");
+  return {
+    headersTimeoutSeconds: durationSeconds(env, "HEADERS_TIMEOUT", 10),
+    bodyTimeoutSeconds: durationSeconds(env, "BODY_TIMEOUT", 10),
+    keepAliveTimeoutSeconds: durationSeconds(env, "KEEP_ALIVE_TIMEOUT", 5),
+    maxConnections,
+    maxConnectionsPerAddress,
   };
 }
 
@@ -359,6 +396,7 @@ export function loadConfig(env: Env = process.env) {
     apiTimeouts: apiTimeouts(env),
     replicas: readReplicas(env),
     callerLimits: callerLimits(env),
+    connectionLimits: connectionLimits(env),
     graphqlLimits: graphqlLimits(env),
     /**
      * A connection that does not go through a transaction-mode pooler (PgBouncer):

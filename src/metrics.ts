@@ -126,6 +126,12 @@ export function createMetrics() {
       help: "Requests answered 429 TOO_MANY_CONCURRENT_REQUESTS: their caller had CALLER_MAX_CONCURRENT in flight already.",
       registers,
     }),
+    connectionsRefused: new Counter({
+      name: "prompter_gateway_connections_refused_total",
+      help: "Client connections closed on arrival: MAX_CONNECTIONS open already (reason total), or MAX_CONNECTIONS_PER_ADDRESS from its address (reason address).",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
     sqlLoginCancellations: new Counter({
       name: "prompter_sql_login_cancellations_total",
       help: "Statements cancelled and sessions ended by the worker because a SQL login went past its configured limits, by reason.",

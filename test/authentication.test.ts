@@ -122,14 +122,53 @@ describe("throttled sign-in", () => {
     });
   });
 
-  it("a successful sign-in clears the username's failures but not the address's", async () => {
+  it("a successful sign-in clears the username's failures from its address, not the username's count from anywhere nor the address's", async () => {
     await fromAddress("10.0.0.5", async (c) => {
       await c.query("select app_public.register('walker', 'walker-password')");
       for (let i = 0; i < 3; i++) await attempt(c, "walker", `guess-${i}-guess`);
       expect(await attempt(c, "walker", "walker-password")).toBe("token");
       await c.query("reset role");
       const { rows } = await c.query("select key, failures from app_private.sign_in_failures where key like '%10.0.0.5%' or key like 'user:walker%' order by key");
-      expect(rows).toEqual([{ key: "address:10.0.0.5", failures: 3 }]);
+      expect(rows).toEqual([{ key: "address:10.0.0.5", failures: 3 }, { key: "user:walker", failures: 3 }]);
+    });
+  });
+
+  it("guesses from many addresses block those addresses, never the owner at an address that has not failed", async () => {
+    await fromAddress("10.1.0.0", async (c) => {
+      await c.query("select app_public.register('owner', 'owners-password')");
+      const guessFrom = async (address: string, password = "wrong-guess") => {
+        await c.query("select set_config('prompter.client_address', $1, true)", [address]);
+        return attempt(c, "owner", password);
+      };
+      // One guess from each of 55 addresses: past the username's 50 free failures from anywhere.
+      const answers = [];
+      for (let i = 1; i <= 55; i++) answers.push(await guessFrom(`10.1.0.${i}`));
+      expect(answers).toEqual(Array(55).fill("wrong"));
+      // An address that has guessed is blocked now, even with the right password...
+      expect(await guessFrom("10.1.0.3", "owners-password")).toBe("PRTHR");
+      // ... and a new one may try once: its first failure blocks it too.
+      expect(await guessFrom("10.1.0.99")).toBe("wrong");
+      expect(await guessFrom("10.1.0.99")).toBe("PRTHR");
+      expect(await guessFrom("10.1.1.1", "owners-password")).toBe("token");
+      // The owner signing in does not give the guessers a fresh allowance.
+      expect(await guessFrom("10.1.0.7")).toBe("PRTHR");
+    });
+  });
+
+  it("an operator's password reset forgets the username's failures from every address", async () => {
+    await fromAddress("10.2.0.1", async (c) => {
+      await c.query("select app_public.register('resetme', 'resetme-password')");
+      await c.query("reset role");
+      // Blocked for half a minute from here (10 failures: fewer than the address's 30 free ones).
+      for (let i = 0; i < 10; i++) await c.query("select app_private.record_sign_in_failure('resetme')");
+      await c.query("set local role app_anonymous");
+      expect(await attempt(c, "resetme", "resetme-password")).toBe("PRTHR");
+      await c.query("reset role");
+      // As `npx prompter user reset-password` runs it: from no client address.
+      await c.query("select set_config('prompter.client_address', '', true)");
+      await c.query("select app_private.reset_password('resetme', 'another-password')");
+      await c.query("select set_config('prompter.client_address', '10.2.0.1', true), set_config('role', 'app_anonymous', true)");
+      expect(await attempt(c, "resetme", "another-password")).toBe("token");
     });
   });
 });

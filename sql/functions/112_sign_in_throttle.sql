@@ -6,18 +6,32 @@
 -- each failure blocks the key for twice as long as the one before, at most 15
 -- minutes, and a key forgets its failures an hour after the last one: a
 -- throttled owner waits, but is never locked out for good.
--- The gateway passes the client address as prompter.client_address.
-create or replace function app_private.sign_in_keys(username text)
-returns table (key text, free_failures integer)
+-- The username-from-anywhere key blocks only the addresses that have failed
+-- with that username within the hour: guesses from many addresses must not
+-- lock its owner out of an address that has not failed, and each address
+-- that guesses is then blocked after its first failure.
+-- The gateway passes the client address (as TRUST_PROXY resolves it) as prompter.client_address.
+-- The key of this username from this client address.
+create or replace function app_private.sign_in_address_key(username text) returns text
 language sql stable
 set search_path = pg_catalog
 as $$
-  select k.key, k.free_failures
+  select 'user:' || lower(username) || ' from ' || coalesce(nullif(current_setting('prompter.client_address', true), ''), '-');
+$$;
+
+-- Its columns changed (blocks_fresh_addresses): create or replace cannot change them.
+drop function if exists app_private.sign_in_keys(text);
+create function app_private.sign_in_keys(username text)
+returns table (key text, free_failures integer, blocks_fresh_addresses boolean)
+language sql stable
+set search_path = pg_catalog
+as $$
+  select k.key, k.free_failures, k.blocks_fresh_addresses
     from (values
-      ('user:' || lower(username) || ' from ' || coalesce(nullif(current_setting('prompter.client_address', true), ''), '-'), 5),
-      ('user:' || lower(username), 50),
-      ('address:' || nullif(current_setting('prompter.client_address', true), ''), 30)
-    ) k (key, free_failures)
+      (app_private.sign_in_address_key(username), 5, true),
+      ('user:' || lower(username), 50, false),
+      ('address:' || nullif(current_setting('prompter.client_address', true), ''), 30, true)
+    ) k (key, free_failures, blocks_fresh_addresses)
    where k.key is not null;
 $$;
 
@@ -44,7 +58,8 @@ $$;
 -- the attempt's transaction ends, so parallel guesses queue and each sees the
 -- failures recorded before it: a row lock on the username's key, which only the
 -- owner's functions can take (an advisory key any SQL login could hold, and so
--- keep a user from signing in).
+-- keep a user from signing in). The username-from-anywhere key counts only
+-- where this address has failed with the username within the hour.
 create or replace function app_private.assert_sign_in_allowed(username text) returns void
 language plpgsql volatile
 set search_path = pg_catalog
@@ -54,7 +69,14 @@ begin
   values ('user:' || lower(coalesce(username, '')), 0, clock_timestamp(), '-infinity')
   on conflict (key) do nothing;
   perform from app_private.sign_in_failures f where f.key = 'user:' || lower(coalesce(username, '')) for update;
-  perform app_private.raise_if_blocked(array(select k.key from app_private.sign_in_keys(username) k), 'Too many failed sign-ins');
+  perform app_private.raise_if_blocked(array(
+    select k.key from app_private.sign_in_keys(username) k
+     where k.blocks_fresh_addresses
+        or exists (select from app_private.sign_in_failures here
+                    where here.key = app_private.sign_in_address_key(username)
+                      and here.failures > 0
+                      and here.last_failed_at > clock_timestamp() - interval '1 hour')),
+    'Too many failed sign-ins');
 end;
 $$;
 
@@ -90,13 +112,25 @@ as $$
   select count(app_private.count_failure(k.key, k.free_failures)) from app_private.sign_in_keys(username) k;
 $$;
 
--- After a successful sign-in the username starts afresh; the address does not
--- (one good account must not reset a guesser's count).
+-- After a successful sign-in the username starts afresh from this address,
+-- which is no longer one that has failed. The username's count from anywhere
+-- is kept (the owner signing in must not give guessers elsewhere a fresh
+-- allowance), and so is the address's (one good account must not reset a
+-- guesser's count).
 create or replace function app_private.forget_sign_in_failures(username text) returns void
 language sql volatile
 set search_path = pg_catalog
 as $$
   delete from app_private.sign_in_failures f
-   using app_private.sign_in_keys(username) k
-   where f.key = k.key and k.key like 'user:%';
+   where f.key = app_private.sign_in_address_key(username);
+$$;
+
+-- An operator's reset: the username's failures from every address, and from anywhere.
+create or replace function app_private.forget_all_sign_in_failures(username text) returns void
+language sql volatile
+set search_path = pg_catalog
+as $$
+  delete from app_private.sign_in_failures f
+   where f.key = 'user:' || lower(username)
+      or left(f.key, length('user:' || lower(username) || ' from ')) = 'user:' || lower(username) || ' from ';
 $$;

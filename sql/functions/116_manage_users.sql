@@ -64,6 +64,6 @@ set search_path = pg_catalog
 as $$
 begin
   perform app_private.set_password(app_private.user_id_for(reset_password.username), app_private.password_hash(reset_password.password));
-  perform app_private.forget_sign_in_failures(reset_password.username);
+  perform app_private.forget_all_sign_in_failures(reset_password.username);
 end;
 $$;

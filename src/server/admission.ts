@@ -1,5 +1,5 @@
 // One caller cannot take the whole gateway: each signed-in user (or, when
-// anonymous, each client address) may have CALLER_MAX_CONCURRENT requests in
+// anonymous, each client address; see admissionKey) may have CALLER_MAX_CONCURRENT requests in
 // flight. One more waits its turn, at most CALLER_MAX_WAIT and behind at most
 // CALLER_MAX_QUEUED others of the same caller, before it takes a database
 // connection; past either bound it is answered 429 TOO_MANY_CONCURRENT_REQUESTS
@@ -8,7 +8,7 @@
 // answering it, at the expense of everyone else.
 import type { RequestHandler, Response } from "express";
 import type { Metrics } from "../metrics.ts";
-import { callerOf } from "./caller.ts";
+import { admissionKey } from "./caller.ts";
 import { sendError } from "./errors.ts";
 
 export interface CallerLimits {
@@ -109,9 +109,7 @@ export function goneSignal(res: Response): AbortSignal {
 export function callerConcurrency(limits: CallerLimits, metrics: Metrics): RequestHandler {
   const lanes = new Lanes(limits.maxConcurrent, limits.maxQueued, limits.maxWaitSeconds);
   return (req, res, next) => {
-    const caller = callerOf(req);
-    const key = caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
-    lanes.acquire(key, 1, goneSignal(res)).then((release) => {
+    lanes.acquire(admissionKey(req), 1, goneSignal(res)).then((release) => {
       if (!release) {
         if (res.closed) return;
         metrics.callerLimited.inc();

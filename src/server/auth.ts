@@ -11,7 +11,7 @@ import { createHash, createPublicKey, createSecretKey } from "node:crypto";
 import type { Socket } from "node:net";
 import pg from "pg";
 import type { Config } from "../config.ts";
-import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
+import { callerOf, DATABASE_ID, recordSessionCheck, setCaller, type Caller } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
 import { requestIdOf } from "./request-log.ts";
 
@@ -80,7 +80,7 @@ const CHECK_SESSION = `select set_config('statement_timeout', $2::json ->> s.rol
  * commit are queued (or the event loop turns), so all of them go in one write
  * and one round trip. The gateway's pool runs in pipeline mode for this.
  */
-function startTransaction(client: pg.PoolClient, caller: Caller | undefined, settings: Record<string, string>, timeouts: string, preparedLimit: number) {
+function startTransaction(client: pg.PoolClient, req: Request, caller: Caller | undefined, settings: Record<string, string>, timeouts: string, preparedLimit: number) {
   const socket = (client as pg.PoolClient & { connection: { stream: Socket } }).connection.stream;
   socket.cork();
   let corked = true;
@@ -96,7 +96,13 @@ function startTransaction(client: pg.PoolClient, caller: Caller | undefined, set
     : { name: "prompter_apply_settings", text: APPLY_SETTINGS, values: [JSON.stringify(settings)] };
   const checked = client.query(mayPrepare(client, start.text, preparedLimit) ? start : { text: start.text, values: start.values });
   const started = Promise.all([begun, checked]).then(([, { rows }]) => {
-    if (caller?.session) caller.role = rows[0].role;
+    if (caller?.session) {
+      caller.role = rows[0].role;
+      recordSessionCheck(req, true);
+    }
+  }, (error: unknown) => {
+    if ((error as { code?: string }).code === "PRSES") recordSessionCheck(req, false);
+    throw error;
   });
   // Awaited by every query of the work, and after it; this only keeps a failed
   // start from being reported as unhandled while the work has not queried yet.
@@ -152,7 +158,7 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     let committed: Promise<unknown> | undefined;
     try {
-      const { started, uncork } = startTransaction(client, caller, pgSettingsFor(req, config), timeouts, config.preparedStatementsPerConnection);
+      const { started, uncork } = startTransaction(client, req, caller, pgSettingsFor(req, config), timeouts, config.preparedStatementsPerConnection);
       let batch: "open" | "sealing" | "sent" = "open";
       const sendBatch = () => {
         committed = query("commit");
@@ -207,18 +213,22 @@ function callerFromClaims(claims: jwt.JwtPayload, algorithm: string, config: Con
   if (claims.role !== undefined && !SIGNED_IN_ROLES.has(String(claims.role))) throw invalid("The token claims a role it may not use.");
   const now = Math.floor(Date.now() / 1000);
   const issuedAt = typeof claims.iat === "number" ? claims.iat : null;
+  // Revocation ends the tokens issued before it: one dated later would outlive it.
+  if (issuedAt !== null && issuedAt > now + CLOCK_TOLERANCE_SECONDS) {
+    throw new HttpError(401, "TOKEN_ISSUED_IN_FUTURE", `The token's iat is in the future (more than ${CLOCK_TOLERANCE_SECONDS} s ahead of this server's clock); sign in again.`);
+  }
   if (claims.exp - Math.min(now, issuedAt ?? now) > config.jwtMaxLifetimeSeconds + CLOCK_TOLERANCE_SECONDS) {
     throw invalid(`The token lives longer than the ${config.jwtMaxLifetimeSeconds} seconds accepted (JWT_MAX_LIFETIME).`);
   }
   if (algorithm === "RS256") {
     if (claims.iss !== config.jwtIssuer) throw invalid("The token is not from the identity provider's issuer (JWT_ISSUER).");
     if (issuedAt === null) throw invalid("The token lacks an iat claim.");
-    return { userId, session: { generation: null, issuedAt } };
+    return { userId, session: { generation: null, issuedAt, expiresAt: claims.exp } };
   }
   if (claims.iss !== TOKEN_ISSUER || !Number.isInteger(claims.token_generation)) {
     throw invalid("The token was not issued by prompter; sign in again.");
   }
-  return { userId, session: { generation: claims.token_generation, issuedAt } };
+  return { userId, session: { generation: claims.token_generation, issuedAt, expiresAt: claims.exp } };
 }
 
 /**

@@ -63,7 +63,7 @@ export function linkedCaller(secret: string, exportId: string, parameters: LinkP
     throw new HttpError(403, "DOWNLOAD_LINK_EXPIRED", "The download link has expired; ask for a new link.");
   }
   const [generation, issuedAt] = session.split(".").map((part) => (part === "" ? null : Number(part)));
-  return { userId: user, session: { generation, issuedAt }, linkedRole: as === "admin" ? "app_admin" : "app_user" };
+  return { userId: user, session: { generation, issuedAt, expiresAt: Number(expires) }, linkedRole: as === "admin" ? "app_admin" : "app_user" };
 }
 
 /**

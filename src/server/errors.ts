@@ -76,7 +76,9 @@ export function serverBusy(retryAfterSeconds: number): HttpError {
 const REALM = "prompter";
 // RFC 6750 section 3.1: a request without credentials gets no error code.
 // A token whose session ended in SQL (PRSES) is as invalid as a forged one: sign in again.
-const BEARER_ERRORS: Record<string, string> = { INVALID_TOKEN: "invalid_token", TOKEN_EXPIRED: "invalid_token", PRSES: "invalid_token" };
+const BEARER_ERRORS: Record<string, string> = {
+  INVALID_TOKEN: "invalid_token", TOKEN_EXPIRED: "invalid_token", TOKEN_ISSUED_IN_FUTURE: "invalid_token", PRSES: "invalid_token",
+};
 
 /** The WWW-Authenticate challenge every 401 carries. */
 export function bearerChallenge(error: Pick<PublicError, "code" | "message">): string {
@@ -131,6 +133,13 @@ function constraintMessage(error: pg.DatabaseError): string {
   }
 }
 
+/** Input holding a NUL character or a lone UTF-16 surrogate, which text cannot store. */
+export const BAD_UNICODE: PublicError = {
+  status: 400,
+  code: "BAD_UNICODE",
+  message: "The input holds a NUL character (\\u0000) or a lone UTF-16 surrogate, which text cannot store.",
+};
+
 /** The client's view of a database error, or undefined when it must be masked. */
 export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
@@ -142,6 +151,8 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (code.startsWith("23")) {
     return { status: code === "23502" || code === "23514" ? 400 : 409, code, message: constraintMessage(error) };
   }
+  // Text PostgreSQL cannot store (a NUL character), from a GraphQL literal: request bodies' JSON is checked before (request-body.ts).
+  if (code === "22P05" || code === "22021") return BAD_UNICODE;
   // Row level security and grants: anonymous callers and other users' rows end here.
   if (code === "42501") return { status: 403, code, message: "Permission denied: sign in, or this is not yours." };
   // The transaction's statement_timeout, or the gateway cancelling its queries as it shuts down.

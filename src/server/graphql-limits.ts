@@ -170,13 +170,16 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
  * running may cost GRAPHQL_MAX_COST (one operation as costly as allowed, or
  * several smaller ones); cheap ones (under GRAPHQL_LIGHT_COST) never wait.
  * Sign-ins and password changes (bcrypt, in PostgreSQL) run
- * SIGN_IN_MAX_CONCURRENT at a time. Whatever one caller sends, others' light
+ * SIGN_IN_MAX_CONCURRENT at a time, one per caller in line for them. Whatever one caller sends, others' light
  * requests find the event loop, the pool and the database's CPU free enough;
  * an operation that waited too long is answered 503 SERVER_BUSY with Retry-After.
  */
 function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
   const costly = new Lanes(limits.maxCost, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
+  // One sign-in per caller at a time joins the gateway-wide line: a caller's many
+  // at once would otherwise fill it, and everyone else's would wait behind them all.
+  const signInsPerCaller = new Lanes(1, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
   const pace = new CostPace(limits.maxCost, limits.costPerSecond);
   return {
@@ -198,16 +201,16 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
             return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
           }
           const signingIn = credentials.signsIn;
-          const lanes = [
-            ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
-            ...(signingIn ? [signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
-          ];
           const res = args.requestContext?.expressv4?.res;
           const req = args.requestContext?.expressv4?.req;
-          if (!lanes.length || !res || !req) return next();
+          if ((cost < limits.lightCost && !signingIn) || !res || !req) return next();
+          const key = callerKey(req);
+          const lanes = [
+            ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
+            ...(signingIn ? [signInsPerCaller.acquire.bind(signInsPerCaller, key, 1), signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
+          ];
           const gone = goneSignal(res);
           const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
-          const key = callerKey(req);
           if (paced) {
             // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
             // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
@@ -288,7 +291,7 @@ class CostPace {
 
 function callerKey(req: Request): string {
   const caller = callerOf(req);
-  return caller ? `user ${caller.userId}` : `address ${req.socket.remoteAddress}`;
+  return caller ? `user ${caller.userId}` : `address ${req.ip}`;
 }
 
 /** Resolves true after `ms`, or false as soon as the client goes away. */

@@ -13,12 +13,14 @@ import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
-import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
+import { errorHandler, GRAPHQL_PATH, HttpError, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
 import { graphqlAccept, graphqlResponses } from "./graphql-answers.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
+import { capConnections, connectionTimeouts } from "./connections.ts";
+import { requestBodies } from "./request-body.ts";
 import { DeclaredRoutes, rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
@@ -66,7 +68,8 @@ export async function startGateway(
 
   const app = express();
   app.disable("x-powered-by");
-  // req.ip is the client address sign-in is throttled by (prompter.client_address).
+  // req.ip is the client address everything keyed by address uses: sign-in
+  // throttling (prompter.client_address), anonymous admission and pacing.
   app.set("trust proxy", config.trustProxy);
   const declaredRoutes = new DeclaredRoutes();
   app.use(requestLog(log, metrics, declaredRoutes));
@@ -107,14 +110,17 @@ export async function startGateway(
   }));
   app.use(await uiRoutes());
   app.use(authenticate(config));
+  // The body is in before the request is admitted: a slow one holds no slot.
+  app.use(requestBodies(config.connectionLimits.bodyTimeoutSeconds));
   app.use(callerConcurrency(config.callerLimits, metrics));
-  app.use(express.json({ limit: MAX_BODY_BYTES }));
   const rest = restRoutes(config, pool, events, createStorage(config, log), replicas);
   declaredRoutes.add("/api", rest);
   app.use("/api", rememberMountPath, rest);
 
   app.use(GRAPHQL_PATH, graphqlAccept, graphqlResponses(config.graphqlLimits.maxResponseBytes));
-  const server = createServer(app);
+  const server = createServer(connectionTimeouts(config.connectionLimits), app);
+  const trustFunction = app.get("trust proxy fn") as (address: string, hop: number) => boolean;
+  capConnections(server, config.connectionLimits, (address) => trustFunction(address, 0), metrics, log);
   // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).
   app.use(GRAPHQL_PATH, (_req, res, next) => {
     res.set("Allow", "GET, POST");

@@ -17,8 +17,8 @@ beforeAll(async () => {
   const userId = await createUser(db.pool);
   pool = new pg.Pool({ connectionString: db.authUrl, max: 1, pipeline: true } as pg.PoolConfig);
   asCaller = callerTransactions(pool, loadConfig({}));
-  req = { ip: "127.0.0.1", res: { locals: { requestId: "caller-transactions-test" } } } as unknown as Request;
-  setCaller(req, { userId, session: { generation: 0, issuedAt: null } });
+  req = { ip: "127.0.0.1", headers: {}, res: { locals: { requestId: "caller-transactions-test" } } } as unknown as Request;
+  setCaller(req, { userId, session: { generation: 0, issuedAt: null, expiresAt: Math.floor(Date.now() / 1000) + 3600 } });
 });
 afterAll(() => pool?.end());
 

@@ -213,14 +213,15 @@ describe("errors", () => {
     const response = await fetch(`${server.baseUrl}/graphql`, {
       method: "POST",
       headers: { "content-type": "application/json", authorization: `Bearer ${tokens.a}`, "x-request-id": `../${"x".repeat(80)}` },
-      body: JSON.stringify({ query: `mutation { createPrompt(input: { prompt: { text: "nul \\u0000 byte" } }) { prompt { rowId } } }` }),
+      // A NUL character is answered BAD_UNICODE now (malformed-input.test.ts); an id past bigint's range is not foreseen.
+      body: JSON.stringify({ query: `{ promptByRowId(rowId: "99999999999999999999") { rowId } }` }),
     });
     const body = await response.json();
     expect(body.errors).toEqual([expect.objectContaining({
       message: expect.stringMatching(/^An error occurred \(error id [0-9a-f]{12}\)\.$/),
       extensions: { code: "INTERNAL", errorId: expect.any(String) },
     })]);
-    expect(JSON.stringify(body)).not.toMatch(/byte sequence|0x00/);
+    expect(JSON.stringify(body)).not.toMatch(/out of range|bigint/);
     const requestId = response.headers.get("x-request-id");
     expect(requestId).toMatch(/^[0-9a-f-]{36}$/);
     const logged = await waitUntil(
@@ -228,7 +229,7 @@ describe("errors", () => {
       Boolean,
       "the masked error is logged",
     );
-    expect(logged).toMatchObject({ level: "error", errorId: body.errors[0].extensions.errorId, err: { message: expect.stringContaining("invalid byte sequence") } });
+    expect(logged).toMatchObject({ level: "error", errorId: body.errors[0].extensions.errorId, err: { message: expect.stringContaining("out of range for type bigint") } });
   });
 
   it("exposes no way to write exports except requestExport", async () => {

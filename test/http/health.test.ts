@@ -152,6 +152,6 @@ describe("production", () => {
   it("refuses to start without a strong JWT_SECRET", async () => {
     const failure = await startServer({ databaseUrl: db.url, env: { NODE_ENV: "production", JWT_SECRET: "short" } })
       .then((started) => started.stop(), (error: Error) => error.message);
-    expect(failure).toMatch(/exited with code 2 before it was ready[\s\S]*JWT_SECRET is too weak for production: use at least 32 random characters/);
+    expect(failure).toMatch(/exited with code 2 before it was ready[\s\S]*JWT_SECRET is too weak for production: zxcvbn estimates/);
   });
 });

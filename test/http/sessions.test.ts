@@ -172,6 +172,66 @@ describe("throttled sign-in", () => {
     }
   });
 
+  // Starts a server of its own. One proxy in front: its own X-Forwarded-For entry (the last) is the client's address,
+  // whatever the client wrote before it, so rotating the spoofed part gives no fresh guesses.
+  it("with TRUST_PROXY=1, a client's own X-Forwarded-For entries do not change its address", { timeout: 120_000 }, async () => {
+    const proxied = await startServer({ databaseUrl: db.url, env: { TRUST_PROXY: "1", ALLOW_REGISTRATION: "true" } });
+    try {
+      const from = (forwardedFor: string, password: string) => fetch(`${proxied.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": forwardedFor },
+        body: JSON.stringify({ query: `mutation { authenticate(input: { username: "wendy", password: "${password}" }) { result } }` }),
+      }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code ?? "token");
+      await register("wendy", "wendys-password");
+      const codes: string[] = [];
+      for (let i = 0; i < 6; i++) codes.push(await from(`10.9.9.${i}, 203.0.113.8`, `guess-${i}-guess`));
+      expect(codes).toEqual([...Array(5).fill("PRCRD"), "PRTHR"]);
+      expect(await from("198.51.100.10", "wendys-password")).toBe("token");
+    } finally {
+      await proxied.stop();
+    }
+  });
+
+  // Starts a server of its own. Behind one proxy every client arrives from the proxy's socket address.
+  it("paces anonymous sign-ins per client address as TRUST_PROXY resolves it, not per proxy", { timeout: 120_000 }, async () => {
+    const proxied = await startServer({ databaseUrl: db.url, env: { TRUST_PROXY: "1", SIGN_INS_PER_SECOND: "1", CALLER_MAX_WAIT: "1" } });
+    try {
+      const from = (address: string) => fetch(`${proxied.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": address },
+        body: JSON.stringify({ query: `mutation { authenticate(input: { username: "nobody-${address}", password: "not-the-password" }) { result } }` }),
+      }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code);
+      const busy = Array.from({ length: 8 }, () => from("203.0.113.20"));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(await from("203.0.113.21")).toBe("PRCRD");
+      expect((await Promise.all(busy)).filter((code) => code === "GRAPHQL_COST_RATE").length).toBeGreaterThan(0);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
+  // Starts a server of its own. Each sign-in is a bcrypt in PostgreSQL, SIGN_IN_MAX_CONCURRENT at a time server-wide.
+  it("one client's many sign-ins at once do not put another's behind them all", { timeout: 120_000 }, async () => {
+    const proxied = await startServer({
+      databaseUrl: db.url,
+      env: { TRUST_PROXY: "1", SIGN_IN_MAX_CONCURRENT: "1", SIGN_INS_PER_SECOND: "1000", CALLER_MAX_CONCURRENT: "20", CALLER_MAX_WAIT: "2" },
+    });
+    try {
+      const from = (address: string, username: string) => fetch(`${proxied.baseUrl}/graphql`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-forwarded-for": address },
+        body: JSON.stringify({ query: `mutation { authenticate(input: { username: "${username}", password: "not-the-password" }) { result } }` }),
+      }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code);
+      const many = Array.from({ length: 20 }, (_, i) => from("203.0.113.30", `many-${i}`));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // In line behind at most one of theirs, not nineteen (a few seconds of bcrypt, past CALLER_MAX_WAIT).
+      expect(await from("203.0.113.31", "another")).toBe("PRCRD");
+      expect((await Promise.all(many)).filter((code) => code === "SERVER_BUSY").length).toBeGreaterThan(0);
+    } finally {
+      await proxied.stop();
+    }
+  });
+
   it("an unknown username is throttled the same way", async () => {
     const codes: string[] = [];
     for (let i = 0; i < 6; i++) codes.push((await signIn("nobody-at-all", `wrong-guess-${i}`)).errors![0].extensions!.code!);
@@ -223,6 +283,17 @@ describe("tokens from an identity provider (RS256)", () => {
     expect((await restStatus(token)).status).toBe(200);
     await db.pool.query("select app_private.revoke_tokens($1)", [user]);
     await expectSessionEnded(token);
+  });
+
+  // Revocation ends the tokens issued before it: one dated an hour ahead would survive signOutEverywhere.
+  it("is refused when issued in the future, as an HS256 token is; a minute of clock skew is allowed", async () => {
+    const user = await createUser(db.pool);
+    const future = { status: 401, code: "TOKEN_ISSUED_IN_FUTURE" };
+    expect(await restStatus(idpToken({ user_id: user, iat: now() + 3600 }))).toEqual(future);
+    expect(await restStatus(signTestToken(user, { claims: { iat: now() + 3600 } }))).toEqual(future);
+    expect((await restStatus(idpToken({ user_id: user, iat: now() + 30 }))).status).toBe(200);
+    const response = await graphql(server, "{ currentUserId }", {}, idpToken({ user_id: user, iat: now() + 3600 }));
+    expect({ status: response.status, code: response.errors?.[0]?.extensions?.code }).toEqual(future);
   });
 });
 

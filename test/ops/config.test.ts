@@ -50,7 +50,7 @@ it("has working defaults and refuses settings that cannot work", () => {
 it("authentication settings: issuer with the public key, bounded lifetime, registration and proxies", () => {
   const publicKey = "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----";
   expect(loadConfig({})).toMatchObject({ allowRegistration: true, jwtMaxLifetimeSeconds: 86400, jwtIssuer: undefined, trustProxy: false });
-  expect(loadConfig({ NODE_ENV: "production", JWT_SECRET: "3f9c1a7be2d4086c5f1e9a3b7d2c4e60a1b2" }).allowRegistration).toBe(false);
+  expect(loadConfig({ NODE_ENV: "production", JWT_SECRET: "hL3bV0q9xWkZr7Tn2YpC8uF1mJ5sD4gA6eR0tK9oQzNwXyE3" }).allowRegistration).toBe(false);
   expect(loadConfig({ JWT_EXPIRES_IN: "2d" }).jwtMaxLifetimeSeconds).toBe(2 * 86400);
   expect(loadConfig({ JWT_PUBLIC_KEY: publicKey, JWT_ISSUER: "https://idp.example/", TRUST_PROXY: "loopback, 10.0.0.0/8", ALLOW_REGISTRATION: "false" }))
     .toMatchObject({ jwtIssuer: "https://idp.example/", trustProxy: "loopback, 10.0.0.0/8", allowRegistration: false });
@@ -60,6 +60,24 @@ it("authentication settings: issuer with the public key, bounded lifetime, regis
   expect(refusal({ JWT_EXPIRES_IN: "2h", JWT_MAX_LIFETIME: "1h" })).toMatch(/^JWT_MAX_LIFETIME must be at least JWT_EXPIRES_IN/);
   expect(refusal({ ALLOW_REGISTRATION: "yes" })).toBe('ALLOW_REGISTRATION must be true or false, not "yes".');
   expect(refusal({ TRUST_PROXY: "*; rm" })).toMatch(/^TRUST_PROXY must be/);
+  // "true" believes whatever X-Forwarded-For a client writes: a fresh address for every guess.
+  expect(refusal({ TRUST_PROXY: "true" })).toMatch(/^TRUST_PROXY=true would take any client's own X-Forwarded-For as its address/);
+  expect(refusal({ TRUST_PROXY: "10.0.0.0/33" })).toMatch(/^TRUST_PROXY must be .*"10.0.0.0\/33" is none of these/);
+  expect(refusal({ TRUST_PROXY: "loopback, proxy.internal" })).toMatch(/"proxy.internal" is none of these/);
+  expect(loadConfig({ TRUST_PROXY: "1" }).trustProxy).toBe(1);
+  expect(loadConfig({ TRUST_PROXY: "192.0.2.10,2001:db8::/32" }).trustProxy).toBe("192.0.2.10, 2001:db8::/32");
+});
+
+it("connection limits: seconds for headers, body and idle keep-alive, and caps in all and per address", () => {
+  expect(loadConfig({}).connectionLimits).toEqual({
+    headersTimeoutSeconds: 10, bodyTimeoutSeconds: 10, keepAliveTimeoutSeconds: 5, maxConnections: 1000, maxConnectionsPerAddress: 128,
+  });
+  expect(loadConfig({ HEADERS_TIMEOUT: "5", BODY_TIMEOUT: "1m", MAX_CONNECTIONS: "50", MAX_CONNECTIONS_PER_ADDRESS: "50" }).connectionLimits)
+    .toMatchObject({ headersTimeoutSeconds: 5, bodyTimeoutSeconds: 60, maxConnections: 50, maxConnectionsPerAddress: 50 });
+  expect(refusal({ HEADERS_TIMEOUT: "0" })).toMatch(/^HEADERS_TIMEOUT must be a duration/);
+  expect(refusal({ KEEP_ALIVE_TIMEOUT: "forever" })).toMatch(/^KEEP_ALIVE_TIMEOUT must be a duration/);
+  expect(refusal({ MAX_CONNECTIONS: "0" })).toMatch(/^MAX_CONNECTIONS must be a whole number from 1/);
+  expect(refusal({ MAX_CONNECTIONS: "10", MAX_CONNECTIONS_PER_ADDRESS: "20" })).toBe("MAX_CONNECTIONS_PER_ADDRESS must not be more than MAX_CONNECTIONS.");
 });
 
 it("keeps exports in EXPORT_DIR by default, and refuses S3 settings that cannot work", () => {

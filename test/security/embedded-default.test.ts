@@ -48,10 +48,12 @@ describe("the development JWT secret", () => {
       return "accepted";
     };
     expect(refusal({})).toMatch(/^JWT_SECRET must be set/);
-    for (const weak of ["a".repeat(32), "ab".repeat(20), "0123456789".repeat(3), "short"]) {
-      expect(refusal({ JWT_SECRET: weak })).toMatch(/^JWT_SECRET is too weak/);
+    // Long phrases of words pass a character count or a character-frequency entropy; zxcvbn sees the words.
+    const phrases = ["your-super-secret-jwt-key-change-me-please", "correct-horse-battery-staple-correct-horse", "prompter-bench-secret-0123456789abcdef"];
+    for (const weak of ["a".repeat(32), "ab".repeat(20), "0123456789".repeat(3), "short", ...phrases]) {
+      expect(refusal({ JWT_SECRET: weak })).toMatch(/^JWT_SECRET is too weak for production: zxcvbn estimates it at about \d+ bits of guessing \(128 needed\); use a random secret/);
     }
-    expect(refusal({ JWT_SECRET: "3f9c1a7be2d4086c5f1e9a3b7d2c4e60" })).toBe("accepted");
+    expect(refusal({ JWT_SECRET: "hL3bV0q9xWkZr7Tn2YpC8uF1mJ5sD4gA6eR0tK9oQzNwXyE3" })).toBe("accepted");
     expect(loadConfig({ DATA_DIR: tmpdir() }).host).toBe("127.0.0.1");
     expect(loadConfig({ DATA_DIR: tmpdir(), HOST: "0.0.0.0" }).host).toBe("0.0.0.0");
   });

@@ -14,7 +14,8 @@ import { authUrlFor } from "./db.ts";
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
 /** The JWT_SECRET test servers run with, unless a test overrides it. */
-export const TEST_JWT_SECRET = "test-secret-for-http-tests-only-0123456789";
+// Random, so a production server (NODE_ENV=production) accepts it as strong enough.
+export const TEST_JWT_SECRET = "lXrBB8HZ1vFDH0BIu3V-vIhKbVdCeeQnaPY7JakRoZilJC7PGF2to1NrwNZ2Q0rR";
 
 /** A line of a process's JSON log. */
 export type LogRecord = Record<string, unknown> & { level: string; msg: string };
