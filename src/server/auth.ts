@@ -11,6 +11,7 @@ import { createHash, createPublicKey, createSecretKey } from "node:crypto";
 import type { Socket } from "node:net";
 import pg from "pg";
 import type { Config } from "../config.ts";
+import type { RowBytesBudget } from "./answer-budget.ts";
 import { callerOf, DATABASE_ID, setCaller, type Caller } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
 import { requestIdOf } from "./request-log.ts";
@@ -122,7 +123,8 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  * Runs `work` in a transaction as the request's caller, so RLS and grants
  * decide what it sees: REST's and every one PostGraphile opens for a request.
  * The work's queries answer with the start's error when the start failed (a
- * query behind it only fails because the transaction is aborted).
+ * query behind it only fails because the transaction is aborted). With
+ * `rowBytes`, the work's statements count their rows' bytes against it.
  *
  * Nearly all work is one batch: the queries it sends before reading any
  * answer (PostGraphile sends one statement per transaction). Commit goes
@@ -135,7 +137,7 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  */
 export function callerTransactions(pool: pg.Pool, config: Config) {
   const timeouts = JSON.stringify(Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`])));
-  return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>, rowBytes?: RowBytesBudget): Promise<T> {
     const caller = callerOf(req);
     const client = await pool.connect();
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
@@ -152,7 +154,8 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
         if (batch === "sent") {
           return Promise.reject(new Error("A query after the transaction's first batch would run after its commit."));
         }
-        const result = query(...prepared(client, args, config.preparedStatementsPerConnection));
+        const statement = prepared(client, args, config.preparedStatementsPerConnection);
+        const result = rowBytes ? rowBytes.query(query, statement) : query(...statement);
         if (batch === "open") {
           // The rest of the batch is what the work sends before it awaits.
           batch = "sealing";

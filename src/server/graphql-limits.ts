@@ -10,13 +10,14 @@ import type { Request, RequestHandler } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
 import {
-  getNamedType, GraphQLError, isObjectType, Kind, TokenKind, visit,
-  type DocumentNode, type FieldNode, type GraphQLObjectType, type GraphQLSchema, type SelectionSetNode, type Token, type ValidationContext, type ValidationRule,
+  GraphQLError, Kind, TokenKind, visit,
+  type DocumentNode, type SelectionSetNode, type Token, type ValidationContext, type ValidationRule,
 } from "postgraphile/graphql";
 import type { Config } from "../config.ts";
 import { goneSignal, Lanes } from "./admission.ts";
 import { callerOf } from "./caller.ts";
 import { HttpError, serverBusy } from "./errors.ts";
+import { estimatedCost, fieldKey, textAggregatesPlugin, type CostFacts } from "./graphql-cost.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
 
@@ -67,9 +68,7 @@ function pageSizeError(argument: string, value: number, maxPageSize: number): Gr
   );
 }
 
-/** The connection fields whose `first`/`last` the page size plugin took over ("Type.field"), and whether they page backwards. */
-type PagedFields = Map<string, { backwards: boolean }>;
-const fieldKey = (typeName: string, fieldName: string) => `${typeName}.${fieldName}`;
+type PagedFields = CostFacts["paged"];
 
 type ConnectionLike = Step & { setFirst($first: Step): void; setLast($last: Step): void };
 type FieldArgs = { getRaw(name: string): Step };
@@ -139,7 +138,8 @@ function pageSizePlugin(limits: GraphqlLimits, paged: PagedFields): GraphileConf
  * `maxWaitSeconds`: how long an operation waits its turn before 503 SERVER_BUSY.
  */
 export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin[] {
-  const paged: PagedFields = new Map();
+  const facts: CostFacts = { paged: new Map(), textAggregates: new Set() };
+  const paged = facts.paged;
   const rules: ValidationRule[] = [
     maxTokensRule(limits.maxTokens),
     maxPageSizeRule(limits.maxPageSize, paged),
@@ -160,7 +160,7 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
       },
     },
   };
-  return [pageSizePlugin(limits, paged), validationPlugin, costPlugin(limits, paged, credentialFields, maxWaitSeconds)];
+  return [pageSizePlugin(limits, paged), textAggregatesPlugin(facts), validationPlugin, costPlugin(limits, facts, credentialFields, maxWaitSeconds)];
 }
 
 /**
@@ -174,7 +174,7 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
  * requests find the event loop, the pool and the database's CPU free enough;
  * an operation that waited too long is answered 503 SERVER_BUSY with Retry-After.
  */
-function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
+function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
   const costly = new Lanes(limits.maxCost, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
@@ -193,7 +193,7 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
               extensions: { code: "ONE_SIGN_IN_PER_REQUEST" },
             }));
           }
-          const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize, paged);
+          const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits, facts);
           if (cost > limits.maxCost) {
             return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
           }
@@ -344,64 +344,6 @@ function credentialUse(document: DocumentNode, credentialFields: ReadonlySet<str
   }
   return use;
 }
-
-// GraphQL Armor's weights: an object field costs 2, a scalar 1, what is inside
-// a field 1.5 times what it costs alone, and a page multiplies its content.
-const OBJECT_COST = 2;
-const SCALAR_COST = 1;
-const DEPTH_FACTOR = 1.5;
-
-/**
- * The estimated cost of the operation as it will run: Armor's formula (with
- * fragments counted where they are spread), but with the page sizes that will
- * apply, also those given in variables or left to the default; Armor's own rule
- * sees only literals, so there `first: $n`, or no `first`, cost one row.
- */
-export function estimatedCost(
-  schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown>,
-  defaultPageSize: number, paged: PagedFields,
-): number {
-  const operation = document.definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION && (!operationName || d.name?.value === operationName));
-  const root = operation?.kind === Kind.OPERATION_DEFINITION ? schema.getRootType(operation.operation) : undefined;
-  if (operation?.kind !== Kind.OPERATION_DEFINITION || !root) return 0;
-  const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
-  const typeNamed = (fallback: GraphQLObjectType, name: string | undefined) => {
-    const named = name === undefined ? undefined : schema.getType(name);
-    return named && isObjectType(named) ? named : fallback;
-  };
-  const pageSize = (node: FieldNode) => {
-    for (const argument of node.arguments ?? []) {
-      if (argument.name.value !== "first" && argument.name.value !== "last") continue;
-      const value = argument.value.kind === Kind.VARIABLE ? variables[argument.value.name.value] : argument.value.kind === Kind.INT ? Number(argument.value.value) : null;
-      if (typeof value === "number") return value;
-    }
-    return defaultPageSize;
-  };
-  const costOf = (type: GraphQLObjectType, selectionSet: SelectionSetNode, seen: ReadonlySet<string>): number => {
-    let cost = 0;
-    for (const selection of selectionSet.selections) {
-      if (selection.kind === Kind.INLINE_FRAGMENT) {
-        cost += costOf(typeNamed(type, selection.typeCondition?.name.value), selection.selectionSet, seen);
-      } else if (selection.kind === Kind.FRAGMENT_SPREAD) {
-        const fragment = fragments.get(selection.name.value);
-        if (!fragment || seen.has(fragment.name.value)) continue; // a cycle is GraphQL's to refuse
-        cost += costOf(typeNamed(type, fragment.typeCondition.name.value), fragment.selectionSet, new Set([...seen, fragment.name.value]));
-      } else {
-        const fieldType = type.getFields()[selection.name.value]?.type;
-        const named = fieldType && getNamedType(fieldType);
-        if (!selection.selectionSet || !named || !isObjectType(named)) {
-          cost += SCALAR_COST;
-          continue;
-        }
-        const inside = OBJECT_COST + DEPTH_FACTOR * costOf(named, selection.selectionSet, seen);
-        cost += inside * (paged.has(fieldKey(type.name, selection.name.value)) ? pageSize(selection) : 1);
-      }
-    }
-    return cost;
-  };
-  return costOf(root, operation.selectionSet, new Set());
-}
-
 
 /** What errors of the operation say about its HTTP answer. */
 interface AnswerNotes {

@@ -14,6 +14,7 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
+import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
@@ -34,6 +35,7 @@ function maskErrorFor(log: Log) {
       if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, UNAVAILABLE_CODES.has(visible.code));
       // The token's session has ended: the whole request is unauthorized, as on REST.
       if (visible.code === "PRSES") noteAnswerStatus(401);
+      if (visible.code === "GRAPHQL_RESPONSE_TOO_LARGE") noteAnswerStatus(413);
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
@@ -110,11 +112,22 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     grafast: {
       // Each transaction PostGraphile opens for the request is begun as REST's are
       // (settings and session check in the same round trip as begin); PostGraphile
-      // then works inside it, as in a transaction of its own.
+      // then works inside it, as in a transaction of its own. An operation's
+      // transactions (one per root field, or per batch of them) run one after
+      // another: one request never holds more than one connection of the pool,
+      // however many aliases it sends. Their rows share one byte budget.
       context(requestContext) {
         const req = requestContext.expressv4!.req as Request;
-        const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) =>
-          asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback));
+        const rowBytes = new RowBytesBudget(config.graphqlLimits.maxResponseBytes);
+        let previous: Promise<unknown> = Promise.resolve();
+        const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) => {
+          const turn = previous.then(() => {
+            rowBytes.check();
+            return asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback), rowBytes);
+          });
+          previous = turn.catch(() => undefined);
+          return turn;
+        };
         return { withPgClient };
       },
     },
