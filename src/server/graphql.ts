@@ -17,6 +17,7 @@ import type { Log } from "../log.ts";
 import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { anonymousIntrospectionPlugin } from "./graphql-introspection.ts";
 import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
 
@@ -102,7 +103,11 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   const asCaller = callerTransactions(pool, config);
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
-    plugins: [...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds), refuseWrongPassword],
+    plugins: [
+      anonymousIntrospectionPlugin(config.production),
+      ...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds),
+      refuseWrongPassword,
+    ],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],

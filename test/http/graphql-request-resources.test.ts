@@ -1,0 +1,126 @@
+// What one GraphQL request may hold of the gateway: one database connection,
+// however many root fields it has; rows up to GRAPHQL_MAX_RESPONSE_BYTES,
+// refused as they arrive rather than once held; and, anonymous in
+// production, no introspection.
+import { readFile } from "node:fs/promises";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { waitUntil } from "../exports/support.ts";
+import { asSuperuser, createUser, useTestDatabase } from "../support/db.ts";
+import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
+
+const db = useTestDatabase();
+let server: RunningServer;
+let token = "";
+const RESPONSE_CAP = 1_000_000;
+const WIDE_ROWS = 200;
+const WIDE_BYTES = 95_000;
+
+beforeAll(async () => {
+  const userId = await createUser(db.pool);
+  token = signTestToken(userId);
+  const prompt = (await db.pool.query("insert into app_public.prompts (user_id, text) values ($1, 'a prompt') returning id", [userId])).rows[0].id;
+  // Stored compressed, each is 95 kB on the wire.
+  await db.pool.query(
+    "insert into app_public.prompt_versions (prompt_id, user_id, text, source) select $1, $2, repeat('x', $3) || i, 'syntax' from generate_series(1, $4) i",
+    [prompt, userId, WIDE_BYTES, WIDE_ROWS],
+  );
+  server = await startServer({
+    databaseUrl: db.url,
+    // Only the limits under test apply: cost, aliases and pacing let everything here through.
+    env: {
+      GRAPHQL_MAX_RESPONSE_BYTES: String(RESPONSE_CAP),
+      GRAPHQL_MAX_COST: "10000000",
+      GRAPHQL_LIGHT_COST: "10000000",
+      GRAPHQL_COST_PER_SECOND: "100000000",
+      PG_POOL_MAX: "10",
+    },
+  });
+});
+afterAll(() => server?.stop());
+
+function gatewayBackends(condition: string): Promise<number> {
+  return asSuperuser(async (client) => (await client.query(
+    `select from pg_stat_activity where datname = $1 and application_name like 'prompter-gateway%' and ${condition}`, [db.name])).rowCount ?? 0);
+}
+
+describe("database connections", () => {
+  it("one request holds one, however many root fields it has", async () => {
+    const aliases = Array.from({ length: 15 }, (_, i) =>
+      `a${i}: allPromptVersions(first: 1, filter: { rowId: { greaterThan: "${i}" } }) { totalCount }`).join(" ");
+    const locker = await db.pool.connect();
+    let answer: ReturnType<typeof graphql> | undefined;
+    try {
+      // Held here, the request's transactions stay open while they wait for prompt_versions.
+      await locker.query("begin");
+      await locker.query("lock table app_public.prompt_versions in access exclusive mode");
+      answer = graphql(server, `{ ${aliases} }`, {}, token);
+      await waitUntil(() => gatewayBackends("wait_event_type = 'Lock'"), (n) => n >= 1, "the request waits for prompt_versions");
+      await new Promise((resolve) => setTimeout(resolve, 500)); // time for any other root field to take a connection
+      expect(await gatewayBackends("state <> 'idle'")).toBe(1);
+    } finally {
+      await locker.query("rollback");
+      locker.release();
+    }
+    const { status, data, errors } = await answer!;
+    expect({ status, errors }).toEqual({ status: 200, errors: undefined });
+    expect(Object.values(data!).map((field) => (field as { totalCount: number }).totalCount))
+      .toEqual(Array.from({ length: 15 }, (_, i) => Math.max(0, WIDE_ROWS - i)));
+  });
+});
+
+/** The gateway process's peak resident memory (kB) so far. */
+async function peakMemoryKb(): Promise<number> {
+  const status = await readFile(`/proc/${server.child.pid}/status`, "utf8");
+  return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]);
+}
+
+describe("an answer's bytes", () => {
+  it("are counted as rows arrive: past GRAPHQL_MAX_RESPONSE_BYTES the answer is 413 GRAPHQL_RESPONSE_TOO_LARGE before the gateway holds it", async () => {
+    const before = await peakMemoryKb();
+    // 10 pages of 200 versions of 95 kB: 190 MB if it were read.
+    const pages = Array.from({ length: 10 }, (_, i) => `p${i}: allPromptVersions(first: ${WIDE_ROWS}) { nodes { text } }`).join(" ");
+    const response = await graphql(server, `{ ${pages} }`, {}, token);
+    expect(response.status).toBe(413);
+    expect(new Set(response.errors!.map((error) => error.extensions?.code))).toEqual(new Set(["GRAPHQL_RESPONSE_TOO_LARGE"]));
+    const grownMb = (await peakMemoryKb() - before) / 1024;
+    expect(grownMb).toBeLessThan(64);
+  });
+
+  it("within the cap, are answered in full", async () => {
+    const rows = Math.floor(RESPONSE_CAP / (WIDE_BYTES + 200)) - 1;
+    const response = await graphql(server, `{ allPromptVersions(first: ${rows}, orderBy: ROW_ID_ASC) { nodes { text } } }`, {}, token);
+    expect(response.status).toBe(200);
+    const texts = response.data!.allPromptVersions.nodes.map((node: { text: string }) => node.text);
+    expect(texts).toEqual(Array.from({ length: rows }, (_, i) => "x".repeat(WIDE_BYTES) + (i + 1)));
+  });
+});
+
+describe("introspection in production", () => {
+  let production: RunningServer;
+  beforeAll(async () => {
+    production = await startServer({ databaseUrl: db.url, env: { NODE_ENV: "production" } });
+  });
+  afterAll(() => production?.stop());
+
+  it("is refused to anonymous callers, in any spelling, with 403 GRAPHQL_INTROSPECTION_FORBIDDEN", async () => {
+    for (const query of [
+      "{ __schema { types { name } } }",
+      "{ __type(name: \"Prompt\") { fields { name } } }",
+      "query { ...Schema } fragment Schema on Query { ... on Query { __schema { queryType { name } } } }",
+    ]) {
+      const response = await graphql(production, query);
+      expect({ status: response.status, codes: response.errors?.map((error) => error.extensions?.code), data: response.data ?? null })
+        .toEqual({ status: 403, codes: ["GRAPHQL_INTROSPECTION_FORBIDDEN"], data: null });
+    }
+  });
+
+  it("is served to signed-in callers, and __typename to anyone", async () => {
+    const signedIn = await graphql(production, "{ __schema { queryType { name } } }", {}, token);
+    expect(signedIn).toMatchObject({ status: 200, data: { __schema: { queryType: { name: "Query" } } } });
+    expect(await graphql(production, "{ __typename }")).toMatchObject({ status: 200, data: { __typename: "Query" } });
+  });
+
+  it("is served to anonymous callers outside production", async () => {
+    expect(await graphql(server, "{ __schema { queryType { name } } }")).toMatchObject({ status: 200, data: { __schema: { queryType: { name: "Query" } } } });
+  });
+});
