@@ -87,6 +87,11 @@ const SPELLINGS: Record<string, { query: string; variables?: Record<string, unkn
       b: allPrompts(first: 40) @include(if: true) { totalCount nodes { promptVersionsByUserIdAndPromptId { nodes { text } } } }
       c: allPrompts(first: 40) @skip(if: true) { nodes { rowId } } }`,
   },
+  "pages counted from the end": {
+    query: `{
+      a: allPrompts(last: 40) { nodes { rowId text } }
+      b: allPrompts(first: 40) { totalCount nodes { promptVersionsByUserIdAndPromptId(last: 10) { nodes { text } } } } }`,
+  },
 };
 
 describe("the estimated cost of one query", () => {
@@ -107,6 +112,14 @@ describe("the estimated cost of one query", () => {
     expect(await costOf(query)).toBe(given);
     // An explicit null is no page size: the default one applies.
     expect(await costOf(query, { n: null })).toBe(Math.ceil(2 * (2 + 1.5 * (2 + 1.5 * 1)) * 10));
+  });
+});
+
+describe("a field of an interface type", () => {
+  it("costs what its costliest possible type selects", async () => {
+    // node(id:) may be a Prompt or a User: the User's page of 40 prompts is the costlier.
+    const query = `{ node(id: "x") { id ... on Prompt { text } ... on User { promptsByUserId(first: 40) { nodes { rowId text } } } } }`;
+    expect(await costOf(query)).toBe(Math.ceil(2 + 1.5 * (1 + (2 + 1.5 * (2 + 1.5 * 2)) * 40)));
   });
 });
 
