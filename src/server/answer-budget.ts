@@ -13,6 +13,15 @@ interface QueryInternals {
   _result: { rows: unknown[] };
 }
 
+declare global {
+  namespace Grafast {
+    interface Context {
+      /** The operation's budget of row bytes (graphql.ts), which the cost plugin reads once it has run. */
+      rowBytes?: RowBytesBudget;
+    }
+  }
+}
+
 export class RowBytesBudget {
   private used = 0;
   readonly limit: number;

@@ -179,6 +179,18 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
   const pace = new CostPace(limits.maxCost, limits.costPerSecond);
+  // One unit of cost is this many bytes of rows: an operation that reads its
+  // whole byte budget costs as much as the costliest operation allowed.
+  const bytesPerCost = limits.maxResponseBytes / limits.maxCost;
+  /** Once the operation has run, the caller is charged the bytes its rows took beyond what was estimated. */
+  const chargeRowBytes = async <T>(key: string, cost: number, context: Partial<Grafast.Context>, result: PromiseLike<T> | T): Promise<T> => {
+    try {
+      return await result;
+    } finally {
+      const beyond = (context.rowBytes?.read ?? 0) / bytesPerCost - cost;
+      if (beyond > 0) pace.charge(key, beyond);
+    }
+  };
   return {
     name: "PrompterCostPlugin",
     version: "1.0.0",
@@ -204,10 +216,13 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
           ];
           const res = args.requestContext?.expressv4?.res;
           const req = args.requestContext?.expressv4?.req;
-          if (!lanes.length || !res || !req) return next();
-          const gone = goneSignal(res);
-          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
+          if (!res || !req) return next();
           const key = callerKey(req);
+          // A caller still paying for answers wider than estimated (see chargeRowBytes) waits even with a light operation.
+          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : pace.owes(key) ? cost : 0;
+          const run = () => chargeRowBytes(key, cost, args.contextValue as Partial<Grafast.Context>, next());
+          if (!lanes.length && !paced) return run();
+          const gone = goneSignal(res);
           if (paced) {
             // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
             // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
@@ -244,7 +259,7 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
           }
           // Held until the answer is written: building and sending it is most of a costly operation's work here.
           res.once("close", releaseAll);
-          return next();
+          return run();
         },
       },
     },
@@ -279,6 +294,17 @@ class CostPace {
   refund(key: string, cost: number): void {
     const entry = this.saved.get(key);
     if (entry) entry.cost += cost;
+  }
+
+  /** Takes `cost` without waiting: the caller's next operations wait for it. */
+  charge(key: string, cost: number): void {
+    this.reserve(key, cost);
+  }
+
+  /** Whether the caller has taken more than it has saved up. */
+  owes(key: string): boolean {
+    const entry = this.saved.get(key);
+    return entry !== undefined && entry.cost + (performance.now() - entry.at) * this.perMs < 0;
   }
 
   private forgetFull(now: number): void {

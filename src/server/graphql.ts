@@ -133,7 +133,7 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
           previous = turn.catch(() => undefined);
           return turn;
         };
-        return { withPgClient };
+        return { withPgClient, rowBytes };
       },
     },
     grafserv: {
