@@ -5,7 +5,7 @@
 import type { GraphileConfig } from "graphile-config";
 import { BREAK, GraphQLError, visit, type DocumentNode } from "postgraphile/graphql";
 import { callerOf } from "./caller.ts";
-import { noteAnswerStatus } from "./graphql-limits.ts";
+import { noteAnswerStatus } from "./graphql-answers.ts";
 
 const INTROSPECTION_FIELDS = new Set(["__schema", "__type"]);
 

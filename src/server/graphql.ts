@@ -18,7 +18,8 @@ import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { anonymousIntrospectionPlugin } from "./graphql-introspection.ts";
-import { graphqlLimitsPlugins, noteAnswerStatus, noteRetryable } from "./graphql-limits.ts";
+import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
+import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
 
 /**

@@ -13,7 +13,7 @@ import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
-import { graphqlResponses } from "./graphql-limits.ts";
+import { graphqlResponses } from "./graphql-answers.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
