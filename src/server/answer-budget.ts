@@ -1,22 +1,17 @@
-// The bytes of rows one GraphQL operation may read from PostgreSQL, counted
-// as each row arrives: past the budget, the statement keeps no more rows and
-// fails when PostgreSQL is done with it, and the operation's later statements
-// are not sent. So an answer too large to send is refused before the gateway
-// holds it, whatever the estimate said of its rows' widths.
-import pg from "pg";
+// The bytes PostgreSQL may send for one GraphQL operation, counted on the
+// connection as they arrive, before node-postgres has a whole row (a nested
+// page comes as one row): past the budget, the connection is closed, so the
+// gateway never holds more than the budget of an answer too large to send,
+// and the operation's later statements are not sent. This is exact, whatever
+// the rows' widths; the estimate cannot be (see graphql-cost.ts).
+import type { Socket } from "node:net";
+import type pg from "pg";
 import { HttpError } from "./errors.ts";
-
-/** What node-postgres's Query keeps of a statement (not in its types). */
-interface QueryInternals {
-  handleDataRow(message: { fields: (string | Buffer | null)[] }): void;
-  _canceledDueToError: Error | false;
-  _result: { rows: unknown[] };
-}
 
 declare global {
   namespace Grafast {
     interface Context {
-      /** The operation's budget of row bytes (graphql.ts), which the cost plugin reads once it has run. */
+      /** The operation's budget of bytes from PostgreSQL (graphql.ts), which the cost plugin reads once it has run. */
       rowBytes?: RowBytesBudget;
     }
   }
@@ -24,20 +19,21 @@ declare global {
 
 export class RowBytesBudget {
   private used = 0;
+  private closed = false;
   readonly limit: number;
 
   constructor(limit: number) {
     this.limit = limit;
   }
 
-  /** The bytes read so far. */
+  /** The bytes PostgreSQL sent so far. */
   get read(): number {
     return this.used;
   }
 
-  /** Throws the refusal once the budget is spent. */
-  check(): void {
-    if (this.used > this.limit) throw this.refusal();
+  /** Whether PostgreSQL sent more than the budget (and the connection that carried it was closed). */
+  get exceeded(): boolean {
+    return this.closed;
   }
 
   refusal(): HttpError {
@@ -45,25 +41,17 @@ export class RowBytesBudget {
       `The answer would be more than ${this.limit} bytes; ask for fewer rows or fields, or request an export.`);
   }
 
-  /**
-   * Sends `args` (a query config, or text and values) through `send` as a
-   * statement whose rows are counted against the budget.
-   */
-  query(send: (query: pg.Query) => unknown, args: unknown[]): Promise<pg.QueryResult> {
-    const [config, values] = args as [pg.QueryConfig | string, unknown[] | undefined];
-    return new Promise((resolve, reject) => {
-      const query = new pg.Query(config, values, (error: Error | undefined, result: pg.QueryResult) => (error ? reject(error) : resolve(result)));
-      const internals = query as unknown as QueryInternals;
-      const keep = internals.handleDataRow.bind(query);
-      internals.handleDataRow = (message) => {
-        if (internals._canceledDueToError) return;
-        for (const field of message.fields) if (field !== null) this.used += typeof field === "string" ? Buffer.byteLength(field) : field.length;
-        if (this.used <= this.limit) return keep(message);
-        // node-postgres drops the rows still to come and fails the statement with this error when it ends.
-        internals._canceledDueToError = this.refusal();
-        internals._result.rows = [];
-      };
-      send(query);
-    });
+  /** Counts what PostgreSQL sends on `client` until the returned function is called. */
+  watch(client: pg.PoolClient): () => void {
+    const stream = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+    const count = (chunk: Buffer) => {
+      this.used += chunk.length;
+      if (this.used <= this.limit || this.closed) return;
+      this.closed = true;
+      // The transaction ends with the connection; the pool replaces it.
+      stream.destroy();
+    };
+    stream.on("data", count);
+    return () => stream.off("data", count);
   }
 }

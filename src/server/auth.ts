@@ -124,7 +124,7 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  * decide what it sees: REST's and every one PostGraphile opens for a request.
  * The work's queries answer with the start's error when the start failed (a
  * query behind it only fails because the transaction is aborted). With
- * `rowBytes`, the work's statements count their rows' bytes against it.
+ * `rowBytes`, what PostgreSQL sends for the work counts against that budget.
  *
  * Nearly all work is one batch: the queries it sends before reading any
  * answer (PostGraphile sends one statement per transaction). Commit goes
@@ -140,6 +140,7 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
   return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>, rowBytes?: RowBytesBudget): Promise<T> {
     const caller = callerOf(req);
     const client = await pool.connect();
+    const unwatch = rowBytes?.watch(client);
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     let committed: Promise<unknown> | undefined;
     try {
@@ -154,8 +155,7 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
         if (batch === "sent") {
           return Promise.reject(new Error("A query after the transaction's first batch would run after its commit."));
         }
-        const statement = prepared(client, args, config.preparedStatementsPerConnection);
-        const result = rowBytes ? rowBytes.query(query, statement) : query(...statement);
+        const result = query(...prepared(client, args, config.preparedStatementsPerConnection));
         if (batch === "open") {
           // The rest of the batch is what the work sends before it awaits.
           batch = "sealing";
@@ -181,7 +181,9 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
       await (committed ?? client.query("rollback")).catch(() => {});
       throw error;
     } finally {
-      client.release();
+      unwatch?.();
+      // A connection the budget closed leaves the pool.
+      client.release(rowBytes?.exceeded ? rowBytes.refusal() : undefined);
     }
   };
 }

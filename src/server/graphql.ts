@@ -127,9 +127,14 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
         const rowBytes = new RowBytesBudget(config.graphqlLimits.maxResponseBytes);
         let previous: Promise<unknown> = Promise.resolve();
         const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) => {
-          const turn = previous.then(() => {
-            rowBytes.check();
-            return asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback), rowBytes);
+          const turn = previous.then(async () => {
+            if (rowBytes.exceeded) throw rowBytes.refusal();
+            try {
+              return await asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback), rowBytes);
+            } catch (error) {
+              // The connection the budget closed fails the work with pg's error.
+              throw rowBytes.exceeded ? rowBytes.refusal() : error;
+            }
           });
           previous = turn.catch(() => undefined);
           return turn;

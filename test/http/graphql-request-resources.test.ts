@@ -86,6 +86,17 @@ describe("an answer's bytes", () => {
     expect(grownMb).toBeLessThan(64);
   });
 
+  it("are counted as they arrive within a row too: a nested page comes in one", async () => {
+    const before = await peakMemoryKb();
+    // Aliased 10 times, the prompt's page of 200 versions would be 190 MB.
+    const pages = Array.from({ length: 10 }, (_, i) =>
+      `p${i}: allPrompts(first: 1) { nodes { promptVersionsByUserIdAndPromptId(first: ${WIDE_ROWS}) { nodes { text } } } }`).join(" ");
+    const response = await graphql(server, `{ ${pages} }`, {}, token);
+    expect(response.status).toBe(413);
+    expect(new Set(response.errors!.map((error) => error.extensions?.code))).toEqual(new Set(["GRAPHQL_RESPONSE_TOO_LARGE"]));
+    expect((await peakMemoryKb() - before) / 1024).toBeLessThan(64);
+  });
+
   it("within the cap, are answered in full", async () => {
     const rows = Math.floor(RESPONSE_CAP / (WIDE_BYTES + 200)) - 1;
     const response = await graphql(server, `{ allPromptVersions(first: ${rows}, orderBy: ROW_ID_ASC) { nodes { text } } }`, {}, token);
