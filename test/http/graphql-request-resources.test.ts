@@ -1,7 +1,7 @@
 // What one GraphQL request may hold of the gateway: one database connection,
 // however many root fields it has; rows up to GRAPHQL_MAX_RESPONSE_BYTES,
 // refused as they arrive rather than once held; and, anonymous in
-// production, no introspection.
+// production, no introspection. Aggregates over text are costly.
 import { readFile } from "node:fs/promises";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { waitUntil } from "../exports/support.ts";
@@ -106,14 +106,14 @@ describe("an answer's bytes", () => {
   });
 });
 
-describe("introspection in production", () => {
+describe("a server in production, at the default limits", () => {
   let production: RunningServer;
   beforeAll(async () => {
     production = await startServer({ databaseUrl: db.url, env: { NODE_ENV: "production" } });
   });
   afterAll(() => production?.stop());
 
-  it("is refused to anonymous callers, in any spelling, with 403 GRAPHQL_INTROSPECTION_FORBIDDEN", async () => {
+  it("refuses introspection to anonymous callers, in any spelling, with 403 GRAPHQL_INTROSPECTION_FORBIDDEN", async () => {
     for (const query of [
       "{ __schema { types { name } } }",
       "{ __type(name: \"Prompt\") { fields { name } } }",
@@ -125,13 +125,25 @@ describe("introspection in production", () => {
     }
   });
 
-  it("is served to signed-in callers, and __typename to anyone", async () => {
+  it("serves introspection to signed-in callers, and __typename to anyone", async () => {
     const signedIn = await graphql(production, "{ __schema { queryType { name } } }", {}, token);
     expect(signedIn).toMatchObject({ status: 200, data: { __schema: { queryType: { name: "Query" } } } });
     expect(await graphql(production, "{ __typename }")).toMatchObject({ status: 200, data: { __typename: "Query" } });
   });
 
-  it("is served to anonymous callers outside production", async () => {
+  it("refuses 15 aliases of an aggregate over text as too costly", async () => {
+    const aliases = Array.from({ length: 15 }, (_, i) =>
+      `a${i}: allPromptVersions(first: 1, filter: { rowId: { greaterThan: "${i}" } }) { aggregates { distinctCount { text explanation } } }`).join(" ");
+    const response = await graphql(production, `{ ${aliases} }`, {}, token);
+    // Each: 2 + 1.5 * (aggregates: 2 + 1.5 * (distinctCount: 2 + 1.5 * (2 text columns of GRAPHQL_MAX_PAGE_SIZE = 1000)))
+    const each = 2 + 1.5 * (2 + 1.5 * (2 + 1.5 * 2 * 1000));
+    expect(response.errors?.map((error) => [error.extensions?.code, error.message]))
+      .toEqual([["GRAPHQL_TOO_COSTLY", `Query Cost limit of 50000 exceeded, found ${Math.ceil(15 * each)}.`]]);
+  });
+});
+
+describe("a development server", () => {
+  it("lets anonymous callers introspect outside production", async () => {
     expect(await graphql(server, "{ __schema { queryType { name } } }")).toMatchObject({ status: 200, data: { __schema: { queryType: { name: "Query" } } } });
   });
 });
