@@ -180,10 +180,10 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
   const pace = new CostPace(limits.maxCost, limits.costPerSecond);
-  // One unit of cost is this many bytes of rows: an operation that reads its
-  // whole byte budget costs as much as the costliest operation allowed.
+  // One unit of cost is this many bytes from PostgreSQL: an operation that reads
+  // its whole byte budget costs as much as the costliest operation allowed.
   const bytesPerCost = limits.maxResponseBytes / limits.maxCost;
-  /** Once the operation has run, the caller is charged the bytes its rows took beyond what was estimated. */
+  /** Once the operation has run, the caller is charged the bytes PostgreSQL sent for it beyond what was estimated. */
   const chargeRowBytes = async <T>(key: string, cost: number, context: Partial<Grafast.Context>, result: PromiseLike<T> | T): Promise<T> => {
     try {
       return await result;
