@@ -6,6 +6,7 @@
 // the rows' widths; the estimate cannot be (see graphql-cost.ts).
 import type { Socket } from "node:net";
 import type pg from "pg";
+import { closeConnection } from "../db/pool.ts";
 import { HttpError } from "./errors.ts";
 
 declare global {
@@ -49,7 +50,7 @@ export class RowBytesBudget {
       if (this.used <= this.limit || this.closed) return;
       this.closed = true;
       // The transaction ends with the connection; the pool replaces it.
-      stream.destroy();
+      closeConnection(client);
     };
     stream.on("data", count);
     return () => stream.off("data", count);
