@@ -8,6 +8,7 @@ import type { Socket } from "node:net";
 import type pg from "pg";
 import { closeConnection } from "../db/pool.ts";
 import { HttpError } from "./errors.ts";
+import { tooLarge } from "./graphql-answers.ts";
 
 declare global {
   namespace Grafast {
@@ -38,8 +39,8 @@ export class RowBytesBudget {
   }
 
   refusal(): HttpError {
-    return new HttpError(413, "GRAPHQL_RESPONSE_TOO_LARGE",
-      `The answer would be more than ${this.limit} bytes; ask for fewer rows or fields, or request an export.`);
+    const { message, extensions } = tooLarge(this.limit);
+    return new HttpError(413, extensions.code, message);
   }
 
   /** Counts what PostgreSQL sends on `client` until the returned function is called. */

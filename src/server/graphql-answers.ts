@@ -2,6 +2,8 @@
 // the errors in it, and its size, capped.
 import { AsyncLocalStorage } from "node:async_hooks";
 import type { RequestHandler } from "express";
+import type { GraphileConfig } from "graphile-config";
+import { GraphQLError } from "postgraphile/graphql";
 
 /** What errors of the operation say about its HTTP answer. */
 interface AnswerNotes {
@@ -58,12 +60,7 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
     res.end = ((chunk?: unknown, ...rest: unknown[]) => {
       restore();
       if (Buffer.isBuffer(chunk) && chunk.length > maxBytes) {
-        const body = JSON.stringify({
-          errors: [{
-            message: `The answer would be ${chunk.length} bytes, more than the limit of ${maxBytes}; ask for fewer rows or fields, or request an export.`,
-            extensions: { code: "GRAPHQL_RESPONSE_TOO_LARGE", limit: maxBytes },
-          }],
-        });
+        const body = JSON.stringify({ errors: [tooLarge(maxBytes, chunk.length)] });
         res.locals.responseTooLarge = chunk.length;
         writeHead(413, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
         return end(body);
@@ -75,4 +72,83 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
     }) as typeof res.end;
     answerNotes.run(notes, next);
   };
+}
+
+/** The refusal of an answer over `maxBytes`, saying how large it is when that is known. */
+export function tooLarge(maxBytes: number, bytes?: number) {
+  const size = bytes === undefined ? `more than ${maxBytes} bytes` : `${bytes} bytes, more than the limit of ${maxBytes}`;
+  return {
+    message: `The answer would be ${size}; ask for fewer rows or fields, or request an export.`,
+    extensions: { code: "GRAPHQL_RESPONSE_TOO_LARGE", limit: maxBytes },
+  };
+}
+
+/**
+ * Measures an operation's data as JSON before grafserv writes it, and answers
+ * 413 instead when it is over `maxBytes`. PostgreSQL's bytes are capped as they
+ * arrive (answer-budget.ts), but the answer can repeat what was read once
+ * (aliases of one field are one statement): the data then holds one string
+ * many times, which costs nothing until it is written out.
+ */
+export function answerSizePlugin(maxBytes: number): GraphileConfig.Plugin {
+  return {
+    name: "PrompterAnswerSizePlugin",
+    version: "1.0.0",
+    grafast: {
+      middleware: {
+        async execute(next, { args }) {
+          const result = await next();
+          if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return result;
+          const bytes = jsonBytesOver(result.data, maxBytes);
+          if (bytes === undefined) return result;
+          noteAnswerStatus(413);
+          const res = args.requestContext?.expressv4?.res;
+          if (res) res.locals.responseTooLarge = bytes;
+          const { message, extensions } = tooLarge(maxBytes);
+          return { errors: [new GraphQLError(message, { extensions })] };
+        },
+      },
+    },
+  };
+}
+
+// Characters JSON writes as more than themselves.
+const ESCAPED = /["\\\u0000-\u001f]/;
+
+/** Once JSON.stringify would make more than `limit` bytes of `value`, the bytes counted by then; otherwise undefined. */
+function jsonBytesOver(value: unknown, limit: number): number | undefined {
+  // A string the answer repeats is measured once.
+  const measured = new Map<string, number>();
+  const stringBytes = (text: string) => {
+    let bytes = measured.get(text);
+    if (bytes !== undefined) return bytes;
+    bytes = Buffer.byteLength(text) + 2;
+    if (ESCAPED.test(text)) {
+      for (let i = 0; i < text.length; i++) {
+        const code = text.charCodeAt(i);
+        if (code === 0x22 || code === 0x5c || code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d) bytes += 1;
+        else if (code < 0x20) bytes += 5;
+      }
+    }
+    measured.set(text, bytes);
+    return bytes;
+  };
+  let total = 0;
+  const add = (item: unknown): boolean => {
+    if (typeof item === "string") total += stringBytes(item);
+    else if (item === null || typeof item !== "object") total += item === undefined ? 0 : String(item).length;
+    else if (Array.isArray(item)) {
+      total += 1 + Math.max(1, item.length);
+      for (const element of item) if (add(element)) return true;
+    } else {
+      const entries = Object.entries(item);
+      total += 1 + Math.max(1, entries.length);
+      for (const [key, element] of entries) {
+        total += stringBytes(key) + 1;
+        if (add(element)) return true;
+      }
+    }
+    return total > limit;
+  };
+  return add(value) ? total : undefined;
 }

@@ -99,6 +99,25 @@ describe("an answer's bytes", () => {
     expect((await peakMemoryKb() - before) / 1024).toBeLessThan(64);
   });
 
+  it("are counted as the answer repeats them: aliases of one page, read once, are refused before the answer is written", async () => {
+    // At the default cap, 15 aliases of one page of 200 versions: 19 MB read once, 285 MB if written.
+    const wide = await startServer({ databaseUrl: db.url, env: { GRAPHQL_MAX_COST: "10000000", GRAPHQL_LIGHT_COST: "10000000" } });
+    try {
+      const status = await readFile(`/proc/${wide.child.pid}/status`, "utf8");
+      const before = Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]);
+      const pages = Array.from({ length: 15 }, (_, i) => `p${i}: allPromptVersions(first: ${WIDE_ROWS}) { nodes { text } }`).join(" ");
+      const response = await graphql(wide, `{ ${pages} }`, {}, token);
+      expect({ status: response.status, codes: response.errors?.map((error) => error.extensions?.code), data: response.data ?? null })
+        .toEqual({ status: 413, codes: ["GRAPHQL_RESPONSE_TOO_LARGE"], data: null });
+      const after = Number(/VmHWM:\s+(\d+) kB/.exec(await readFile(`/proc/${wide.child.pid}/status`, "utf8"))![1]);
+      expect((after - before) / 1024).toBeLessThan(64);
+      // Refused before it was written out: measured only as far as the cap.
+      expect(response.errors![0].message).toMatch(/^The answer would be more than 20000000 bytes; ask for fewer rows or fields/);
+    } finally {
+      await wide.stop();
+    }
+  });
+
   it("within the cap, are answered in full", async () => {
     const rows = Math.floor(RESPONSE_CAP / (WIDE_BYTES + 200)) - 1;
     const response = await graphql(server, `{ allPromptVersions(first: ${rows}, orderBy: ROW_ID_ASC) { nodes { text } } }`, {}, token);
