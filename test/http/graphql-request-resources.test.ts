@@ -118,6 +118,27 @@ describe("an answer's bytes", () => {
     }
   });
 
+  it("are measured as JSON writes them, escapes included, before the answer is written", async () => {
+    const writer = await createUser(db.pool);
+    const prompt = (await db.pool.query("insert into app_public.prompts (user_id, text) values ($1, 'a prompt') returning id", [writer])).rows[0].id;
+    // 300 kB of quotes and 100 kB of U+0001 travel as 400 kB and are written as 600 kB each (\" and \u0001).
+    await db.pool.query(
+      "insert into app_public.prompt_versions (prompt_id, user_id, text, source) values ($1, $2, repeat('\"', 300000), 'syntax'), ($1, $2, repeat(chr(1), 100000), 'syntax')",
+      [prompt, writer],
+    );
+    const writerToken = signTestToken(writer);
+    const both = await graphql(server, "{ allPromptVersions(first: 2) { nodes { text } } }", {}, writerToken);
+    expect({ status: both.status, message: both.errors?.[0]?.message }).toEqual({
+      status: 413,
+      message: `The answer would be more than ${RESPONSE_CAP} bytes; ask for fewer rows or fields, or request an export.`,
+    });
+    for (const [order, text, length] of [["ROW_ID_ASC", "\"", 300_000], ["ROW_ID_DESC", "\u0001", 100_000]] as const) {
+      const one = await graphql(server, `{ allPromptVersions(first: 1, orderBy: ${order}) { nodes { text } } }`, {}, writerToken);
+      expect(one.status).toBe(200);
+      expect(one.data!.allPromptVersions.nodes.map((node: { text: string }) => node.text)).toEqual([text.repeat(length)]);
+    }
+  });
+
   it("within the cap, are answered in full", async () => {
     const rows = Math.floor(RESPONSE_CAP / (WIDE_BYTES + 200)) - 1;
     const response = await graphql(server, `{ allPromptVersions(first: ${rows}, orderBy: ROW_ID_ASC) { nodes { text } } }`, {}, token);
