@@ -115,6 +115,17 @@ describe("the estimated cost of one query", () => {
   });
 });
 
+describe("variables that do not coerce", () => {
+  it("are refused by GraphQL before anything runs (the estimate, which cannot read them, counts nothing)", async () => {
+    const query = "query ($n: Int!) { a: allPrompts(first: $n) { nodes { text } } b: allPrompts(first: $n) { nodes { text } } }";
+    for (const variables of [{}, { n: "fifty" }, { n: null }]) {
+      const response = await graphql(server, query, variables, token);
+      expect({ data: response.data ?? null, errors: response.errors?.length }).toEqual({ data: null, errors: 1 });
+      expect(response.errors![0].message).toMatch(/Variable "\$n"/);
+    }
+  });
+});
+
 describe("a field of an interface type", () => {
   it("costs what its costliest possible type selects", async () => {
     // node(id:) may be a Prompt or a User: the User's page of 40 prompts is the costlier.
