@@ -1,8 +1,7 @@
 // The HTTP side of a GraphQL answer: its status and Retry-After, decided by
 // the errors in it, and its size, capped.
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RequestHandler } from "express";
-import type { GraphileConfig } from "graphile-config";
+import type { RequestHandler, Response } from "express";
 import { GraphQLError } from "postgraphile/graphql";
 
 /** What errors of the operation say about its HTTP answer. */
@@ -84,39 +83,28 @@ export function tooLarge(maxBytes: number, bytes?: number) {
 }
 
 /**
- * Measures an operation's data as JSON before grafserv writes it, and answers
- * 413 instead when it is over `maxBytes`. PostgreSQL's bytes are capped as they
- * arrive (answer-budget.ts), but the answer can repeat what was read once
- * (aliases of one field are one statement): the data then holds one string
- * many times, which costs nothing until it is written out.
+ * An operation's answer measured as JSON before grafserv writes it, and
+ * replaced by a 413 refusal when it is over `maxBytes`. PostgreSQL's bytes are
+ * capped as they arrive (answer-budget.ts), but the answer can repeat what was
+ * read once (aliases of one field are one statement): the data then holds one
+ * string many times, which costs nothing until it is written out. `bytes` is
+ * its size (counted only to just past `maxBytes` when it is over).
  */
-export function answerSizePlugin(maxBytes: number): GraphileConfig.Plugin {
-  return {
-    name: "PrompterAnswerSizePlugin",
-    version: "1.0.0",
-    grafast: {
-      middleware: {
-        async execute(next, { args }) {
-          const result = await next();
-          if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return result;
-          const bytes = jsonBytesOver(result.data, maxBytes);
-          if (bytes === undefined) return result;
-          noteAnswerStatus(413);
-          const res = args.requestContext?.expressv4?.res;
-          if (res) res.locals.responseTooLarge = bytes;
-          const { message, extensions } = tooLarge(maxBytes);
-          return { errors: [new GraphQLError(message, { extensions })] };
-        },
-      },
-    },
-  };
+export function sizedAnswer<T>(result: T, maxBytes: number, res: Response): { answer: T | { errors: GraphQLError[] }; bytes: number } {
+  if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return { answer: result, bytes: 0 };
+  const bytes = jsonBytes(result.data, maxBytes);
+  if (bytes <= maxBytes) return { answer: result, bytes };
+  noteAnswerStatus(413);
+  res.locals.responseTooLarge = bytes;
+  const { message, extensions } = tooLarge(maxBytes);
+  return { answer: { errors: [new GraphQLError(message, { extensions })] }, bytes };
 }
 
 // Characters JSON writes as more than themselves.
 const ESCAPED = /["\\\u0000-\u001f]/;
 
-/** Once JSON.stringify would make more than `limit` bytes of `value`, the bytes counted by then; otherwise undefined. */
-function jsonBytesOver(value: unknown, limit: number): number | undefined {
+/** How many bytes JSON.stringify makes of `value`, counted only to just past `limit`. */
+function jsonBytes(value: unknown, limit: number): number {
   // A string the answer repeats is measured once.
   const measured = new Map<string, number>();
   const stringBytes = (text: string) => {
@@ -150,5 +138,6 @@ function jsonBytesOver(value: unknown, limit: number): number | undefined {
     }
     return total > limit;
   };
-  return add(value) ? total : undefined;
+  add(value);
+  return total;
 }

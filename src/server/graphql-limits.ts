@@ -6,7 +6,7 @@
 // caller pays for the bytes its answers read (answer-budget.ts).
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
-import type { Request } from "express";
+import type { Request, Response } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
 import {
@@ -17,7 +17,7 @@ import type { Config } from "../config.ts";
 import { goneSignal, Lanes } from "./admission.ts";
 import { callerOf } from "./caller.ts";
 import { HttpError, serverBusy } from "./errors.ts";
-import { noteAnswerStatus } from "./graphql-answers.ts";
+import { noteAnswerStatus, sizedAnswer } from "./graphql-answers.ts";
 import { estimatedCost, fieldKey, textAggregatesPlugin, type CostFacts } from "./graphql-cost.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
@@ -183,12 +183,19 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
   // One unit of cost is this many bytes from PostgreSQL: an operation that reads
   // its whole byte budget costs as much as the costliest operation allowed.
   const bytesPerCost = limits.maxResponseBytes / limits.maxCost;
-  /** Once the operation has run, the caller is charged the bytes PostgreSQL sent for it beyond what was estimated. */
-  const chargeRowBytes = async <T>(key: string, cost: number, context: Partial<Grafast.Context>, result: PromiseLike<T> | T): Promise<T> => {
+  /**
+   * Runs the operation, refuses its answer when it would be too large, and
+   * charges the caller what it came to beyond its estimate: the bytes
+   * PostgreSQL sent or those of the answer, whichever is more.
+   */
+  const runSized = async <T>(key: string, cost: number, context: Partial<Grafast.Context>, res: Response, result: PromiseLike<T> | T) => {
+    let written = 0;
     try {
-      return await result;
+      const { answer, bytes } = sizedAnswer(await result, limits.maxResponseBytes, res);
+      written = bytes;
+      return answer;
     } finally {
-      const beyond = (context.rowBytes?.read ?? 0) / bytesPerCost - cost;
+      const beyond = Math.max(context.rowBytes?.read ?? 0, written) / bytesPerCost - cost;
       if (beyond > 0) pace.charge(key, beyond);
     }
   };
@@ -219,9 +226,9 @@ function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: R
           const req = args.requestContext?.expressv4?.req;
           if (!res || !req) return next();
           const key = callerKey(req);
-          // A caller still paying for answers wider than estimated (see chargeRowBytes) waits even with a light operation.
+          // A caller still paying for answers larger than estimated (see runSized) waits even with a light operation.
           const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : pace.owes(key) ? cost : 0;
-          const run = () => chargeRowBytes(key, cost, args.contextValue as Partial<Grafast.Context>, next());
+          const run = () => runSized(key, cost, args.contextValue as Partial<Grafast.Context>, res as Response, next());
           if (!lanes.length && !paced) return run();
           const gone = goneSignal(res);
           if (paced) {

@@ -18,7 +18,7 @@ import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { anonymousIntrospectionPlugin } from "./graphql-introspection.ts";
-import { answerSizePlugin, noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
+import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
 import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
 
@@ -106,7 +106,6 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
     plugins: [
       anonymousIntrospectionPlugin(config.production),
-      answerSizePlugin(config.graphqlLimits.maxResponseBytes),
       ...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds),
       refuseWrongPassword,
     ],

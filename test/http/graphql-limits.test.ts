@@ -225,6 +225,18 @@ describe("the bytes a caller's answers read", () => {
     expect(await pages(10)).toEqual({ read: [[], []], light: [] });
     expect(await pages(4500)).toEqual({ read: [[], []], light: ["GRAPHQL_COST_RATE"] });
   });
+
+  it("count as much as the answer repeats them: two aliases of one page, read once, are charged twice", async () => {
+    const owner = await createUser(db.pool);
+    // Four prompts of 2200 bytes: 8.8 kB read once (44 of cost), 17.6 kB answered (88), estimated 58.
+    await db.pool.query("insert into app_public.prompts (user_id, text) select $1, repeat('w', 2200) from generate_series(1, 4)", [owner]);
+    const ownerToken = signTestToken(owner);
+    const twice = "{ a: allPrompts(first: 4) { nodes { text } } b: allPrompts(first: 4) { nodes { text } } }";
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(codes(await graphql(server, twice, {}, ownerToken)));
+    expect(answers).toEqual([[], [], [], []]);
+    expect(codes(await graphql(server, "{ allPrompts(first: 1) { nodes { rowId } } }", {}, ownerToken))).toEqual(["GRAPHQL_COST_RATE"]);
+  });
 });
 
 describe("costly operations gateway-wide", () => {
