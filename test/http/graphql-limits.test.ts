@@ -226,6 +226,17 @@ describe("the bytes a caller's answers read", () => {
     expect(await pages(4500)).toEqual({ read: [[], []], light: ["GRAPHQL_COST_RATE"] });
   });
 
+  it("include an answer that reads nothing from PostgreSQL: introspection is charged by its size", async () => {
+    const caller = signTestToken(await createUser(db.pool));
+    const types = await graphql(server, "{ __schema { types { name } } }", {}, caller);
+    const bytes = Buffer.byteLength(JSON.stringify(types.data));
+    // Estimated 1 (an unknown field), charged bytes / 200 beyond that; the bucket holds 100 and refills 1 a second.
+    const requests = Math.floor(105 / (bytes / 200 - 1)) + 1;
+    expect(bytes).toBeGreaterThan(4000);
+    for (let i = 1; i < requests; i++) expect(codes(await graphql(server, "{ __schema { types { name } } }", {}, caller))).toEqual([]);
+    expect(codes(await graphql(server, "{ allPrompts(first: 1) { nodes { rowId } } }", {}, caller))).toEqual(["GRAPHQL_COST_RATE"]);
+  });
+
   it("count as much as the answer repeats them: two aliases of one page, read once, are charged twice", async () => {
     const owner = await createUser(db.pool);
     // Four prompts of 2200 bytes: 8.8 kB read once (44 of cost), 17.6 kB answered (88), estimated 58.
