@@ -103,14 +103,15 @@ export function sizedAnswer<T>(result: T, maxBytes: number, res: Response): { an
 // Characters JSON writes as more than themselves.
 const ESCAPED = /["\\\u0000-\u001f]/;
 
-/** How many bytes JSON.stringify makes of `value`, counted only to just past `limit`. */
+/**
+ * How many bytes JSON.stringify makes of `value`, counted only to just past
+ * `limit`: the work is bounded by the limit, however often a string repeats.
+ * (Strings are not memoized: a Map hashes a long string by its length alone,
+ * and many of one length would be compared in full.)
+ */
 function jsonBytes(value: unknown, limit: number): number {
-  // A string the answer repeats is measured once.
-  const measured = new Map<string, number>();
   const stringBytes = (text: string) => {
-    let bytes = measured.get(text);
-    if (bytes !== undefined) return bytes;
-    bytes = Buffer.byteLength(text) + 2;
+    let bytes = Buffer.byteLength(text) + 2;
     if (ESCAPED.test(text)) {
       for (let i = 0; i < text.length; i++) {
         const code = text.charCodeAt(i);
@@ -118,7 +119,6 @@ function jsonBytes(value: unknown, limit: number): number {
         else if (code < 0x20) bytes += 5;
       }
     }
-    measured.set(text, bytes);
     return bytes;
   };
   let total = 0;
