@@ -33,6 +33,42 @@ function connectionUrl(env: Env, name: string): string | undefined {
   return raw;
 }
 
+/** A comma-separated list of postgres:// URLs (read replicas); empty when unset. */
+function connectionUrls(env: Env, name: string): string[] {
+  const raw = env[name]?.trim();
+  if (!raw) return [];
+  return raw.split(",").map((part, index) => {
+    const label = `${name} (URL ${index + 1})`;
+    const url = connectionUrl({ [label]: part.trim() }, label);
+    if (!url) throw new ConfigError(`${label} is empty: separate the replicas' URLs with single commas.`);
+    return url;
+  });
+}
+
+/**
+ * Read replicas: the owner's URLs for the worker's exports (and the SQL login
+ * limits there), the authenticator's for the gateway's reads; one of each per
+ * replica, in the same order, so each server sees both prompter logins.
+ */
+function readReplicas(env: Env) {
+  const ownerUrls = connectionUrls(env, "REPLICA_DATABASE_URL");
+  const authUrls = connectionUrls(env, "REPLICA_AUTH_DATABASE_URL");
+  if (authUrls.length > 0 && !env.AUTH_DATABASE_URL) {
+    throw new ConfigError("REPLICA_AUTH_DATABASE_URL needs AUTH_DATABASE_URL (the replicas' authenticator is the primary's).");
+  }
+  if (authUrls.some((url) => ownerUrls.some((owner) => new URL(owner).username === new URL(url).username))) {
+    throw new ConfigError("REPLICA_AUTH_DATABASE_URL must log in as the authenticator, not as REPLICA_DATABASE_URL's owner.");
+  }
+  return {
+    ownerUrls,
+    authUrls,
+    /** How long work waits for a replica to replay what was committed before it was asked for, before the next replica or the primary. */
+    maxWaitMs: durationSeconds(env, "REPLICA_MAX_WAIT", 2) * 1000,
+    /** A replica further behind than this is passed over without waiting. */
+    maxLagSeconds: durationSeconds(env, "REPLICA_MAX_LAG", 30),
+  };
+}
+
 function boolean(env: Env, name: string, fallback: boolean): boolean {
   const raw = env[name];
   if (raw === undefined || raw === "") return fallback;
@@ -321,6 +357,7 @@ export function loadConfig(env: Env = process.env) {
      */
     preparedStatementsPerConnection: integer(env, "DATAPLAN_PG_PREPARED_STATEMENT_CACHE_SIZE", 100, 0, 100_000),
     apiTimeouts: apiTimeouts(env),
+    replicas: readReplicas(env),
     callerLimits: callerLimits(env),
     graphqlLimits: graphqlLimits(env),
     /**

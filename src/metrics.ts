@@ -36,6 +36,7 @@ export function createMetrics() {
   const registers = [registry];
   const pools = new Map<string, pg.Pool>();
   let readState: (() => Promise<DatabaseState | undefined>) | undefined;
+  let readReplicaLags: (() => Promise<Map<string, number | undefined>>) | undefined;
 
   const poolGauge = (name: string, help: string, read: (pool: pg.Pool) => number) =>
     new Gauge({
@@ -80,6 +81,17 @@ export function createMetrics() {
       for (const row of state.queue) gauge.set({ task: row.task }, row.oldest_ready_seconds);
     });
   databaseGauge("prompter_workers_alive", "Worker processes whose heartbeat is recent.", [], (gauge, state) => gauge.set(state.liveWorkers));
+
+  new Gauge({
+    name: "prompter_replica_lag_seconds",
+    help: "How far each read replica's replay is behind the primary (0 when it has replayed all it received); absent while a replica does not answer.",
+    labelNames: ["replica"],
+    registers,
+    async collect() {
+      this.reset();
+      for (const [replica, lag] of (await readReplicaLags?.()) ?? []) if (lag !== undefined) this.set({ replica }, lag);
+    },
+  });
 
   const kind = ["kind"] as const;
   return {
@@ -139,10 +151,21 @@ export function createMetrics() {
       labelNames: ["outcome"] as const,
       registers,
     }),
+    replicaFallbacks: new Counter({
+      name: "prompter_replica_fallbacks_total",
+      help: "Work meant for a read replica that moved to another replica or the primary, by replica and reason (lagging, unavailable, failed mid-read).",
+      labelNames: ["replica", "reason"] as const,
+      registers,
+    }),
 
     /** Reports the pool's connections as pool="<name>". */
     watchPool(name: string, pool: pg.Pool): void {
       pools.set(name, pool);
+    },
+
+    /** Reads the replicas' lag at scrape time. */
+    watchReplicas(read: () => Promise<Map<string, number | undefined>>): void {
+      readReplicaLags = read;
     },
 
     /** Reads the deployment-wide gauges through this pool (the first one given; one read per scrape). */

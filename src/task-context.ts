@@ -2,6 +2,7 @@
 // its own, so the tasks and the runner (src/worker.ts) depend on it, not on each other.
 import type { JobHelpers } from "graphile-worker";
 import type pg from "pg";
+import type { ReadReplicas } from "./db/replicas.ts";
 import type { Log } from "./log.ts";
 import type { Metrics } from "./metrics.ts";
 import type { ExportStorage } from "./storage/index.ts";
@@ -21,6 +22,8 @@ export interface FailedExport {
 export interface TaskContext {
   /** The worker's pool: connects as the database owner. */
   pool: pg.Pool;
+  /** Read replicas for exports' snapshots (REPLICA_DATABASE_URL); undefined: the primary only. */
+  replicas: ReadReplicas | undefined;
   log: Log;
   metrics: Metrics;
   /** EXPORT_DIR, named in the log when writing there fails. */

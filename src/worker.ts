@@ -5,9 +5,10 @@
 import { EventEmitter } from "node:events";
 import { mkdir } from "node:fs/promises";
 import { Logger, parseCronItems, run, type Job, type Task, type WorkerEvents } from "graphile-worker";
-import { createAlerts } from "./alerts.ts";
+import { createAlerts, type Alerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
-import { resilientPool } from "./db/pool.ts";
+import { closePool, resilientPool } from "./db/pool.ts";
+import { ReadReplicas } from "./db/replicas.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
@@ -102,10 +103,54 @@ export async function startWorker(
 ): Promise<Worker> {
   if (config.exportStorage.kind === "local") await mkdir(config.exportDir, { recursive: true });
   const storage = createStorage(config, log);
-  // LISTEN and graphile-worker's locking need a session: no transaction-mode pooler.
-  // A query that hangs (a lock, an overloaded server) fails after
-  // WORKER_STATEMENT_TIMEOUT; exports set their own limit (EXPORT_STATEMENT_TIMEOUT).
-  const pool = resilientPool(
+  const pool = workerPool(config, databaseUrl, log);
+  const metrics = options.metrics ?? createMetrics();
+  metrics.watchPool("worker", pool);
+  metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
+  const alerts = createAlerts(config.alertWebhookUrl, log, metrics);
+  const replicas = config.replicas.ownerUrls.length > 0
+    ? new ReadReplicas(config.replicas.ownerUrls, { ...config.replicas, poolMax: config.workerConcurrency + 1, applicationName: "prompter-worker" }, log, metrics)
+    : undefined;
+  const context = taskContext(config, { pool, replicas, log, metrics, storage }, alerts);
+  const runners = runnerStarter(config, context);
+  const stopSignal = createStopSignal();
+
+  let current: Runner | undefined = await runners.start().catch(async (error) => {
+    await replicas?.end();
+    await closePool(pool);
+    throw error;
+  });
+  const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
+
+  const done = (async () => {
+    await superviseRunners(current!, runners, stopSignal, context, (runner) => (current = runner));
+    await loginLimits.stop();
+    await alerts.flush();
+    await replicas?.end();
+    await closePool(pool);
+  })();
+
+  return {
+    get poolId() {
+      return current?.poolId;
+    },
+    stop() {
+      stopSignal.request();
+      void current?.stop().catch(() => {});
+      return done;
+    },
+    done,
+  };
+}
+
+/**
+ * The worker's pool. LISTEN and graphile-worker's locking need a session: no
+ * transaction-mode pooler. A query that hangs (a lock, an overloaded server)
+ * fails after WORKER_STATEMENT_TIMEOUT; exports set their own limit
+ * (EXPORT_STATEMENT_TIMEOUT).
+ */
+function workerPool(config: Config, databaseUrl: string, log: Log) {
+  return resilientPool(
     {
       connectionString: config.directDatabaseUrl ?? databaseUrl,
       max: config.workerPoolMax,
@@ -115,16 +160,13 @@ export async function startWorker(
     },
     log,
   );
-  const metrics = options.metrics ?? createMetrics();
-  metrics.watchPool("worker", pool);
-  metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
-  const alerts = createAlerts(config.alertWebhookUrl, log, metrics);
-  const context: TaskContext = {
-    pool,
-    log,
-    metrics,
+}
+
+function taskContext(config: Config, parts: Pick<TaskContext, "pool" | "replicas" | "log" | "metrics" | "storage">, alerts: Alerts): TaskContext {
+  const { log, metrics } = parts;
+  return {
+    ...parts,
     exportDir: config.exportDir,
-    storage,
     exportRetentionDays: config.exportRetentionDays,
     runKeyRetentionDays: config.runKeyRetentionDays,
     exportStatementTimeoutSeconds: config.exportStatementTimeoutSeconds,
@@ -139,13 +181,33 @@ export async function startWorker(
       });
     },
   };
+}
+
+interface RunnerStarter {
+  start(): Promise<Runner>;
+  /**
+   * After a pause, releases the jobs of abandoned pools and starts a runner;
+   * retried with a growing pause until it works, or until the worker is
+   * stopped (then undefined).
+   */
+  restart(stopSignal: StopSignal): Promise<Runner | undefined>;
+  /** The runner that stopped was signed off: its jobs need no releasing. */
+  signedOff(poolId: string): void;
+  /** The runner that stopped had run this long: a healthy one resets the restart pause. */
+  ran(ms: number): void;
+}
+
+/** Starts graphile-worker runners on the context's pool, each with its heartbeat. */
+function runnerStarter(config: Config, context: TaskContext): RunnerStarter {
+  const { pool, log, metrics } = context;
   const taskList: Record<string, Task> = Object.fromEntries(
     Object.entries(TASKS).map(([name, task]) => [name, (payload, helpers) => task(payload, helpers, context)]),
   );
   /** Pools of runners that stopped without signing off: their jobs are released before the next runner starts. */
   const abandoned = new Set<string>();
+  let restartDelay = RESTART_DELAY_MS.first;
 
-  async function startRunner(): Promise<Runner> {
+  async function start(): Promise<Runner> {
     // The pool id is only announced while run() starts.
     const events: WorkerEvents = new EventEmitter();
     let poolId = "";
@@ -194,34 +256,16 @@ export async function startWorker(
     return { poolId, stop: () => runner.stop(), stopped, heartbeats };
   }
 
-  let stopping = false;
-  let wakeOnStop = () => {};
-  /** Waits `ms`, or less if stop() is called; true if it was. */
-  const stopRequested = (ms: number) =>
-    new Promise<boolean>((resolve) => {
-      if (stopping) return resolve(true);
-      const timer = setTimeout(() => resolve(stopping), ms);
-      wakeOnStop = () => {
-        clearTimeout(timer);
-        resolve(true);
-      };
-    });
-
-  let restartDelay = RESTART_DELAY_MS.first;
-  /**
-   * After a pause, releases the jobs of abandoned pools and starts a runner;
-   * retried with a growing pause until it works, or until the worker is stopped.
-   */
-  async function restart(): Promise<Runner | undefined> {
+  async function restart(stopSignal: StopSignal): Promise<Runner | undefined> {
     for (;;) {
-      if (await stopRequested(restartDelay)) return undefined;
+      if (await stopSignal.wait(restartDelay)) return undefined;
       restartDelay = Math.min(restartDelay * 2, RESTART_DELAY_MS.max);
       try {
         for (const released of await releaseWorkers(pool, [...abandoned])) {
           await releasedWorker(context, released, "worker runner replaced: the jobs its previous runner held are released to be retried");
         }
         abandoned.clear();
-        const runner = await startRunner();
+        const runner = await start();
         metrics.workerRestarts.inc();
         log.info({ poolId: runner.poolId }, "worker runner restarted");
         return runner;
@@ -231,49 +275,79 @@ export async function startWorker(
     }
   }
 
-  let current: Runner | undefined = await startRunner().catch(async (error) => {
-    await pool.end();
-    throw error;
-  });
-  const loginLimits = startSqlLoginLimits(context, config.sqlLoginCheckSeconds);
-
-  const done = (async () => {
-    let runner: Runner | undefined = current;
-    while (runner) {
-      const startedAt = Date.now();
-      await runner.stopped;
-      // Beats went on while running jobs finished, so no one took them meanwhile.
-      await runner.heartbeats.stop();
-      current = undefined;
-      if (stopping) {
-        await runner.heartbeats.signOff().then(
-          () => abandoned.delete(runner!.poolId),
-          (error: Error) => log.warn({ error: error.message }, "could not sign off the heartbeat"),
-        );
-        break;
-      }
-      log.error({ poolId: runner.poolId }, "worker runner stopped unexpectedly (database connection lost?); starting a new one");
-      if (Date.now() - startedAt >= HEALTHY_RUN_MS) restartDelay = RESTART_DELAY_MS.first;
-      runner = await restart();
-      current = runner;
-      if (stopping) void runner?.stop().catch(() => {});
-    }
-    await loginLimits.stop();
-    await alerts.flush();
-    await pool.end();
-  })();
-
   return {
-    get poolId() {
-      return current?.poolId;
+    start,
+    restart,
+    signedOff: (poolId) => abandoned.delete(poolId),
+    ran(ms) {
+      if (ms >= HEALTHY_RUN_MS) restartDelay = RESTART_DELAY_MS.first;
     },
-    stop() {
-      stopping = true;
-      wakeOnStop();
-      void current?.stop().catch(() => {});
-      return done;
+  };
+}
+
+/**
+ * Waits for each runner to stop: on stop() it signs the runner off; otherwise
+ * it starts the next one (see RunnerStarter.restart). `onRunner` hears of each
+ * change of runner (undefined in between).
+ */
+async function superviseRunners(
+  first: Runner,
+  runners: RunnerStarter,
+  stopSignal: StopSignal,
+  context: TaskContext,
+  onRunner: (runner: Runner | undefined) => void,
+): Promise<void> {
+  const { log } = context;
+  let runner: Runner | undefined = first;
+  while (runner) {
+    const startedAt = Date.now();
+    await runner.stopped;
+    // Beats went on while running jobs finished, so no one took them meanwhile.
+    await runner.heartbeats.stop();
+    onRunner(undefined);
+    if (stopSignal.requested) {
+      const { poolId } = runner;
+      await runner.heartbeats.signOff().then(
+        () => runners.signedOff(poolId),
+        (error: Error) => log.warn({ error: error.message }, "could not sign off the heartbeat"),
+      );
+      return;
+    }
+    log.error({ poolId: runner.poolId }, "worker runner stopped unexpectedly (database connection lost?); starting a new one");
+    runners.ran(Date.now() - startedAt);
+    runner = await runners.restart(stopSignal);
+    onRunner(runner);
+    if (stopSignal.requested) void runner?.stop().catch(() => {});
+  }
+}
+
+interface StopSignal {
+  readonly requested: boolean;
+  request(): void;
+  /** Waits `ms`, or less if a stop is requested; true if it was. */
+  wait(ms: number): Promise<boolean>;
+}
+
+function createStopSignal(): StopSignal {
+  let requested = false;
+  let wake = () => {};
+  return {
+    get requested() {
+      return requested;
     },
-    done,
+    request() {
+      requested = true;
+      wake();
+    },
+    wait: (ms) =>
+      new Promise<boolean>((resolve) => {
+        if (requested) return resolve(true);
+        const timer = setTimeout(() => resolve(requested), ms);
+        wake = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+      }),
   };
 }
 

@@ -1,9 +1,9 @@
 // A SQL login cannot hold up anyone else: it may take every advisory lock it
 // can, and exports, releasing dead workers and migrations still go on; and it
 // cannot lift its own limits: whatever it sets for itself, the worker cancels
-// its statements past its configured statement timeout and ends its idle
-// transactions past its idle limit. Logins are cluster-wide: random names,
-// removed afterwards.
+// its statements past its configured statement timeout, ends its idle
+// transactions past its idle limit and its transactions past their limit.
+// Logins are cluster-wide: random names, removed afterwards.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -198,9 +198,37 @@ describe("limits a SQL login sets for itself", () => {
     })]);
   }, 30_000);
 
+  it("ends a session whose transaction outlives the login's transaction limit, however short its statements and pauses", async () => {
+    const { login, client } = await loginOf(alice, "5s");
+    await db.pool.query("update app_private.sql_logins set idle_in_transaction_timeout = interval '5 s', transaction_timeout = interval '2 s' where login = $1", [login]);
+    // Where PostgreSQL has transaction_timeout (17+), the login lifts it for itself: the worker still ends it.
+    const { rows: [{ version }] } = await client.query("select current_setting('server_version_num')::int as version");
+    if (version >= 170000) await client.query("set transaction_timeout = 0");
+    const started = performance.now();
+    await client.query("begin");
+    // Each sleep is under the statement timeout, each pause under the idle limit.
+    const looped = (async () => {
+      for (let i = 0; i < 20; i++) {
+        await client.query("select pg_sleep(0.5)");
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      return "ran 20 statements in one transaction";
+    })().catch(() => "ended");
+    expect(await looped).toBe("ended");
+    const { rows: [{ sessions }] } = await db.pool.query("select count(*)::int as sessions from pg_stat_activity where usename = $1", [login]);
+    expect(sessions).toBe(0);
+    // Limit + interval, and as much again for a slow, shared machine.
+    expect((performance.now() - started) / 1000).toBeLessThan(2 * (2 + CHECK_SECONDS));
+    const logged = await waitUntil(async () => worker.lines.filter((line) => line.fields.login === login), (lines) => lines.length > 0, "the session's end is logged");
+    expect(logged).toEqual([expect.objectContaining({
+      message: "SQL login session ended: its transaction is past its transaction limit",
+      fields: expect.objectContaining({ login, reason: "transaction_timeout" }),
+    })]);
+  }, 30_000);
+
   it("lists an untouched login's settings as configured", async () => {
     const { login } = await loginOf(bob, "45s");
-    const { rows } = await db.pool.query("select statement_timeout, idle_in_transaction_timeout, settings_changed from app_private.list_sql_logins() where login = $1", [login]);
-    expect(rows[0]).toEqual({ statement_timeout: "45000ms", idle_in_transaction_timeout: "600000ms", settings_changed: false });
+    const { rows } = await db.pool.query("select statement_timeout, idle_in_transaction_timeout, transaction_timeout, settings_changed from app_private.list_sql_logins() where login = $1", [login]);
+    expect(rows[0]).toEqual({ statement_timeout: "45000ms", idle_in_transaction_timeout: "600000ms", transaction_timeout: "600000ms", settings_changed: false });
   });
 });

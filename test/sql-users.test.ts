@@ -285,7 +285,7 @@ describe("a login mapped to a user", () => {
     const bobVersion = (await db.pool.query("select sum(version)::int as version from app_hidden.data_versions where user_id = $1", [bob])).rows[0].version;
     const forged = (version: number, global: boolean) => client.query<{ stale: boolean }>(
       `select app_public.exports_stale(row(1, $1, 'all', '{}', 'succeeded', 'x', $3, now(), null, null, null, null,
-         null, null, 0, null, 0, $2, null, null)::app_public.exports) as stale`, [bob, version, global]);
+         null, null, 0, null, 0, $2, null, null, null)::app_public.exports) as stale`, [bob, version, global]);
     // Bob's counter is invisible to this login, so even the right guess reads as "changed".
     expect((await forged(bobVersion, false)).rows[0].stale).toBe(true);
     const everyone = (await db.pool.query("select sum(version)::int as sum from app_hidden.data_versions")).rows[0].sum;
@@ -413,6 +413,50 @@ describe("adding and removing logins", () => {
     expect(await roleExists(role)).toBe(existed);
   });
 
+  /**
+   * A login role in reach of app_reader through a SQL login, as the owner is
+   * (add_sql_login makes it a member of each login): made by the DBA, since
+   * the owner is every test database's and must never be touched here.
+   */
+  async function withLookalike(test: (role: string) => Promise<void>): Promise<void> {
+    const role = `sqltest_lookalike_${randomBytes(5).toString("hex")}`;
+    await asSuperuser(async (su) => {
+      await su.query(`create role ${role} login inherit password '${randomBytes(12).toString("hex")}'`);
+      await su.query(`grant ${aliceLogin.login} to ${role}`);
+      await su.query(`grant connect on database ${db.name} to ${role}`);
+    }, db.name);
+    try {
+      await test(role);
+    } finally {
+      await asSuperuser(async (su) => {
+        await su.query(`drop owned by ${role}`);
+        await su.query(`drop role ${role}`);
+      }, db.name);
+    }
+  }
+  const owner = () => decodeURIComponent(new URL(db.url).username);
+  const listedLogins = async () => (await db.pool.query<{ login: string }>("select login from app_private.list_sql_logins()")).rows.map((row) => row.login);
+
+  it("lists only SQL logins: not the owner, nor any role that reaches app_reader through a login", async () => {
+    await withLookalike(async (lookalike) => {
+      expect((await db.pool.query("select pg_has_role($1, 'app_reader', 'usage') as reads", [lookalike])).rows[0].reads).toBe(true);
+      const listed = await listedLogins();
+      expect(listed).toEqual(expect.arrayContaining([aliceLogin.login, carolLogin.login]));
+      expect(listed.filter((login) => login === owner() || login === lookalike)).toEqual([]);
+    });
+  });
+
+  it("refuses to remove a role that is no SQL login, such as the owner, and changes nothing", async () => {
+    await withLookalike(async (lookalike) => {
+      expect((await errorOf(removeLogin(lookalike))).code).toBe("PRNFD");
+      const { rows: [role] } = await db.pool.query("select rolcanlogin from pg_roles where rolname = $1", [lookalike]);
+      expect(role).toEqual({ rolcanlogin: true });
+    });
+    const error = await errorOf(removeLogin(owner()));
+    expect(error).toMatchObject({ code: "PRNFD", message: expect.stringContaining(`There is no SQL login "${owner()}"`) });
+    expect((await db.pool.query("select rolcanlogin from pg_roles where rolname = current_user")).rows[0]).toEqual({ rolcanlogin: true });
+  });
+
   it("ends the open sessions of a removed login, which can no longer connect", async () => {
     const bobLogin = await addLogin(await usernameOf(bob));
     const busy = await connectAs(bobLogin);
@@ -472,6 +516,20 @@ describe("npx prompter sql-user", () => {
     expect((await prompter(["sql-user", "list"])).stdout).not.toContain(password);
     const client = await connectAs({ login, password: password! });
     expect((await client.query("select app_public.current_user_id()::text as id")).rows[0].id).toBe(alice);
+  });
+
+  it("lists no owner, and refuses to remove it with a message, not a stack trace", async () => {
+    const owner = decodeURIComponent(new URL(db.url).username);
+    const listed = await prompter(["sql-user", "list"]);
+    expect(listed.stdout).toMatch(new RegExp(`^${aliceLogin.login}\\s`, "m"));
+    expect(listed.stdout).not.toContain(owner);
+    expect(listed.stdout).not.toContain("deleted user");
+    const refused = await prompter(["sql-user", "remove", owner]);
+    expect(refused).toEqual({
+      code: 2,
+      stdout: "",
+      stderr: `prompter sql-user: There is no SQL login "${owner}": only the logins sql-user list shows (made by sql-user add) can be removed, and nothing was changed.\n`,
+    });
   });
 
   it("reports the schema's refusals without a stack trace", async () => {

@@ -1,8 +1,10 @@
 // A database made by the previous release (its committed migrations and its
 // sql/, taken from git) upgrades with the current migrate and keeps every row and
 // every figure: the counters it kept in one row per user move into slot 0 of the
-// striped counters, which readers now sum.
+// striped counters, which readers now sum; its SQL logins get a transaction
+// limit and may still connect.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { createDatabase, createUser } from "./support/db.ts";
 import { buildPreviousRelease } from "./support/previous-release.ts";
@@ -10,6 +12,7 @@ import { migrateDatabase } from "../src/db/migrate.ts";
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
 let pool: pg.Pool;
+const logins: string[] = [];
 
 beforeAll(async () => {
   database = await createDatabase();
@@ -19,6 +22,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  for (const login of logins) await pool?.query("call app_private.remove_sql_login($1, null)", [login]).catch(() => {});
   await pool?.end();
   await database?.drop();
 });
@@ -79,12 +83,39 @@ describe("upgrade from the previous release", () => {
     const viewers = [{ id: alice, role: "app_user" }, { id: bob, role: "app_user" }, { id: admin, role: "app_admin" }];
     const before = await figures(viewers);
     expect(Number(before.rows.versions)).toBe(40 * 3 - 7 + 2);
+    // A SQL login of the previous release, connected: it may connect again after the upgrade.
+    const login = `upgrade_${randomBytes(5).toString("hex")}`;
+    logins.push(login);
+    const { rows: [{ generated_password: password }] } = await pool.query(
+      "select generated_password from app_private.add_sql_login($1, (select username from app_public.users where id = $2))", [login, bob]);
+    const loginUrl = new URL(database.url);
+    loginUrl.username = login;
+    loginUrl.password = password;
+    const connectsAsLogin = async () => {
+      const client = new pg.Client({ connectionString: loginUrl.toString() });
+      client.on("error", () => {});
+      return client.connect().then(() => client.query("select count(*)::int as n from app_public.prompts")).then((r) => r.rows[0].n, (e) => e.code)
+        .finally(() => client.end().catch(() => {}));
+    };
+    expect(await connectsAsLogin()).toBe(1);
 
     await migrateDatabase(database.url);
 
     expect(await figures(viewers)).toEqual(before);
     const slots = await pool.query("select distinct slot from app_hidden.agent_stats union select distinct slot from app_hidden.data_versions");
     expect(slots.rows).toEqual([{ slot: 0 }]);
+
+    // The login gets the default transaction limit, as its role's setting where PostgreSQL has it
+    // (so its settings are as configured); migrating again keeps it out only while migrating.
+    const listed = await pool.query("select transaction_timeout, settings_changed from app_private.list_sql_logins() where login = $1", [login]);
+    expect(listed.rows).toEqual([{ transaction_timeout: "600000ms", settings_changed: false }]);
+    expect(await connectsAsLogin()).toBe(1);
+    await migrateDatabase(database.url);
+    expect(await connectsAsLogin()).toBe(1);
+    expect((await pool.query("select count(*)::int as n from app_private.sql_login_lockouts")).rows[0].n).toBe(0);
+    // The export channel's secret name is made once, and kept.
+    const channels = await pool.query("select purpose, channel ~ '^prompter_exports_[0-9a-f]{32}$' as secret from app_private.notification_channels");
+    expect(channels.rows).toEqual([{ purpose: "exports", secret: true }]);
 
     // An export made before the upgrade is current until the data changes, and then stale.
     const staleAs = async (userId: string) => {

@@ -9,7 +9,7 @@ begin
      set progress_rows = rows_written
    where id = export_id and status = 'running' and attempts = attempt and progress_rows <> rows_written;
   if found then
-    perform pg_notify('prompter_exports', export_id::text);
+    perform pg_notify(app_private.exports_channel(), export_id::text);
   end if;
 end;
 $$;

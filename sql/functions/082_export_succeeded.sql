@@ -18,7 +18,7 @@ begin
   if not found then
     return false;
   end if;
-  perform pg_notify('prompter_exports', export_id::text);
+  perform pg_notify(app_private.exports_channel(), export_id::text);
   return true;
 end;
 $$;

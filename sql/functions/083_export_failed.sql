@@ -12,7 +12,7 @@ begin
          error_message = export_failed.error_message
    where e.id = export_id and e.status = 'running' and e.attempts = attempt;
   if found then
-    perform pg_notify('prompter_exports', export_id::text);
+    perform pg_notify(app_private.exports_channel(), export_id::text);
   end if;
 end;
 $$;

@@ -20,6 +20,7 @@ declare
   target app_public.users;
   timeout_ms bigint;
   idle_limit interval;
+  transaction_limit interval;
   new_password text := add_sql_login.password;
 begin
   -- One change to logins at a time: granting on the database rewrites its
@@ -83,15 +84,27 @@ begin
   -- whatever the login later sets for itself.
   insert into app_private.sql_logins (login, user_id, is_admin, statement_timeout)
   values (add_sql_login.login, target.id, add_sql_login.is_admin, make_interval(secs => timeout_ms / 1000.0))
-  returning idle_in_transaction_timeout into idle_limit;
+  returning idle_in_transaction_timeout, sql_logins.transaction_timeout into idle_limit, transaction_limit;
   -- Also the defaults the login starts each session with, so PostgreSQL itself
   -- stops a runaway query or a transaction a BI tool leaves open.
   execute format('alter role %I set statement_timeout = %L', login, timeout_ms || 'ms');
   execute format('alter role %I set idle_in_transaction_session_timeout = %L', login,
     (extract(epoch from idle_limit) * 1000)::bigint || 'ms');
+  -- PostgreSQL 17+ ends a transaction older than this itself; elsewhere only the worker does.
+  if current_setting('server_version_num')::int >= 170000 then
+    execute format('alter role %I set transaction_timeout = %L', login,
+      (extract(epoch from transaction_limit) * 1000)::bigint || 'ms');
+  end if;
   -- Explicit, so it survives `revoke connect on database ... from public`; it also
   -- marks the database the login belongs to (see list_sql_logins).
-  execute format('grant connect on database %I to %I', current_database(), login);
+  -- While a migration runs, logins stay out (app_private.lock_out_sql_logins):
+  -- this one is let in with the others when it ends.
+  perform from app_private.process_locks where name = 'migrate' for update skip locked;
+  if found then
+    execute format('grant connect on database %I to %I', current_database(), login);
+  else
+    insert into app_private.sql_login_lockouts (login) values (add_sql_login.login);
+  end if;
   -- What every role gets through PUBLIC would still let a login write temporary
   -- tables. No prompter role uses them, so close them here, in the database the
   -- login is for (a database cloned from a template does not inherit the

@@ -9,7 +9,8 @@ language plpgsql
 as $$
 begin
   if not exists (select from app_private.list_sql_logins() l where l.login = remove_sql_login.login) then
-    raise exception 'There is no SQL login "%".', login using errcode = 'PRNFD';
+    raise exception 'There is no SQL login "%": only the logins sql-user list shows (made by sql-user add) can be removed, and nothing was changed.', login
+      using errcode = 'PRNFD';
   end if;
   ended_sessions := 0;
   if exists (select from pg_catalog.pg_roles r where r.rolname = remove_sql_login.login) then

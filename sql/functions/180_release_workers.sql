@@ -40,7 +40,7 @@ begin
        and e.id = (j.payload ->> 'exportId')::bigint and e.status in ('queued', 'running')
     returning e.id
   loop
-    perform pg_notify('prompter_exports', failed_id::text);
+    perform pg_notify(app_private.exports_channel(), failed_id::text);
   end loop;
 
   perform graphile_worker.force_unlock_workers(pool_ids);

@@ -36,9 +36,8 @@ create policy select_own on app_public.users for select to app_user, app_reader
   using (id = (select app_public.current_user_id()));
 drop policy if exists select_all on app_public.users;
 create policy select_all on app_public.users for select to app_admin, app_auditor using (true);
+-- No API role updates users directly (renames: app_public.change_username).
 drop policy if exists update_own on app_public.users;
-create policy update_own on app_public.users for update to app_user
-  using (id = (select app_public.current_user_id())) with check (id = (select app_public.current_user_id()));
 
 drop policy if exists select_all on app_public.agents;
 create policy select_all on app_public.agents for select to app_user, app_reader using (true);

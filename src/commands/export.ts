@@ -9,7 +9,7 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { loadConfig } from "../config.ts";
 import { parseCommandArgs, UsageError } from "./args.ts";
-import { EXPORTS_CHANNEL } from "../server/export-events.ts";
+import { listenToExports } from "../server/export-events.ts";
 import { findUser, withDatabase } from "./connect.ts";
 import { createLogger } from "../log.ts";
 import { createStorage, ExportFileGone } from "../storage/index.ts";
@@ -118,10 +118,11 @@ export async function requestExportAs(
 /** Re-reads the export whenever the worker notifies a change to it, until it has finished. */
 async function waitForExport(client: pg.Client, id: string, onChange: (row: ExportRow) => void): Promise<ExportRow> {
   let wake = () => {};
+  let channel: string | undefined;
   client.on("notification", (message) => {
-    if (message.channel === EXPORTS_CHANNEL && message.payload === id) wake();
+    if (message.channel === channel && message.payload === id) wake();
   });
-  await client.query(`listen ${EXPORTS_CHANNEL}`);
+  channel = await listenToExports(client);
   for (;;) {
     // Armed before reading, so a change between the read and the wait is not missed.
     const changed = new Promise<void>((resolve) => (wake = resolve));

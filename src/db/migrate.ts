@@ -80,11 +80,12 @@ export async function migrateDatabase(
   };
   // Several processes may start at once (workers scaled out): one migrates and
   // the others wait, where graphile-migrate would fail them ("Failed to get
-  // exclusive lock"). The lock lasts as long as this session.
+  // exclusive lock"). The lock lasts as long as this session's transaction.
   const lock = new pg.Client({ connectionString });
   await lock.connect();
+  let lockedOut = false;
   try {
-    await takeMigrationLock(lock);
+    lockedOut = await takeMigrationLock(lock, connectionString);
     try {
       await runCommittedMigrations(settings);
     } finally {
@@ -94,6 +95,13 @@ export async function migrateDatabase(
     await applyRepeatableSql(connectionString, root);
     if (options.authenticatorUrl) await ensureAuthenticator(connectionString, options.authenticatorUrl);
   } finally {
+    // SQL logins come back in once all is done, or has failed; should this not
+    // happen (the process dies first), the worker's limits task lets them in.
+    if (lockedOut) {
+      await lock.query("select app_private.restore_sql_login_access()")
+        .then(() => lock.query("commit"))
+        .catch((error) => process.stderr.write(`prompter migrate: could not let SQL logins back in (the worker will): ${error.message}\n`));
+    }
     await lock.end();
   }
 }
@@ -119,20 +127,45 @@ async function ensureAuthenticator(connectionString: string, authenticatorUrl: s
  * advisory key). The table comes with the migrations: a database that has not
  * got it yet has no SQL logins either, and is locked with an advisory key.
  * graphile-migrate then takes its own advisory key, which a SQL login could
- * hold: sessions of SQL logins holding advisory locks are ended first.
- * (So no migration may alter app_private.process_locks: it would wait for this lock.)
+ * take, and the migration needs tables a login's transaction could hold
+ * locks on: SQL logins are kept out of the database until the migration is
+ * done (app_private.lock_out_sql_logins). Returns whether they were.
+ * A database migrated by a release before that has only its sessions holding
+ * advisory locks ended. (No migration may alter app_private.process_locks: it
+ * would wait for this lock.)
  */
-async function takeMigrationLock(lock: pg.Client): Promise<void> {
-  const { rows } = await lock.query<{ ready: boolean }>(
+async function takeMigrationLock(lock: pg.Client, connectionString: string): Promise<boolean> {
+  const { rows: [{ ready, lockout }] } = await lock.query<{ ready: boolean; lockout: boolean }>(
     `select to_regclass('app_private.process_locks') is not null
-        and to_regprocedure('app_private.enforce_sql_login_limits(boolean)') is not null as ready`);
-  if (!rows[0].ready) {
+        and to_regprocedure('app_private.enforce_sql_login_limits(boolean)') is not null as ready,
+            to_regprocedure('app_private.lock_out_sql_logins(int, int)') is not null as lockout`);
+  if (!ready) {
     await lock.query("select pg_advisory_lock(hashtextextended('prompter.migrate', 0))");
-    return;
+    return false;
   }
   await lock.query("begin");
   await lock.query("select from app_private.process_locks where name = 'migrate' for update");
-  await lock.query("select * from app_private.enforce_sql_login_limits(advisory_lock_holders => true)");
+  if (!lockout) {
+    await lock.query("select * from app_private.enforce_sql_login_limits(advisory_lock_holders => true)");
+    return false;
+  }
+  // Its own session: what it revokes must be committed before it ends the logins' sessions.
+  const lockingOut = new pg.Client({ connectionString });
+  try {
+    await lockingOut.connect();
+    const { rows: [{ unended_sessions: unended }] } = await lockingOut.query<{ unended_sessions: number }>(
+      "call app_private.lock_out_sql_logins(null, null)");
+    if (unended > 0) {
+      process.stderr.write(`prompter migrate: ${unended} session(s) of SQL logins the owner is not a member of could not be ended; the migration may wait for them.\n`);
+    }
+  } catch (error) {
+    // Some logins may be out already: let them back in before failing.
+    await lock.query("select app_private.restore_sql_login_access()").then(() => lock.query("commit")).catch(() => {});
+    throw error;
+  } finally {
+    await lockingOut.end().catch(() => {});
+  }
+  return true;
 }
 
 // The committed migrations a running process knows of do not change, so

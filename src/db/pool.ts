@@ -14,12 +14,16 @@ export function resilientPool(options: pg.PoolConfig & { application_name: strin
     ...options,
   });
   const name = options.application_name;
+  const open = new Set<pg.Client>();
+  openConnections.set(pool, open);
   pool.on("error", (error) => log.warn({ pool: name, error: error.message }, "idle database connection failed; the pool replaces it"));
-  pool.on("connect", (client) =>
+  pool.on("connect", (client) => {
+    open.add(client);
+    client.once("end", () => open.delete(client));
     client.on("error", (error) => {
       if (!closedOnPurpose.has(client)) log.warn({ pool: name, error: error.message }, "database connection failed");
-    }),
-  );
+    });
+  });
   return pool;
 }
 
@@ -29,4 +33,24 @@ const closedOnPurpose = new WeakSet<pg.ClientBase>();
 export function closeConnection(client: pg.ClientBase): void {
   closedOnPurpose.add(client);
   (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+}
+
+/** The connections of each resilient pool that have not closed yet. */
+const openConnections = new WeakMap<pg.Pool, Set<pg.Client>>();
+
+/** How long closePool waits for connections to close: one whose server went silent never does. */
+const CLOSE_WAIT_MS = 5000;
+
+/**
+ * Ends the pool, and resolves once every one of its connections has closed
+ * (or after CLOSE_WAIT_MS): pg's end() resolves as soon as it has asked them
+ * to close, and a database stopped in between (the embedded one, on Ctrl-C)
+ * would end them with an error.
+ */
+export async function closePool(pool: pg.Pool): Promise<void> {
+  const closed = [...(openConnections.get(pool) ?? [])].map((client) => new Promise((resolve) => client.once("end", resolve)));
+  await pool.end();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([Promise.all(closed), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))]);
+  clearTimeout(timer);
 }

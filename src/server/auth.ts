@@ -55,6 +55,17 @@ function pgSettingsFor(req: Request, config: Config): Record<string, string> {
   return caller.session ? claims : { ...roleSettings(caller.role ?? "app_user"), ...claims };
 }
 
+/**
+ * The settings of a read that runs elsewhere (a read replica) after asCaller's
+ * session check on the primary decided the caller's role: the role is set
+ * outright there, with its statement timeout.
+ */
+export function settingsAfterSessionCheck(req: Request, config: Config): Record<string, string> {
+  const caller = callerOf(req);
+  const role = caller ? caller.role ?? "app_user" : "app_anonymous";
+  return { ...pgSettingsFor(req, config), role, statement_timeout: `${config.apiTimeouts.statementMs[role]}ms` };
+}
+
 // The statements that start a transaction as the caller, run by the gateway's
 // login and prepared once per connection (see prepared(), below): the settings and, for a bearer
 // token's caller, the session check, whose answer becomes the role (and that

@@ -4,6 +4,7 @@
 import { randomBytes } from "node:crypto";
 import type { ErrorRequestHandler, Response } from "express";
 import pg from "pg";
+import { graphqlMediaType } from "./graphql-answers.ts";
 import { recordFailure } from "./request-log.ts";
 
 /** Request bodies beyond this are refused (REST and GraphQL alike). */
@@ -74,7 +75,8 @@ export function serverBusy(retryAfterSeconds: number): HttpError {
 /** Where the API's bearer tokens are valid, as RFC 6750 names it in WWW-Authenticate. */
 const REALM = "prompter";
 // RFC 6750 section 3.1: a request without credentials gets no error code.
-const BEARER_ERRORS: Record<string, string> = { INVALID_TOKEN: "invalid_token", TOKEN_EXPIRED: "invalid_token" };
+// A token whose session ended in SQL (PRSES) is as invalid as a forged one: sign in again.
+const BEARER_ERRORS: Record<string, string> = { INVALID_TOKEN: "invalid_token", TOKEN_EXPIRED: "invalid_token", PRSES: "invalid_token" };
 
 /** The WWW-Authenticate challenge every 401 carries. */
 export function bearerChallenge(error: Pick<PublicError, "code" | "message">): string {
@@ -169,7 +171,7 @@ export function sendError(res: Response, error: PublicError): void {
   res.set(errorHeaders(error)).status(error.status);
   if (res.req.path === GRAPHQL_PATH) {
     const retry = error.retryAfterSeconds !== undefined ? { retryAfterSeconds: error.retryAfterSeconds } : {};
-    res.json({ errors: [{ message: error.message, extensions: { code: error.code, ...retry } }] });
+    res.type(graphqlMediaType(res.req)).send(JSON.stringify({ errors: [{ message: error.message, extensions: { code: error.code, ...retry } }] }));
     return;
   }
   res.json({ success: false, error: { code: error.code, message: error.message } });

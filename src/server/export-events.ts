@@ -1,5 +1,5 @@
-// Wakes requests waiting for an export. The worker notifies channel
-// prompter_exports with the export id on every status change; one LISTEN
+// Wakes requests waiting for an export. The worker notifies the exports
+// channel with the export id on every status change; one LISTEN
 // connection per gateway serves all waiting requests. When that connection is
 // lost (a database restart, a terminated backend), waiting requests re-read
 // their export and poll while it is re-opened, with a growing pause between
@@ -8,7 +8,16 @@ import pg from "pg";
 import type { Log } from "../log.ts";
 import { isDatabaseUnavailable } from "./errors.ts";
 
-export const EXPORTS_CHANNEL = "prompter_exports";
+/**
+ * Listens on the exports channel, whose name is a secret of the database
+ * (app_private.exports_channel) so that no SQL login hears others' export ids.
+ * Returns the channel, which notifications name.
+ */
+export async function listenToExports(client: pg.ClientBase): Promise<string> {
+  const { rows: [{ channel }] } = await client.query<{ channel: string }>("select app_hidden.gateway_exports_channel() as channel");
+  await client.query(`listen ${client.escapeIdentifier(channel)}`);
+  return channel;
+}
 
 /** How often a waiting request re-reads its export while nothing is listening. */
 const POLL_MS = 1000;
@@ -39,7 +48,7 @@ export function exportEvents(databaseUrl: string, log: Log) {
     });
     const connecting = (async () => {
       await client.connect();
-      await client.query(`listen ${EXPORTS_CHANNEL}`);
+      await listenToExports(client);
       relistenDelay = RELISTEN_DELAY_MS.first;
       return client;
     })();

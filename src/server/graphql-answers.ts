@@ -1,38 +1,86 @@
-// The HTTP side of a GraphQL answer: its status and Retry-After, decided by
-// the errors in it, and its size, capped.
+// The HTTP side of GraphQL answers: their media type, their status and
+// headers (Retry-After, WWW-Authenticate), decided by what the operation's
+// errors noted, and a cap on their size. A module without Grafast, so the
+// gateway can mount it before GRAPHILE_ENV is set (Grafast reads its mode
+// once, when first loaded).
 import { AsyncLocalStorage } from "node:async_hooks";
-import type { RequestHandler, Response } from "express";
-import { GraphQLError } from "postgraphile/graphql";
+import type { Request, RequestHandler } from "express";
+
+export const GRAPHQL_RESPONSE_JSON = "application/graphql-response+json";
+
+/**
+ * The media type of a GraphQL answer to this request: the spec's
+ * application/graphql-response+json when the client names it and prefers it,
+ * and application/json to everyone else (an Accept of any type, or none: the
+ * spec's legacy watershed), since older clients only read that.
+ */
+export function graphqlMediaType(req: Request): typeof GRAPHQL_RESPONSE_JSON | "application/json" {
+  const named = (req.headers.accept ?? "").includes(GRAPHQL_RESPONSE_JSON);
+  return named && req.accepts([GRAPHQL_RESPONSE_JSON, "application/json"]) === GRAPHQL_RESPONSE_JSON ? GRAPHQL_RESPONSE_JSON : "application/json";
+}
+
+/**
+ * grafserv takes a client that accepts anything (or sends no Accept) to want
+ * application/graphql-response+json; such a client is told it gets
+ * application/json, as graphqlMediaType decides. A browser's Accept, which
+ * names text/html, still gets Ruru where it is served.
+ */
+export const graphqlAccept: RequestHandler = (req, _res, next) => {
+  const accept = req.headers.accept ?? "";
+  if (!/application\/(graphql-response\+)?json|text\/html/.test(accept) && (accept.trim() === "" || /(^|,)\s*(\*|application)\/\*/.test(accept))) {
+    req.headers.accept = "application/json";
+  }
+  next();
+};
 
 /** What errors of the operation say about its HTTP answer. */
 interface AnswerNotes {
   retryAfterSeconds?: number;
+  /** The status the answer has, whatever else it holds. */
   status?: number;
+  /** The status the answer has when nothing of the operation was answered (every root field null). */
+  refusedStatus?: number;
+  headers?: Record<string, string>;
 }
 const answerNotes = new AsyncLocalStorage<AnswerNotes>();
 
 /**
  * Called by maskError for an error the client may retry: the answer gets
- * Retry-After, and 503 when the server was too busy to start on it.
+ * Retry-After; 503 when the server was too busy to start on it, and otherwise
+ * `status` (REST's for the same refusal) when it refused the whole operation.
  */
-export function noteRetryable(retryAfterSeconds: number, busy: boolean): void {
+export function noteRetryable(retryAfterSeconds: number, status: number, busy: boolean): void {
   const notes = answerNotes.getStore();
   if (!notes) return;
   notes.retryAfterSeconds = Math.max(notes.retryAfterSeconds ?? 0, retryAfterSeconds);
   if (busy) noteAnswerStatus(503);
+  else notes.refusedStatus ??= status;
 }
 
-/** Called by maskError for an error that decides the whole answer's status (the first such wins). */
-export function noteAnswerStatus(status: number): void {
+/** Called by maskError for an error that decides the whole answer's status and headers (the first such wins). */
+export function noteAnswerStatus(status: number, headers: Record<string, string> = {}): void {
   const notes = answerNotes.getStore();
-  if (notes) notes.status ??= status;
+  if (!notes || notes.status !== undefined) return;
+  notes.status = status;
+  notes.headers = headers;
+}
+
+/** Whether the answer gives nothing of what was asked: no data, or null for each root field. */
+function nothingAnswered(body: Buffer): boolean {
+  try {
+    const { data } = JSON.parse(body.toString()) as { data?: Record<string, unknown> | null };
+    return data == null || Object.values(data).every((value) => value === null);
+  } catch {
+    return false;
+  }
 }
 
 /**
  * The answer grafserv writes in one piece is replaced, beyond the cap, by an
  * error: the client learns to ask for less rather than the gateway sending it.
  * A retryable failure gets its Retry-After, and the status its errors decided
- * (503 when the server was busy, 401 when the session had ended).
+ * (503 when the server was busy, 401 with a Bearer challenge when the session
+ * had ended, REST's status for a refusal of the whole operation).
  */
 export function graphqlResponses(maxBytes: number): RequestHandler {
   return (_req, res, next) => {
@@ -65,7 +113,9 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
         return end(body);
       }
       if (notes.retryAfterSeconds !== undefined) res.setHeader("Retry-After", String(notes.retryAfterSeconds));
-      if (notes.status !== undefined && head) head[0] = notes.status;
+      for (const [name, value] of Object.entries(notes.headers ?? {})) res.setHeader(name, value);
+      const status = notes.status ?? (notes.refusedStatus !== undefined && Buffer.isBuffer(chunk) && nothingAnswered(chunk) ? notes.refusedStatus : undefined);
+      if (status !== undefined && head) head[0] = status;
       if (head) writeHead(...head);
       return end(chunk, ...rest);
     }) as typeof res.end;
@@ -82,24 +132,6 @@ export function tooLarge(maxBytes: number, bytes?: number) {
   };
 }
 
-/**
- * An operation's answer measured as JSON before grafserv writes it, and
- * replaced by a 413 refusal when it is over `maxBytes`. PostgreSQL's bytes are
- * capped as they arrive (answer-budget.ts), but the answer can repeat what was
- * read once (aliases of one field are one statement): the data then holds one
- * string many times, which costs nothing until it is written out. `bytes` is
- * its size (counted only to just past `maxBytes` when it is over).
- */
-export function sizedAnswer<T>(result: T, maxBytes: number, res: Response): { answer: T | { errors: GraphQLError[] }; bytes: number } {
-  if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return { answer: result, bytes: 0 };
-  const bytes = jsonBytes(result.data, maxBytes);
-  if (bytes <= maxBytes) return { answer: result, bytes };
-  noteAnswerStatus(413);
-  res.locals.responseTooLarge = bytes;
-  const { message, extensions } = tooLarge(maxBytes);
-  return { answer: { errors: [new GraphQLError(message, { extensions })] }, bytes };
-}
-
 // Characters JSON writes as more than themselves.
 const ESCAPED = /["\\\u0000-\u001f]/;
 
@@ -109,7 +141,7 @@ const ESCAPED = /["\\\u0000-\u001f]/;
  * (Strings are not memoized: a Map hashes a long string by its length alone,
  * and many of one length would be compared in full.)
  */
-function jsonBytes(value: unknown, limit: number): number {
+export function jsonBytes(value: unknown, limit: number): number {
   const stringBytes = (text: string) => {
     let bytes = Buffer.byteLength(text) + 2;
     if (ESCAPED.test(text)) {

@@ -1,13 +1,14 @@
-// In production, only signed-in callers may read the schema through
-// introspection: an anonymous one would otherwise get megabytes of answer for
-// a few bytes of query, as often as it likes. The schema is no secret (the
-// README and an account show it); the cost is what is refused.
+// In production, only signed-in callers may read the whole schema through
+// introspection (`__schema`): an anonymous one would otherwise get its
+// hundreds of kilobytes for a few bytes of query, as often as it likes. The
+// schema is no secret (the README and an account show it); the cost is what is
+// refused. `__type(name:)`, one type at a time, stays (the GraphQL-over-HTTP
+// audit uses it), and like any answer is charged by its size.
 import type { GraphileConfig } from "graphile-config";
 import { BREAK, GraphQLError, visit, type DocumentNode } from "postgraphile/graphql";
 import { callerOf } from "./caller.ts";
 import { noteAnswerStatus } from "./graphql-answers.ts";
 
-const INTROSPECTION_FIELDS = new Set(["__schema", "__type"]);
 
 // grafserv hands every request with the same text the same parsed document.
 const introspecting = new WeakMap<DocumentNode, boolean>();
@@ -19,7 +20,7 @@ function introspects(document: DocumentNode): boolean {
     // Fragments included: a field spread from one runs all the same.
     visit(document, {
       Field(node) {
-        if (!INTROSPECTION_FIELDS.has(node.name.value)) return undefined;
+        if (node.name.value !== "__schema") return undefined;
         found = true;
         return BREAK;
       },
@@ -29,7 +30,7 @@ function introspects(document: DocumentNode): boolean {
   return found;
 }
 
-/** With `production`, refuses `__schema` and `__type` to anonymous callers (403 GRAPHQL_INTROSPECTION_FORBIDDEN); `__typename` stays. */
+/** With `production`, refuses `__schema` to anonymous callers (403 GRAPHQL_INTROSPECTION_FORBIDDEN). */
 export function anonymousIntrospectionPlugin(production: boolean): GraphileConfig.Plugin {
   return {
     name: "PrompterAnonymousIntrospectionPlugin",
@@ -41,7 +42,7 @@ export function anonymousIntrospectionPlugin(production: boolean): GraphileConfi
           if (!production || !req || callerOf(req) || !introspects(args.document)) return next();
           noteAnswerStatus(403);
           return {
-            errors: [new GraphQLError("Introspection is for signed-in callers in production: send a bearer token, or read the schema from the README.", {
+            errors: [new GraphQLError("The whole schema (__schema) is for signed-in callers in production: send a bearer token.", {
               extensions: { code: "GRAPHQL_INTROSPECTION_FORBIDDEN" },
             })],
           };

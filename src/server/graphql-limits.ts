@@ -17,7 +17,7 @@ import type { Config } from "../config.ts";
 import { goneSignal, Lanes } from "./admission.ts";
 import { callerOf } from "./caller.ts";
 import { HttpError, serverBusy } from "./errors.ts";
-import { noteAnswerStatus, sizedAnswer } from "./graphql-answers.ts";
+import { jsonBytes, noteAnswerStatus, tooLarge } from "./graphql-answers.ts";
 import { estimatedCost, fieldKey, textAggregatesPlugin, type CostFacts } from "./graphql-cost.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
@@ -377,4 +377,22 @@ function credentialUse(document: DocumentNode, credentialFields: ReadonlySet<str
     credentialUses.set(document, use);
   }
   return use;
+}
+
+/**
+ * An operation's answer measured as JSON before grafserv writes it, and
+ * replaced by a 413 refusal when it is over `maxBytes`. PostgreSQL's bytes are
+ * capped as they arrive (answer-budget.ts), but the answer can repeat what was
+ * read once (aliases of one field are one statement): the data then holds one
+ * string many times, which costs nothing until it is written out. `bytes` is
+ * its size (counted only to just past `maxBytes` when it is over).
+ */
+export function sizedAnswer<T>(result: T, maxBytes: number, res: Response): { answer: T | { errors: GraphQLError[] }; bytes: number } {
+  if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return { answer: result, bytes: 0 };
+  const bytes = jsonBytes(result.data, maxBytes);
+  if (bytes <= maxBytes) return { answer: result, bytes };
+  noteAnswerStatus(413);
+  res.locals.responseTooLarge = bytes;
+  const { message, extensions } = tooLarge(maxBytes);
+  return { answer: { errors: [new GraphQLError(message, { extensions })] }, bytes };
 }

@@ -16,7 +16,7 @@ import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
 import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
-import { GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { bearerChallenge, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
 import { anonymousIntrospectionPlugin } from "./graphql-introspection.ts";
 import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
 import { graphqlLimitsPlugins } from "./graphql-limits.ts";
@@ -29,14 +29,16 @@ import { currentRequestId } from "./request-log.ts";
 function maskErrorFor(log: Log) {
   return (error: GraphQLError): GraphQLError | GraphQLFormattedError => {
     const original = error.originalError;
-    const visible: Pick<PublicError, "code" | "message" | "retryAfterSeconds"> | undefined =
+    const visible: Pick<PublicError, "status" | "code" | "message" | "retryAfterSeconds"> | undefined =
       original instanceof HttpError ? original : publicDatabaseError(original) ?? rowNotFound(original);
     if (visible) {
-      // Retry-After on the answer; 503 only when the service could not serve it
-      // at all (a rate limit or a timeout stays a GraphQL error like any other).
-      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, UNAVAILABLE_CODES.has(visible.code));
+      // Retry-After on the answer; 503 when the service could not serve it at
+      // all, and REST's status (429, 503) when nothing of the operation was
+      // answered; a rate limit or a timeout of one field of several stays a
+      // GraphQL error like any other.
+      if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.status, UNAVAILABLE_CODES.has(visible.code));
       // The token's session has ended: the whole request is unauthorized, as on REST.
-      if (visible.code === "PRSES") noteAnswerStatus(401);
+      if (visible.code === "PRSES") noteAnswerStatus(401, { "WWW-Authenticate": bearerChallenge(visible) });
       if (visible.code === "GRAPHQL_RESPONSE_TOO_LARGE") noteAnswerStatus(413);
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
@@ -75,22 +77,24 @@ const UNAVAILABLE_CODES = new Set(["DATABASE_UNAVAILABLE", "SERVER_BUSY", "SHUTT
 // Error in PostGraphile, where an update answers null; both mean "not found".
 function rowNotFound(error: Error | undefined) {
   const missing = error && /^No values were deleted in collection '\w+'/.test(error.message);
-  return missing ? { code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
+  return missing ? { status: 404, code: "NOT_FOUND", message: "There is no such row that you may delete." } : undefined;
 }
 
-// authenticate and change_password return null for a wrong password, so that
-// the failure they record commits and counts towards the sign-in backoff; here
-// that null becomes the error the caller sees, and the payload is null.
-const WRONG_PASSWORD: Record<string, string> = {
-  authenticate: "Wrong username or password.",
-  changePassword: "The current password is wrong.",
+// authenticate and change_password return null for a wrong password, and
+// register for a taken username, so that the failure they record commits and
+// counts towards its backoff; here that null becomes the error the caller
+// sees, and the payload is null.
+const REFUSED_WHEN_NULL: Record<string, [status: number, code: string, message: string]> = {
+  authenticate: [401, "PRCRD", "Wrong username or password."],
+  changePassword: [401, "PRCRD", "The current password is wrong."],
+  register: [409, "PRTKN", "This username is taken; choose another."],
 };
 const refuseWrongPassword = wrapPlans({
-  Mutation: Object.fromEntries(Object.entries(WRONG_PASSWORD).map(([field, message]) => [field, (plan: () => ExecutableStep) => {
+  Mutation: Object.fromEntries(Object.entries(REFUSED_WHEN_NULL).map(([field, [status, code, message]]) => [field, (plan: () => ExecutableStep) => {
     const $payload = plan() as ExecutableStep & { getStepForKey(key: string): ExecutableStep & { get(attribute: string): ExecutableStep } };
     const $result = $payload.getStepForKey("result");
     const $signedIn = lambda($result.get("user_id"), (userId) => {
-      if (userId == null) throw new HttpError(401, "PRCRD", message);
+      if (userId == null) throw new HttpError(status, code, message);
       return true;
     });
     return object({ result: $result, signedIn: $signedIn });
@@ -147,6 +151,8 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
       // Both switches, or GET /graphql with Accept: text/html still serves Ruru.
       graphiql: !config.production,
       graphiqlOnGraphQLGET: !config.production,
+      // Queries over GET too, as the GraphQL-over-HTTP spec describes (never mutations).
+      graphqlOverGET: true,
       graphiqlPath: "/graphiql",
       websockets: false,
       maxRequestLength: MAX_BODY_BYTES,

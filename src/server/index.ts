@@ -7,17 +7,19 @@ import express, { type Response } from "express";
 import pg from "pg";
 import type { Config } from "../config.ts";
 import { migrationsAreCurrent } from "../db/migrate.ts";
+import { closePool } from "../db/pool.ts";
+import { ReadReplicas } from "../db/replicas.ts";
 import type { Log } from "../log.ts";
 import { createMetrics, metricsEndpoint, type Metrics } from "../metrics.ts";
 import { createStorage } from "../storage/index.ts";
 import { authenticate } from "./auth.ts";
 import { errorHandler, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, sendError, SHUTTING_DOWN } from "./errors.ts";
 import { exportEvents } from "./export-events.ts";
-import { graphqlResponses } from "./graphql-answers.ts";
+import { graphqlAccept, graphqlResponses } from "./graphql-answers.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
-import { rememberMountPath, requestLog } from "./request-log.ts";
+import { DeclaredRoutes, rememberMountPath, requestLog } from "./request-log.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
 
@@ -54,6 +56,9 @@ export async function startGateway(
   pool.on("release", (_error, client) => checkedOut.delete(processIdOf(client)));
   metrics.watchPool("gateway", pool);
   metrics.watchDatabase(pool, config.workerDeadAfterSeconds, log);
+  const replicas = config.replicas.authUrls.length > 0
+    ? new ReadReplicas(config.replicas.authUrls, { ...config.replicas, poolMax: config.poolMax, applicationName: "prompter-gateway" }, log, metrics)
+    : undefined;
   // LISTEN needs a session of its own: not through a transaction-mode pooler.
   const events = exportEvents(config.authDirectDatabaseUrl ?? authenticatorUrl, log);
   const pgl = createPostGraphile(config, pool, log);
@@ -63,7 +68,8 @@ export async function startGateway(
   app.disable("x-powered-by");
   // req.ip is the client address sign-in is throttled by (prompter.client_address).
   app.set("trust proxy", config.trustProxy);
-  app.use(requestLog(log, metrics));
+  const declaredRoutes = new DeclaredRoutes();
+  app.use(requestLog(log, metrics, declaredRoutes));
   let closing = false;
   const inFlight = new Map<Response, { method: string; path: string; started: number }>();
   app.use((req, res, next) => {
@@ -103,14 +109,15 @@ export async function startGateway(
   app.use(authenticate(config));
   app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
+  const rest = restRoutes(config, pool, events, createStorage(config, log), replicas);
+  declaredRoutes.add("/api", rest);
+  app.use("/api", rememberMountPath, rest);
 
-  app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
+  app.use(GRAPHQL_PATH, graphqlAccept, graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);
   // grafserv answers other methods with 405 but no Allow, which RFC 9110 requires there (and allows anywhere).
-  const graphqlMethods = config.production ? "POST" : "GET, POST"; // GET serves Ruru to browsers
   app.use(GRAPHQL_PATH, (_req, res, next) => {
-    res.set("Allow", graphqlMethods);
+    res.set("Allow", "GET, POST");
     next();
   });
   await pgl.createServ(grafserv).addTo(app, server, false);
@@ -161,7 +168,7 @@ export async function startGateway(
           await pgl.release();
         } finally {
           // A connection never given back (its server gone silent) must not keep the process alive.
-          await Promise.race([pool.end(), delay(CANCEL_ANSWER_MS)]);
+          await Promise.race([Promise.all([closePool(pool), replicas?.end()]), delay(CANCEL_ANSWER_MS)]);
         }
       }
     },

@@ -5,7 +5,7 @@
 // and added to every line logged while the request runs.
 import { AsyncLocalStorage } from "node:async_hooks";
 import { randomUUID } from "node:crypto";
-import type { Request, RequestHandler, Response } from "express";
+import type { Request, RequestHandler, Response, Router } from "express";
 import type { Log } from "../log.ts";
 import type { Metrics } from "../metrics.ts";
 import { callerOf } from "./caller.ts";
@@ -42,13 +42,36 @@ export const rememberMountPath: RequestHandler = (req, res, next) => {
   next();
 };
 
-function routeOf(req: Request, res: Response): string {
-  if (req.route) return `${res.locals.mountPath ?? ""}${req.route.path}`;
-  const path = req.originalUrl.split("?")[0];
-  return GRAFSERV_ROUTES.includes(path) ? path : "other";
+/**
+ * The routes of routers mounted after the request log: a request answered
+ * before express routed it (a refused token) is labelled with the route its
+ * path leads to, not "other".
+ */
+export class DeclaredRoutes {
+  private readonly routes: { label: string; pattern: RegExp }[] = [];
+
+  /** Every route declared on `router` (paths with ":name" parameters), as mounted at `mountPath`. */
+  add(mountPath: string, router: Router): void {
+    for (const layer of router.stack) {
+      if (!layer.route) continue;
+      const label = `${mountPath}${layer.route.path}`;
+      const pattern = label.split(/(:\w+)/).map((part) => (part.startsWith(":") ? "[^/]+" : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"))).join("");
+      this.routes.push({ label, pattern: new RegExp(`^${pattern}/?$`) });
+    }
+  }
+
+  labelOf(path: string): string | undefined {
+    return this.routes.find((route) => route.pattern.test(path))?.label;
+  }
 }
 
-export function requestLog(log: Log, metrics: Metrics): RequestHandler {
+function routeOf(req: Request, res: Response, declared: DeclaredRoutes): string {
+  if (req.route) return `${res.locals.mountPath ?? ""}${req.route.path}`;
+  const path = req.originalUrl.split("?")[0];
+  return GRAFSERV_ROUTES.includes(path) ? path : (declared.labelOf(path) ?? "other");
+}
+
+export function requestLog(log: Log, metrics: Metrics, declared = new DeclaredRoutes()): RequestHandler {
   return (req, res, next) => {
     const started = performance.now();
     const incoming = req.get("x-request-id");
@@ -57,7 +80,7 @@ export function requestLog(log: Log, metrics: Metrics): RequestHandler {
     res.set("X-Request-Id", requestId);
     res.once("close", () => {
       const seconds = (performance.now() - started) / 1000;
-      const route = routeOf(req, res);
+      const route = routeOf(req, res, declared);
       const status = res.statusCode;
       metrics.httpRequestDuration.observe({ method: req.method, route, status: String(status) }, seconds);
       const fields = {

@@ -4,11 +4,13 @@ import { Router, type Request, type RequestHandler, type Response } from "expres
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
+import type { ReadReplicas } from "../db/replicas.ts";
 import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
 import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
-import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller } from "./download-links.ts";
+import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller, linkStillHolds } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
+import { replicaReads } from "./replica-reads.ts";
 import { refuseOtherMethods } from "./methods.ts";
 import type { ExportEvents } from "./export-events.ts";
 
@@ -29,14 +31,16 @@ interface ExportRow {
   object_key: string | null;
   attempts: number;
   error_message: string | null;
+  error_code: string | null;
   progress_rows: string;
   stale: boolean | null;
+  downloadable: boolean;
   requested_by: string | null;
 }
 
 const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
-  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.progress_rows,
-  app_public.exports_stale(e) as stale,
+  e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.error_code, e.progress_rows,
+  app_public.exports_stale(e) as stale, app_public.exports_downloadable(e) as downloadable,
   (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
 
 const numberOrNull = (value: string | null) => (value === null ? null : Number(value));
@@ -62,10 +66,11 @@ function exportJson(row: ExportRow) {
     file_name: row.file_name,
     attempts: row.attempts,
     error: row.error_message,
+    error_code: row.error_code,
     progress_rows: Number(row.progress_rows),
     stale: row.stale,
     status_url: `/api/exports/${row.id}`,
-    download_url: row.status === "succeeded" ? `/api/exports/${row.id}/download` : null,
+    download_url: row.status === "succeeded" && row.downloadable ? `/api/exports/${row.id}/download` : null,
   };
 }
 
@@ -104,9 +109,10 @@ function whenGone(error: unknown): never {
 /** proxy=true: through the gateway, for clients that cannot follow a redirect to the storage. */
 const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
 
-export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage): Router {
+export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage, replicas?: ReadReplicas): Router {
   const router = Router();
   const asCaller = callerTransactions(pool, config);
+  const readAsCaller = replicaReads(asCaller, replicas, config);
   /** Declares a path's handlers; other methods on it answer 405. */
   const route = (routePath: string, handlers: Partial<Record<"get" | "post", RequestHandler[]>>) => {
     const declared = router.route(routePath);
@@ -132,12 +138,15 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (row.status !== "succeeded" || !row.file_name || !row.sha256) {
       throw new HttpError(409, "EXPORT_NOT_READY", `The export is ${row.status}; download it once it has succeeded.`);
     }
+    if (!row.downloadable) {
+      throw new HttpError(403, "EXPORT_NOT_DOWNLOADABLE", "This export holds everyone's data, which only an admin may download.");
+    }
     return row as ExportRow & { file_name: string; sha256: string };
   }
 
   route("/agents/effectiveness", { get: [requireCaller, async (req, res) => {
     queryParameters(req, {});
-    const { rows } = await asCaller(req, (client) =>
+    const { rows } = await readAsCaller(req, (client) =>
       client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
         "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
     const effectiveness = Object.fromEntries(rows.map((row) => [row.agent, {
@@ -175,11 +184,12 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (wait !== "true" || !finished(row)) {
       res.status(202).location(body.status_url).json({ success: true, ...body });
     } else if (row.status === "succeeded") {
-      res.json({ success: true, csv_path: storage.describe(storedFile(row)), records: Number(row.rows), ...body });
+      // The file's name in the export storage (EXPORT_DIR or S3_PREFIX), never the server's own path, and where to fetch it.
+      res.json({ success: true, csv_path: row.file_name, download_url: exportJson(row).download_url, records: Number(row.rows), ...body });
     } else {
       res.status(500).json({
         success: false,
-        error: { code: "EXPORT_FAILED", message: row.error_message ?? "The export failed." },
+        error: { code: row.error_code ?? "EXPORT_FAILED", message: row.error_message ?? "The export failed." },
         ...body,
       });
     }
@@ -191,7 +201,7 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     const query = queryParameters(req, { limit: /^([1-9]\d?|100)$/, offset: /^\d{1,9}$/ });
     const limit = Number(query.limit ?? DEFAULT_PAGE);
     const offset = Number(query.offset ?? 0);
-    const [{ rows }, { rows: [{ total }] }] = await asCaller(req, (client) => Promise.all([
+    const [{ rows }, { rows: [{ total }] }] = await readAsCaller(req, (client) => Promise.all([
       client.query<ExportRow>(
         `select ${EXPORT_COLUMNS} from app_public.exports e order by e.requested_at desc, e.id desc limit $1 offset $2`,
         [limit, offset]),
@@ -217,15 +227,18 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   route("/exports/:id/download", { get: [async (req, res) => {
     // A signed link stands for its caller; without one, the request's own token does.
     let proxy: string | undefined;
+    let linked: ReturnType<typeof linkedCaller> | undefined;
     if (req.query.signature !== undefined) {
       const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
-      setCaller(req, linkedCaller(config.jwtSecret, exportId(req), parameters));
+      linked = linkedCaller(config.jwtSecret, exportId(req), parameters);
+      setCaller(req, linked);
       proxy = parameters.proxy;
     } else {
       proxy = queryParameters(req, PROXY_PARAMETER).proxy;
       signedInCaller(req);
     }
     const row = await downloadableExport(req);
+    if (linked) linkStillHolds(linked);
     const etag = `"${row.sha256}"`;
     res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
     // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.

@@ -11,6 +11,7 @@ import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 import yazl from "yazl";
+import { isReplicaFault } from "../db/replicas.ts";
 import { LoggedError } from "../log.ts";
 import type { TaskContext } from "../task-context.ts";
 
@@ -21,6 +22,9 @@ interface ExportJob {
   options: { gzip: boolean; excel: boolean };
   requested_role: string;
   request_id: string | null;
+  status: string;
+  error_code: string | null;
+  error_message: string | null;
 }
 
 interface WrittenExport {
@@ -47,7 +51,7 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
   const {
     rows: [job],
   } = await pool.query<ExportJob>(
-    "select id, user_id, kind, options, requested_role, request_id from app_private.export_started($1, $2)",
+    "select id, user_id, kind, options, requested_role, request_id, status, error_code, error_message from app_private.export_started($1, $2)",
     [exportId, attempt],
   );
   if (job.id === null) {
@@ -55,6 +59,12 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
     return;
   }
   const fields = { exportId, userId: job.user_id, kind: job.kind, attempt, requestId: job.request_id, jobId: helpers.job.id };
+  if (job.status === "failed") {
+    // Its requester lost the rights it was asked with: failed for good, nothing to retry.
+    log.warn({ ...fields, code: job.error_code, error: job.error_message }, "export refused: its requester no longer has the rights it was asked with");
+    metrics.exportsFailed.inc({ kind: job.kind });
+    return;
+  }
   log.info(fields, "export started");
   const started = performance.now();
   try {
@@ -158,11 +168,38 @@ function messageForUser(error: unknown, exportId: number, attempt: number, maxAt
     : `Attempt ${attempt} of ${maxAttempts} failed${reason}; the export will be retried shortly.`;
 }
 
+/**
+ * Reads the snapshot on a read replica when there are some: on one that has
+ * replayed the primary's WAL up to now, which is past the request's commit, so
+ * the file holds all its requester had committed. A replica that fails mid-way
+ * (down, or the COPY cancelled for a recovery conflict) hands the export to the
+ * next, and the primary is the last resort: a replica's fault costs no export.
+ */
 async function writeExport(context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
+  const { replicas } = context;
+  if (replicas) {
+    const {
+      rows: [{ lsn }],
+    } = await context.pool.query<{ lsn: string }>("select pg_current_wal_lsn()::text as lsn");
+    const purpose = `export ${job.id}`;
+    for (let tries = 0; tries < replicas.size; tries++) {
+      const connection = await replicas.caughtUp(lsn, purpose);
+      if (!connection) break;
+      try {
+        return await writeExportFrom(connection.client, context, job, helpers);
+      } catch (error) {
+        if (helpers.abortSignal.aborted || !isReplicaFault(error)) throw error;
+        replicas.fellBack(connection.replica, "failed", purpose, error);
+      }
+    }
+  }
+  return writeExportFrom(await context.pool.connect(), context, job, helpers);
+}
+
+async function writeExportFrom(client: pg.PoolClient, context: TaskContext, job: ExportJob, helpers: JobHelpers): Promise<WrittenExport> {
   const attempt = helpers.job.attempts;
   // The snapshot connection's application_name, so pg_stat_activity tells whose export it runs.
   const connectionName = `prompter-worker export=${job.id} job=${helpers.job.id}`;
-  const client = await context.pool.connect();
   // A failed COPY or file write can leave the connection mid-protocol: destroy it
   // instead of returning it to the pool (release(true)) unless all went well.
   let reusable = false;

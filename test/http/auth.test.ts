@@ -127,6 +127,30 @@ describe("bearer tokens", () => {
     expect((await restAs(`Bearer ${forged}`)).status).toBe(401);
   });
 
+  it("logs and counts a request refused for its token under the route it asked for, not \"other\"", async () => {
+    const asked: [string, string, string][] = [
+      ["GET", "/api/exports", "/api/exports"],
+      ["GET", "/api/exports/12/download", "/api/exports/:id/download"],
+      ["POST", "/api/storage/export-all", "/api/storage/export-all"],
+      ["POST", "/graphql", "/graphql"],
+      ["GET", "/api/no-such-endpoint", "other"],
+    ];
+    for (const [method, pathname] of asked) {
+      const response = await fetch(`${server.baseUrl}${pathname}`, { method, headers: { authorization: `Bearer refused-${pathname}` } });
+      expect(response.status).toBe(401);
+    }
+    const refusedLines = () => server.logLines().filter((line) => line.msg === "request" && line.status === 401);
+    await expect.poll(() => asked.every(([, pathname]) => refusedLines().some((line) => line.path === pathname))).toBe(true);
+    const lines = refusedLines();
+    for (const [method, pathname, route] of asked) {
+      expect(lines.filter((line) => line.path === pathname).map((line) => ({ method: line.method, route: line.route }))).toContainEqual({ method, route });
+    }
+    const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    for (const [method, , route] of asked.slice(0, 4)) {
+      expect(metrics).toMatch(new RegExp(`^prompter_http_request_duration_seconds_count\\{method="${method}",route="${route.replace(/[/:]/g, "\\$&")}",status="401"\\} [1-9]`, "m"));
+    }
+  });
+
   it("refuses an Authorization header that is not a bearer token", async () => {
     for (const header of ["Basic YWxpY2U6c2VjcmV0", `Bearer ${valid()} extra`, "Bearer"]) {
       expect((await restAs(header)).status).toBe(401);

@@ -42,17 +42,17 @@ async function seedPrompt(userId: string, versions: { source: string; score?: nu
  * Setup standing in for the worker, which `prompter server` does not run: records
  * an outcome as the database owner and notifies as the worker does.
  */
-async function recordOutcome(exportId: number, outcome: { status: "running" | "failed"; error?: string } | { status: "succeeded"; content: string }) {
+async function recordOutcome(exportId: number, outcome: { status: "running" | "failed"; error?: string } | { status: "succeeded"; content: string; fileName?: string }) {
   if (outcome.status !== "succeeded") {
     await db.pool.query("update app_public.exports set status = $2, error_message = $3, started_at = now() where id = $1", [exportId, outcome.status, outcome.error ?? null]);
   } else {
-    const fileName = `multi_agent_log-${exportId}.csv`;
+    const fileName = outcome.fileName ?? `multi_agent_log-${exportId}.csv`;
     await writeFile(path.join(server.exportDir, fileName), outcome.content);
     await db.pool.query(
       `update app_public.exports set status = 'succeeded', finished_at = now(), rows = $2, bytes = $3, sha256 = $4, file_name = $5 where id = $1`,
       [exportId, outcome.content.split("\n").length - 2, Buffer.byteLength(outcome.content), createHash("sha256").update(outcome.content).digest("hex"), fileName]);
   }
-  await db.pool.query("select pg_notify('prompter_exports', $1)", [String(exportId)]);
+  await db.pool.query("select pg_notify(app_private.exports_channel(), $1)", [String(exportId)]);
 }
 
 /** Starts `request` and, while it runs, returns the id of the export it created. */
@@ -138,6 +138,7 @@ const EXPORT_SHAPE = {
   file_name: null,
   attempts: 0,
   error: null,
+  error_code: null,
   progress_rows: 0,
   stale: null,
   status_url: expect.stringMatching(/^\/api\/exports\/\d+$/),
@@ -165,21 +166,30 @@ describe("queueing exports", () => {
     expect(response.body.export).toMatchObject({ kind: "all", options: { gzip: false, excel: false } });
   });
 
-  it("?wait=true answers 200 with the file once the export has succeeded", async () => {
+  // The server's own paths are none of the client's business: the file's name in the export storage, and where to download it.
+  it.each([
+    ["export-multi-agent", (id: number) => `multi_agent_log-${id}.csv`],
+    ["export-all", (id: number) => `all-${id}.zip`],
+  ])("?wait=true on %s answers 200 with the file's name in the storage and its download URL once the export has succeeded", async (endpoint, fileName) => {
+    const content = "request_id,original_prompt\n1,hello\n2,world\n";
     const { id, response: pending } = await exportCreatedBy(users.waiter.id,
-      () => call("POST", "/api/storage/export-multi-agent?wait=true", users.waiter.token));
+      () => call("POST", `/api/storage/${endpoint}?wait=true`, users.waiter.token));
     await recordOutcome(id, { status: "running" });
-    await recordOutcome(id, { status: "succeeded", content: "request_id,original_prompt\n1,hello\n2,world\n" });
+    await recordOutcome(id, { status: "succeeded", content, fileName: fileName(id) });
     const response = await pending;
     expect(response.status).toBe(200);
     expect(response.body).toMatchObject({
       success: true,
-      csv_path: path.join(server.exportDir, `multi_agent_log-${id}.csv`),
+      csv_path: fileName(id),
+      download_url: `/api/exports/${id}/download`,
       records: 2,
       export_id: id,
       status: "succeeded",
       export: { status: "succeeded", rows: 2, download_url: `/api/exports/${id}/download`, stale: null },
     });
+    expect(JSON.stringify(response.body)).not.toContain(server.exportDir);
+    const download = await call("GET", response.body.download_url, users.waiter.token);
+    expect(download.status).toBe(200);
   });
 
   it("?wait=true reports a failed export as EXPORT_FAILED", async () => {
@@ -338,20 +348,23 @@ describe("GET /api/exports/:id/download", () => {
       changed.searchParams.set(name, value);
       return `${changed.pathname}${changed.search}`;
     };
-    // The signature, recomputed here, binds the export, the user, the role and the expiry.
+    // The signature, recomputed here, binds the export, the user, the role, the token's session and the expiry.
+    const session = link.searchParams.get("session")!;
+    expect(session).toMatch(/^0\.\d+$/); // the token's generation and issue time
     const sign = (exportId: number, user: string, as: string, expires: number) => {
       const key = createHmac("sha256", TEST_JWT_SECRET).update("prompter download links v1").digest();
-      return createHmac("sha256", key).update([exportId, user, as, expires].join("\n")).digest("base64url");
+      return createHmac("sha256", key).update([exportId, user, as, session, expires].join("\n")).digest("base64url");
     };
     expect(link.searchParams.get("signature")).toBe(sign(id, users.waiter.id, "user", Number(link.searchParams.get("expires"))));
     const past = Math.floor(Date.now() / 1000) - 1;
     const forged: [string, string, string][] = [
       ["another user", altered("user", users.b.id), "DOWNLOAD_LINK_INVALID"],
       ["raised to admin", altered("as", "admin"), "DOWNLOAD_LINK_INVALID"],
+      ["another session", altered("session", "7."), "DOWNLOAD_LINK_INVALID"],
       ["a later expiry", altered("expires", String(Number(link.searchParams.get("expires")) + 3600)), "DOWNLOAD_LINK_INVALID"],
       ["another export", url.replace(`/exports/${id}/`, `/exports/${id - 1}/`), "DOWNLOAD_LINK_INVALID"],
       ["no signature", altered("signature", ""), "BAD_PARAMETER"],
-      ["expired", `/api/exports/${id}/download?user=${users.waiter.id}&as=user&expires=${past}&signature=${sign(id, users.waiter.id, "user", past)}`, "DOWNLOAD_LINK_EXPIRED"],
+      ["expired", `/api/exports/${id}/download?user=${users.waiter.id}&as=user&session=${session}&expires=${past}&signature=${sign(id, users.waiter.id, "user", past)}`, "DOWNLOAD_LINK_EXPIRED"],
     ];
     for (const [, forgedUrl, code] of forged) {
       const refused = await call("GET", forgedUrl);
@@ -359,12 +372,64 @@ describe("GET /api/exports/:id/download", () => {
       expect(refused.text).not.toContain("request_id");
     }
     // A link stands for its user: RLS still decides, so one signed for b finds nothing of the waiter's.
-    const forB = `/api/exports/${id}/download?user=${users.b.id}&as=user&expires=${past + 61}&signature=${sign(id, users.b.id, "user", past + 61)}`;
+    const forB = `/api/exports/${id}/download?user=${users.b.id}&as=user&session=${session}&expires=${past + 61}&signature=${sign(id, users.b.id, "user", past + 61)}`;
     expect(await call("GET", forB)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
     // Only the export's owner (or an admin) gets a link.
     expect(await call("POST", linkPath, users.b.token)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
     expect(await call("POST", linkPath)).toMatchObject({ status: 401, body: { error: { code: "SIGN_IN_REQUIRED" } } });
     expect((await call("POST", linkPath, users.admin.token)).status).toBe(200);
+  });
+
+  it("a signed link checks its user's session on download: it stops working once they sign out everywhere, are disabled or, made for an admin, are demoted", async () => {
+    const content = "request_id\n8\n";
+    const linkOf = async (token: string, id: number) => (await call("POST", `/api/exports/${id}/download-link`, token)).body.url as string;
+    const fresh = async (admin: boolean) => {
+      const id = await createUser(db.pool, { admin });
+      const name = (await db.pool.query("select username from app_public.users where id = $1", [id])).rows[0].username;
+      return { id, name, token: signTestToken(id, { admin }) };
+    };
+    const demoted = await fresh(true);
+    const disabled = await fresh(true);
+    const signedOut = await fresh(false);
+    // An export of the waiter's, which an admin's link reads through RLS; one of the user's own.
+    const waiters = await queueExport(users.waiter);
+    await recordOutcome(waiters, { status: "succeeded", content });
+    const own = await queueExport(signedOut);
+    await recordOutcome(own, { status: "succeeded", content });
+    // The admin's own export of everyone's data, and one of their own rows only (asked as a plain user).
+    const everyones = await queueExport(demoted);
+    await recordOutcome(everyones, { status: "succeeded", content });
+    const client = await db.pool.connect();
+    const { rows: [{ id: personal }] } = await client.query("begin")
+      .then(() => client.query("select set_config('role', 'app_user', true), set_config('jwt.claims.user_id', $1, true)", [demoted.id]))
+      .then(() => client.query("select id::int from app_public.request_export('multi_agent_log')"))
+      .finally(() => client.query("commit").finally(() => client.release()));
+    await recordOutcome(personal, { status: "succeeded", content });
+    const links = {
+      demoted: await linkOf(demoted.token, waiters),
+      demotedEveryones: await linkOf(demoted.token, everyones),
+      demotedPersonal: await linkOf(demoted.token, personal),
+      disabled: await linkOf(disabled.token, waiters),
+      signedOut: await linkOf(signedOut.token, own),
+    };
+    for (const url of Object.values(links)) expect(await call("GET", url)).toMatchObject({ status: 200, text: content });
+
+    await db.pool.query("select app_private.set_user_admin($1, false)", [demoted.name]);
+    await db.pool.query("select app_private.set_user_disabled($1, true)", [disabled.name]);
+    await db.pool.query("select app_private.revoke_tokens($1)", [signedOut.id]);
+    // Someone else's export is out of sight; their own export of everyone's data is refused, by link or
+    // token, and no longer offered; a link made while admin works no more, even for their own rows.
+    expect(await call("GET", links.demoted)).toMatchObject({ status: 404, body: { error: { code: "NOT_FOUND" } } });
+    expect(await call("GET", links.demotedEveryones)).toMatchObject({ status: 403, body: { error: { code: "EXPORT_NOT_DOWNLOADABLE" } } });
+    expect(await call("GET", `/api/exports/${everyones}/download`, demoted.token)).toMatchObject({ status: 403, body: { error: { code: "EXPORT_NOT_DOWNLOADABLE" } } });
+    expect((await call("GET", `/api/exports/${everyones}`, demoted.token)).body.export.download_url).toBeNull();
+    expect(await call("GET", links.demotedPersonal)).toMatchObject({ status: 403, body: { error: { code: "DOWNLOAD_LINK_INVALID" } } });
+    expect(await call("GET", `/api/exports/${personal}/download`, demoted.token)).toMatchObject({ status: 200, text: content });
+    expect(await call("GET", links.disabled)).toMatchObject({ status: 401, body: { error: { code: "PRSES" } } });
+    expect(await call("GET", links.signedOut)).toMatchObject({ status: 401, body: { error: { code: "PRSES" } } });
+    // A link made after signing in again works.
+    const again = signTestToken(signedOut.id, { claims: { token_generation: 1 } });
+    expect(await call("GET", await linkOf(again, own))).toMatchObject({ status: 200, text: content });
   });
 
   it("answers 409 for an export that has not succeeded, and 410 once the file is gone", async () => {

@@ -239,3 +239,36 @@ describe("registration switch", () => {
     }
   });
 });
+
+describe("renaming does not tell at full speed which usernames exist", () => {
+  it("updateUserByRowId is gone; changeUsername answers false for a taken name, then PRTHR with Retry-After", async () => {
+    const taken = await createUser(db.pool, { username: "someone_known" });
+    const prober = await createUser(db.pool);
+    const token = signTestToken(prober);
+    const viaUpdate = await graphql(server, `mutation { updateUserByRowId(input: { rowId: "${prober}", userPatch: { username: "someone_known" } }) { user { username } } }`, {}, token);
+    expect(viaUpdate.status).toBe(400);
+    const rename = (name: string) =>
+      graphql(server, "mutation ($n: String!) { changeUsername(input: { username: $n }) { result } }", { n: name }, token);
+    expect(await rename("prober_renamed")).toEqual({ status: 200, data: { changeUsername: { result: true } } });
+    for (let i = 0; i < 5; i++) expect(await rename("Someone_Known")).toEqual({ status: 200, data: { changeUsername: { result: false } } });
+    const throttled = await rename("someone_known");
+    expect(throttled.errors![0].extensions).toEqual({ code: "PRTHR", retryAfterSeconds: expect.any(Number) });
+    const names = await db.pool.query("select id::text, username from app_public.users where id in ($1, $2) order by id", [taken, prober]);
+    expect(names.rows).toEqual([{ id: taken, username: "someone_known" }, { id: prober, username: "prober_renamed" }]);
+  });
+});
+
+describe("registering does not tell at full speed which usernames exist", () => {
+  it("answers PRTKN for a taken name until the address has tried 30, then PRTHR, and creates nothing", async () => {
+    await createUser(db.pool, { username: "already_here" });
+    // Probes from this address earlier in the file (renames) count too.
+    const { rows: [{ earlier }] } = await db.pool.query(
+      "select coalesce(sum(failures), 0)::int as earlier from app_private.sign_in_failures where key like 'username probes from address:%'");
+    const codes: string[] = [];
+    for (let i = 0; i < 31 - earlier; i++) codes.push((await register("Already_Here", "long-enough-password")).errors![0].extensions!.code as string);
+    expect(codes).toEqual([...Array(30 - earlier).fill("PRTKN"), "PRTHR"]);
+    expect((await register("free_but_throttled", "long-enough-password")).errors![0].extensions!.code).toBe("PRTHR");
+    const { rows } = await db.pool.query("select count(*)::int as n from app_public.users where lower(username) in ('already_here', 'free_but_throttled')");
+    expect(rows[0].n).toBe(1);
+  }, 60_000);
+});

@@ -74,6 +74,8 @@ it("npm start on the embedded PostgreSQL: a start-up line, 'using' for other com
   expect(await server.exited).toBe(0);
   const lines = server.logLines();
   expect(lines.filter((line) => line.level === "error" || line.level === "fatal")).toEqual([]);
+  // Every connection closed before the database stopped (see ctrl-c-repeated.test.ts).
+  expect(lines.filter((line) => /connection failed/.test(line.msg))).toEqual([]);
   expect(lines.some((line) => line.msg === "export succeeded" && String(line.exportId) === exportId)).toBe(true);
   expect(await readdir(path.join(dir, "exports"))).toEqual([expect.stringMatching(/^agent_effectiveness-/)]);
 

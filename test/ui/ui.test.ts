@@ -143,7 +143,7 @@ async function downloadFrom(row: Locator): Promise<Buffer> {
   const [download] = await Promise.all([page.waitForEvent("download"), row.getByRole("button", { name: /^Download / }).click()]);
   const url = new URL(download.url());
   expect(url.pathname).toMatch(/^\/api\/exports\/\d+\/download$/);
-  expect([...url.searchParams.keys()]).toEqual(["user", "as", "expires", "signature"]);
+  expect([...url.searchParams.keys()]).toEqual(["user", "as", "session", "expires", "signature"]);
   expect(Number(url.searchParams.get("expires")) * 1000 - Date.now()).toBeLessThanOrEqual(60_000);
   return readFile(await download.path());
 }
