@@ -20,9 +20,19 @@ export function resilientPool(options: pg.PoolConfig & { application_name: strin
   pool.on("connect", (client) => {
     open.add(client);
     client.once("end", () => open.delete(client));
-    client.on("error", (error) => log.warn({ pool: name, error: error.message }, "database connection failed"));
+    client.on("error", (error) => {
+      if (!closedOnPurpose.has(client)) log.warn({ pool: name, error: error.message }, "database connection failed");
+    });
   });
   return pool;
+}
+
+const closedOnPurpose = new WeakSet<pg.ClientBase>();
+
+/** Closes a checked-out client's connection at once (its transaction ends with it), as no failure of the database. */
+export function closeConnection(client: pg.ClientBase): void {
+  closedOnPurpose.add(client);
+  (client as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
 }
 
 /** The connections of each resilient pool that have not closed yet. */

@@ -11,6 +11,7 @@ import { createHash, createPublicKey, createSecretKey } from "node:crypto";
 import type { Socket } from "node:net";
 import pg from "pg";
 import type { Config } from "../config.ts";
+import type { RowBytesBudget } from "./answer-budget.ts";
 import { callerOf, DATABASE_ID, recordSessionCheck, setCaller, type Caller } from "./caller.ts";
 import { HttpError, sendError } from "./errors.ts";
 import { requestIdOf } from "./request-log.ts";
@@ -139,7 +140,8 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  * Runs `work` in a transaction as the request's caller, so RLS and grants
  * decide what it sees: REST's and every one PostGraphile opens for a request.
  * The work's queries answer with the start's error when the start failed (a
- * query behind it only fails because the transaction is aborted).
+ * query behind it only fails because the transaction is aborted). With
+ * `rowBytes`, what PostgreSQL sends for the work counts against that budget.
  *
  * Nearly all work is one batch: the queries it sends before reading any
  * answer (PostGraphile sends one statement per transaction). Commit goes
@@ -152,9 +154,10 @@ function prepared(client: pg.PoolClient, args: unknown[], limit: number): unknow
  */
 export function callerTransactions(pool: pg.Pool, config: Config) {
   const timeouts = JSON.stringify(Object.fromEntries(Object.entries(config.apiTimeouts.statementMs).map(([role, ms]) => [role, `${ms}ms`])));
-  return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  return async function asCaller<T>(req: Request, work: (client: pg.PoolClient) => Promise<T>, rowBytes?: RowBytesBudget): Promise<T> {
     const caller = callerOf(req);
     const client = await pool.connect();
+    const unwatch = rowBytes?.watch(client);
     const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
     let committed: Promise<unknown> | undefined;
     try {
@@ -195,7 +198,9 @@ export function callerTransactions(pool: pg.Pool, config: Config) {
       await (committed ?? client.query("rollback")).catch(() => {});
       throw error;
     } finally {
-      client.release();
+      unwatch?.();
+      // A connection the budget closed leaves the pool.
+      client.release(rowBytes?.exceeded ? rowBytes.refusal() : undefined);
     }
   };
 }

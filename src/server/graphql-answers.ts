@@ -107,12 +107,7 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
     res.end = ((chunk?: unknown, ...rest: unknown[]) => {
       restore();
       if (Buffer.isBuffer(chunk) && chunk.length > maxBytes) {
-        const body = JSON.stringify({
-          errors: [{
-            message: `The answer would be ${chunk.length} bytes, more than the limit of ${maxBytes}; ask for fewer rows or fields, or request an export.`,
-            extensions: { code: "GRAPHQL_RESPONSE_TOO_LARGE", limit: maxBytes },
-          }],
-        });
+        const body = JSON.stringify({ errors: [tooLarge(maxBytes, chunk.length)] });
         res.locals.responseTooLarge = chunk.length;
         writeHead(413, { "Content-Type": "application/json; charset=utf-8", "Content-Length": Buffer.byteLength(body) });
         return end(body);
@@ -126,4 +121,55 @@ export function graphqlResponses(maxBytes: number): RequestHandler {
     }) as typeof res.end;
     answerNotes.run(notes, next);
   };
+}
+
+/** The refusal of an answer over `maxBytes`, saying how large it is when that is known. */
+export function tooLarge(maxBytes: number, bytes?: number) {
+  const size = bytes === undefined ? `more than ${maxBytes} bytes` : `${bytes} bytes, more than the limit of ${maxBytes}`;
+  return {
+    message: `The answer would be ${size}; ask for fewer rows or fields, or request an export.`,
+    extensions: { code: "GRAPHQL_RESPONSE_TOO_LARGE", limit: maxBytes },
+  };
+}
+
+// Characters JSON writes as more than themselves.
+const ESCAPED = /["\\\u0000-\u001f]/;
+
+/**
+ * How many bytes JSON.stringify makes of `value`, counted only to just past
+ * `limit`: the work is bounded by the limit, however often a string repeats.
+ * (Strings are not memoized: a Map hashes a long string by its length alone,
+ * and many of one length would be compared in full.)
+ */
+export function jsonBytes(value: unknown, limit: number): number {
+  const stringBytes = (text: string) => {
+    let bytes = Buffer.byteLength(text) + 2;
+    if (ESCAPED.test(text)) {
+      for (let i = 0; i < text.length; i++) {
+        const code = text.charCodeAt(i);
+        if (code === 0x22 || code === 0x5c || code === 0x08 || code === 0x09 || code === 0x0a || code === 0x0c || code === 0x0d) bytes += 1;
+        else if (code < 0x20) bytes += 5;
+      }
+    }
+    return bytes;
+  };
+  let total = 0;
+  const add = (item: unknown): boolean => {
+    if (typeof item === "string") total += stringBytes(item);
+    else if (item === null || typeof item !== "object") total += item === undefined ? 0 : String(item).length;
+    else if (Array.isArray(item)) {
+      total += 1 + Math.max(1, item.length);
+      for (const element of item) if (add(element)) return true;
+    } else {
+      const entries = Object.entries(item);
+      total += 1 + Math.max(1, entries.length);
+      for (const [key, element] of entries) {
+        total += stringBytes(key) + 1;
+        if (add(element)) return true;
+      }
+    }
+    return total > limit;
+  };
+  add(value);
+  return total;
 }

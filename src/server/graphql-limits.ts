@@ -1,22 +1,24 @@
 // What one GraphQL operation may ask for, checked before any SQL runs: page
 // sizes on every connection (with a default when none is given), aliases,
-// depth and tokens (GraphQL Armor's validation rules), estimated cost, and the
-// size of the answer. Each refusal carries a code naming the limit. Costly
-// operations and sign-ins also take turns gateway-wide (see heavyLanes).
+// depth and tokens (GraphQL Armor's validation rules), and estimated cost
+// (graphql-cost.ts). Each refusal carries a code naming the limit. Costly
+// operations and sign-ins also take turns gateway-wide and per caller, and a
+// caller pays for the bytes its answers read (answer-budget.ts).
 import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
-import type { Request } from "express";
+import type { Request, Response } from "express";
 import type { GraphileConfig } from "graphile-config";
 import { access, constant, lambda, SafeError, type Step } from "postgraphile/grafast";
 import {
-  getNamedType, GraphQLError, isObjectType, Kind, TokenKind, visit,
-  type DocumentNode, type FieldNode, type GraphQLObjectType, type GraphQLSchema, type SelectionSetNode, type Token, type ValidationContext, type ValidationRule,
+  GraphQLError, Kind, TokenKind, visit,
+  type DocumentNode, type SelectionSetNode, type Token, type ValidationContext, type ValidationRule,
 } from "postgraphile/graphql";
 import type { Config } from "../config.ts";
 import { goneSignal, Lanes } from "./admission.ts";
 import { callerOf } from "./caller.ts";
 import { HttpError, serverBusy } from "./errors.ts";
-import { noteAnswerStatus } from "./graphql-answers.ts";
+import { jsonBytes, noteAnswerStatus, tooLarge } from "./graphql-answers.ts";
+import { estimatedCost, fieldKey, textAggregatesPlugin, type CostFacts } from "./graphql-cost.ts";
 
 export type GraphqlLimits = Config["graphqlLimits"];
 
@@ -67,9 +69,7 @@ function pageSizeError(argument: string, value: number, maxPageSize: number): Gr
   );
 }
 
-/** The connection fields whose `first`/`last` the page size plugin took over ("Type.field"), and whether they page backwards. */
-type PagedFields = Map<string, { backwards: boolean }>;
-const fieldKey = (typeName: string, fieldName: string) => `${typeName}.${fieldName}`;
+type PagedFields = CostFacts["paged"];
 
 type ConnectionLike = Step & { setFirst($first: Step): void; setLast($last: Step): void };
 type FieldArgs = { getRaw(name: string): Step };
@@ -139,7 +139,8 @@ function pageSizePlugin(limits: GraphqlLimits, paged: PagedFields): GraphileConf
  * `maxWaitSeconds`: how long an operation waits its turn before 503 SERVER_BUSY.
  */
 export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin[] {
-  const paged: PagedFields = new Map();
+  const facts: CostFacts = { paged: new Map(), textAggregates: new Set() };
+  const paged = facts.paged;
   const rules: ValidationRule[] = [
     maxTokensRule(limits.maxTokens),
     maxPageSizeRule(limits.maxPageSize, paged),
@@ -160,7 +161,7 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
       },
     },
   };
-  return [pageSizePlugin(limits, paged), validationPlugin, costPlugin(limits, paged, credentialFields, maxWaitSeconds)];
+  return [pageSizePlugin(limits, paged), textAggregatesPlugin(facts), validationPlugin, costPlugin(limits, facts, credentialFields, maxWaitSeconds)];
 }
 
 /**
@@ -174,7 +175,7 @@ export function graphqlLimitsPlugins(limits: GraphqlLimits, credentialFields: Re
  * requests find the event loop, the pool and the database's CPU free enough;
  * an operation that waited too long is answered 503 SERVER_BUSY with Retry-After.
  */
-function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
+function costPlugin(limits: GraphqlLimits, facts: CostFacts, credentialFields: ReadonlySet<string>, maxWaitSeconds: number): GraphileConfig.Plugin {
   const costly = new Lanes(limits.maxCost, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const signIns = new Lanes(limits.signInMaxConcurrent, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   // One sign-in per caller at a time joins the gateway-wide line: a caller's many
@@ -182,6 +183,25 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
   const signInsPerCaller = new Lanes(1, Number.MAX_SAFE_INTEGER, maxWaitSeconds);
   const refused = (error: GraphQLError) => ({ errors: [error] });
   const pace = new CostPace(limits.maxCost, limits.costPerSecond);
+  // One unit of cost is this many bytes from PostgreSQL: an operation that reads
+  // its whole byte budget costs as much as the costliest operation allowed.
+  const bytesPerCost = limits.maxResponseBytes / limits.maxCost;
+  /**
+   * Runs the operation, refuses its answer when it would be too large, and
+   * charges the caller what it came to beyond its estimate: the bytes
+   * PostgreSQL sent or those of the answer, whichever is more.
+   */
+  const runSized = async <T>(key: string, cost: number, context: Partial<Grafast.Context>, res: Response, result: PromiseLike<T> | T) => {
+    let written = 0;
+    try {
+      const { answer, bytes } = sizedAnswer(await result, limits.maxResponseBytes, res);
+      written = bytes;
+      return answer;
+    } finally {
+      const beyond = Math.max(context.rowBytes?.read ?? 0, written) / bytesPerCost - cost;
+      if (beyond > 0) pace.charge(key, beyond);
+    }
+  };
   return {
     name: "PrompterCostPlugin",
     version: "1.0.0",
@@ -196,21 +216,24 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
               extensions: { code: "ONE_SIGN_IN_PER_REQUEST" },
             }));
           }
-          const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits.defaultPageSize, paged);
+          const cost = estimatedCost(args.schema, args.document, args.operationName, (args.variableValues ?? {}) as Record<string, unknown>, limits, facts);
           if (cost > limits.maxCost) {
             return refused(limitError("GRAPHQL_TOO_COSTLY", `Query Cost limit of ${limits.maxCost} exceeded, found ${Math.ceil(cost)}.`, limits.maxCost));
           }
           const signingIn = credentials.signsIn;
           const res = args.requestContext?.expressv4?.res;
           const req = args.requestContext?.expressv4?.req;
-          if ((cost < limits.lightCost && !signingIn) || !res || !req) return next();
+          if (!res || !req) return next();
           const key = callerKey(req);
           const lanes = [
             ...(cost >= limits.lightCost ? [costly.acquire.bind(costly, "operations", cost)] : []),
             ...(signingIn ? [signInsPerCaller.acquire.bind(signInsPerCaller, key, 1), signIns.acquire.bind(signIns, "sign-ins", 1)] : []),
           ];
+          // A caller still paying for answers larger than estimated (see runSized) waits even with a light operation.
+          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : pace.owes(key) ? cost : 0;
+          const run = () => runSized(key, cost, args.contextValue as Partial<Grafast.Context>, res as Response, next());
+          if (!lanes.length && !paced) return run();
           const gone = goneSignal(res);
-          const paced = cost >= limits.lightCost ? cost : signingIn ? limits.costPerSecond / limits.signInsPerSecond : 0;
           if (paced) {
             // The caller's costly operations and sign-ins are paced: its turn comes when it has saved up their cost.
             // Past CALLER_MAX_WAIT it is refused, but only then: a refusal at once would be retried at once.
@@ -247,7 +270,7 @@ function costPlugin(limits: GraphqlLimits, paged: PagedFields, credentialFields:
           }
           // Held until the answer is written: building and sending it is most of a costly operation's work here.
           res.once("close", releaseAll);
-          return next();
+          return run();
         },
       },
     },
@@ -282,6 +305,17 @@ class CostPace {
   refund(key: string, cost: number): void {
     const entry = this.saved.get(key);
     if (entry) entry.cost += cost;
+  }
+
+  /** Takes `cost` without waiting: the caller's next operations wait for it. */
+  charge(key: string, cost: number): void {
+    this.reserve(key, cost);
+  }
+
+  /** Whether the caller has taken more than it has saved up. */
+  owes(key: string): boolean {
+    const entry = this.saved.get(key);
+    return entry !== undefined && entry.cost + (performance.now() - entry.at) * this.perMs < 0;
   }
 
   private forgetFull(now: number): void {
@@ -348,59 +382,20 @@ function credentialUse(document: DocumentNode, credentialFields: ReadonlySet<str
   return use;
 }
 
-// GraphQL Armor's weights: an object field costs 2, a scalar 1, what is inside
-// a field 1.5 times what it costs alone, and a page multiplies its content.
-const OBJECT_COST = 2;
-const SCALAR_COST = 1;
-const DEPTH_FACTOR = 1.5;
-
 /**
- * The estimated cost of the operation as it will run: Armor's formula (with
- * fragments counted where they are spread), but with the page sizes that will
- * apply, also those given in variables or left to the default; Armor's own rule
- * sees only literals, so there `first: $n`, or no `first`, cost one row.
+ * An operation's answer measured as JSON before grafserv writes it, and
+ * replaced by a 413 refusal when it is over `maxBytes`. PostgreSQL's bytes are
+ * capped as they arrive (answer-budget.ts), but the answer can repeat what was
+ * read once (aliases of one field are one statement): the data then holds one
+ * string many times, which costs nothing until it is written out. `bytes` is
+ * its size (counted only to just past `maxBytes` when it is over).
  */
-export function estimatedCost(
-  schema: GraphQLSchema, document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown>,
-  defaultPageSize: number, paged: PagedFields,
-): number {
-  const operation = document.definitions.find((d) => d.kind === Kind.OPERATION_DEFINITION && (!operationName || d.name?.value === operationName));
-  const root = operation?.kind === Kind.OPERATION_DEFINITION ? schema.getRootType(operation.operation) : undefined;
-  if (operation?.kind !== Kind.OPERATION_DEFINITION || !root) return 0;
-  const fragments = new Map(document.definitions.flatMap((d) => (d.kind === Kind.FRAGMENT_DEFINITION ? [[d.name.value, d] as const] : [])));
-  const typeNamed = (fallback: GraphQLObjectType, name: string | undefined) => {
-    const named = name === undefined ? undefined : schema.getType(name);
-    return named && isObjectType(named) ? named : fallback;
-  };
-  const pageSize = (node: FieldNode) => {
-    for (const argument of node.arguments ?? []) {
-      if (argument.name.value !== "first" && argument.name.value !== "last") continue;
-      const value = argument.value.kind === Kind.VARIABLE ? variables[argument.value.name.value] : argument.value.kind === Kind.INT ? Number(argument.value.value) : null;
-      if (typeof value === "number") return value;
-    }
-    return defaultPageSize;
-  };
-  const costOf = (type: GraphQLObjectType, selectionSet: SelectionSetNode, seen: ReadonlySet<string>): number => {
-    let cost = 0;
-    for (const selection of selectionSet.selections) {
-      if (selection.kind === Kind.INLINE_FRAGMENT) {
-        cost += costOf(typeNamed(type, selection.typeCondition?.name.value), selection.selectionSet, seen);
-      } else if (selection.kind === Kind.FRAGMENT_SPREAD) {
-        const fragment = fragments.get(selection.name.value);
-        if (!fragment || seen.has(fragment.name.value)) continue; // a cycle is GraphQL's to refuse
-        cost += costOf(typeNamed(type, fragment.typeCondition.name.value), fragment.selectionSet, new Set([...seen, fragment.name.value]));
-      } else {
-        const fieldType = type.getFields()[selection.name.value]?.type;
-        const named = fieldType && getNamedType(fieldType);
-        if (!selection.selectionSet || !named || !isObjectType(named)) {
-          cost += SCALAR_COST;
-          continue;
-        }
-        const inside = OBJECT_COST + DEPTH_FACTOR * costOf(named, selection.selectionSet, seen);
-        cost += inside * (paged.has(fieldKey(type.name, selection.name.value)) ? pageSize(selection) : 1);
-      }
-    }
-    return cost;
-  };
-  return costOf(root, operation.selectionSet, new Set());
+export function sizedAnswer<T>(result: T, maxBytes: number, res: Response): { answer: T | { errors: GraphQLError[] }; bytes: number } {
+  if (!result || typeof result !== "object" || !("data" in result) || result.data == null) return { answer: result, bytes: 0 };
+  const bytes = jsonBytes(result.data, maxBytes);
+  if (bytes <= maxBytes) return { answer: result, bytes };
+  noteAnswerStatus(413);
+  res.locals.responseTooLarge = bytes;
+  const { message, extensions } = tooLarge(maxBytes);
+  return { answer: { errors: [new GraphQLError(message, { extensions })] }, bytes };
 }

@@ -14,8 +14,10 @@ import { PgAggregatesPreset } from "@graphile/pg-aggregates";
 import { PostGraphileConnectionFilterPreset } from "postgraphile-plugin-connection-filter";
 import type { Config } from "../config.ts";
 import type { Log } from "../log.ts";
+import { RowBytesBudget } from "./answer-budget.ts";
 import { callerTransactions, SIGN_OPTIONS } from "./auth.ts";
 import { bearerChallenge, GRAPHQL_PATH, HttpError, MAX_BODY_BYTES, publicDatabaseError, type PublicError } from "./errors.ts";
+import { anonymousIntrospectionPlugin } from "./graphql-introspection.ts";
 import { noteAnswerStatus, noteRetryable } from "./graphql-answers.ts";
 import { graphqlLimitsPlugins } from "./graphql-limits.ts";
 import { currentRequestId } from "./request-log.ts";
@@ -37,6 +39,7 @@ function maskErrorFor(log: Log) {
       if (visible.retryAfterSeconds !== undefined) noteRetryable(visible.retryAfterSeconds, visible.status, UNAVAILABLE_CODES.has(visible.code));
       // The token's session has ended: the whole request is unauthorized, as on REST.
       if (visible.code === "PRSES") noteAnswerStatus(401, { "WWW-Authenticate": bearerChallenge(visible) });
+      if (visible.code === "GRAPHQL_RESPONSE_TOO_LARGE") noteAnswerStatus(413);
       return new GraphQLError(visible.message, {
         nodes: error.nodes,
         source: error.source,
@@ -105,7 +108,11 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
   const asCaller = callerTransactions(pool, config);
   return postgraphile({
     extends: [PostGraphileAmberPreset, PgAggregatesPreset, PostGraphileConnectionFilterPreset],
-    plugins: [...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds), refuseWrongPassword],
+    plugins: [
+      anonymousIntrospectionPlugin(config.production),
+      ...graphqlLimitsPlugins(config.graphqlLimits, CREDENTIAL_FIELDS, config.callerLimits.maxWaitSeconds),
+      refuseWrongPassword,
+    ],
     // Introspect as app_admin (who holds every grant app_user has, and more), so
     // the schema offers only what the grants allow: no createUser, no updateExport.
     pgServices: [makePgService({ pool, schemas: ["app_public"], pubsub: false, pgSettingsForIntrospection: { role: "app_admin" } })],
@@ -115,12 +122,28 @@ export function createPostGraphile(config: Config, pool: pg.Pool, log: Log) {
     grafast: {
       // Each transaction PostGraphile opens for the request is begun as REST's are
       // (settings and session check in the same round trip as begin); PostGraphile
-      // then works inside it, as in a transaction of its own.
+      // then works inside it, as in a transaction of its own. An operation's
+      // transactions (one per root field, or per batch of them) run one after
+      // another: one request never holds more than one connection of the pool,
+      // however many aliases it sends. Their rows share one byte budget.
       context(requestContext) {
         const req = requestContext.expressv4!.req as Request;
-        const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) =>
-          asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback));
-        return { withPgClient };
+        const rowBytes = new RowBytesBudget(config.graphqlLimits.maxResponseBytes);
+        let previous: Promise<unknown> = Promise.resolve();
+        const withPgClient: Grafast.Context["withPgClient"] = (_pgSettings, callback) => {
+          const turn = previous.then(async () => {
+            if (rowBytes.exceeded) throw rowBytes.refusal();
+            try {
+              return await asCaller(req, (client) => makeWithPgClientViaPgClientAlreadyInTransaction(client, true)(null, callback), rowBytes);
+            } catch (error) {
+              // The connection the budget closed fails the work with pg's error.
+              throw rowBytes.exceeded ? rowBytes.refusal() : error;
+            }
+          });
+          previous = turn.catch(() => undefined);
+          return turn;
+        };
+        return { withPgClient, rowBytes };
       },
     },
     grafserv: {

@@ -140,18 +140,17 @@ describe("operation limits", () => {
 
 describe("response size", () => {
   it("answers 413 with a coded error instead of an answer over the cap", async () => {
+    // A caller of its own: the bytes its answers read are charged to its pace.
+    const wide = await createUser(db.pool);
+    const wideToken = signTestToken(wide);
     const big = "y".repeat(5000);
-    await db.pool.query("update app_public.prompts set text = $2 where user_id = $1", [userId, big]);
-    try {
-      const response = await graphql(server, "{ allPrompts(first: 5) { nodes { text } } }", {}, token);
-      expect(response.status).toBe(413);
-      expect(codes(response)).toEqual(["GRAPHQL_RESPONSE_TOO_LARGE"]);
-      const smaller = await graphql(server, "{ allPrompts(first: 2) { nodes { text } } }", {}, token);
-      expect(smaller.status).toBe(200);
-      expect(smaller.data!.allPrompts.nodes[0].text).toBe(big);
-    } finally {
-      await db.pool.query("update app_public.prompts set text = 'Prompt ' || id where user_id = $1", [userId]);
-    }
+    await db.pool.query("insert into app_public.prompts (user_id, text) select $1, $2 from generate_series(1, 5)", [wide, big]);
+    const response = await graphql(server, "{ allPrompts(first: 5) { nodes { text } } }", {}, wideToken);
+    expect(response.status).toBe(413);
+    expect(codes(response)).toEqual(["GRAPHQL_RESPONSE_TOO_LARGE"]);
+    const smaller = await graphql(server, "{ allPrompts(first: 2) { nodes { text } } }", {}, wideToken);
+    expect(smaller.status).toBe(200);
+    expect(smaller.data!.allPrompts.nodes[0].text).toBe(big);
   });
 });
 
@@ -208,6 +207,46 @@ describe("costly operations per caller", () => {
     expect({ code: body.errors?.[0]?.extensions?.code, retryAfter: response.headers.get("retry-after"), data: body.data ?? null })
       .toEqual({ code: "GRAPHQL_COST_RATE", retryAfter: "67", data: null });
     expect(codes(await graphql(server, costly, {}, signTestToken(await createUser(db.pool))))).toEqual([]);
+  });
+});
+
+describe("the bytes a caller's answers read", () => {
+  it("are charged to its pace beyond their estimate: after two pages of wide prompts even a light operation waits, after the same pages of narrow ones it does not", async () => {
+    const pages = async (width: number) => {
+      const owner = await createUser(db.pool);
+      // Four prompts of `width` bytes: about 90 of cost at GRAPHQL_MAX_RESPONSE_BYTES / GRAPHQL_MAX_COST = 200 bytes each, estimated 29.
+      await db.pool.query("insert into app_public.prompts (user_id, text) select $1, repeat('w', $2) from generate_series(1, 4)", [owner, width]);
+      const ownerToken = signTestToken(owner);
+      const page = "{ allPrompts(first: 4) { nodes { text } } }";
+      const read = [codes(await graphql(server, page, {}, ownerToken)), codes(await graphql(server, page, {}, ownerToken))];
+      const light = await graphql(server, "{ allPrompts(first: 1) { nodes { rowId } } }", {}, ownerToken);
+      return { read, light: codes(light) };
+    };
+    expect(await pages(10)).toEqual({ read: [[], []], light: [] });
+    expect(await pages(4500)).toEqual({ read: [[], []], light: ["GRAPHQL_COST_RATE"] });
+  });
+
+  it("include an answer that reads nothing from PostgreSQL: introspection is charged by its size", async () => {
+    const caller = signTestToken(await createUser(db.pool));
+    const types = await graphql(server, "{ __schema { types { name } } }", {}, caller);
+    const bytes = Buffer.byteLength(JSON.stringify(types.data));
+    // Estimated 1 (an unknown field), charged bytes / 200 beyond that; the bucket holds 100 and refills 1 a second.
+    const requests = Math.floor(105 / (bytes / 200 - 1)) + 1;
+    expect(bytes).toBeGreaterThan(4000);
+    for (let i = 1; i < requests; i++) expect(codes(await graphql(server, "{ __schema { types { name } } }", {}, caller))).toEqual([]);
+    expect(codes(await graphql(server, "{ allPrompts(first: 1) { nodes { rowId } } }", {}, caller))).toEqual(["GRAPHQL_COST_RATE"]);
+  });
+
+  it("count as much as the answer repeats them: two aliases of one page, read once, are charged twice", async () => {
+    const owner = await createUser(db.pool);
+    // Four prompts of 2200 bytes: 8.8 kB read once (44 of cost), 17.6 kB answered (88), estimated 58.
+    await db.pool.query("insert into app_public.prompts (user_id, text) select $1, repeat('w', 2200) from generate_series(1, 4)", [owner]);
+    const ownerToken = signTestToken(owner);
+    const twice = "{ a: allPrompts(first: 4) { nodes { text } } b: allPrompts(first: 4) { nodes { text } } }";
+    const answers = [];
+    for (let i = 0; i < 4; i++) answers.push(codes(await graphql(server, twice, {}, ownerToken)));
+    expect(answers).toEqual([[], [], [], []]);
+    expect(codes(await graphql(server, "{ allPrompts(first: 1) { nodes { rowId } } }", {}, ownerToken))).toEqual(["GRAPHQL_COST_RATE"]);
   });
 });
 
