@@ -1,5 +1,5 @@
 --! Previous: sha1:4c991a0f199573b2981563da1941590ae688709d
---! Hash: sha1:bba81f5c80be5c6140a217d37f10058041209ffd
+--! Hash: sha1:159768b26d0d1d525e7eda0c33fb249ecfc189bf
 --! Message: agent analytics
 
 -- Per day figures behind agent_effectiveness_between, agent_effectiveness_series,
@@ -70,6 +70,12 @@ create table if not exists app_hidden.agent_pair_day_totals (
   constraint agent_pair_day_totals_order check (agent < opponent)
 );
 
+-- Every write updates a few of these rows again and again: room on each page
+-- keeps the new row versions on it (HOT), with no index entries to add.
+alter table app_hidden.agent_day_stats set (fillfactor = 50);
+alter table app_hidden.agent_day_totals set (fillfactor = 50);
+alter table app_hidden.agent_pair_day_stats set (fillfactor = 50);
+alter table app_hidden.agent_pair_day_totals set (fillfactor = 50);
 alter table app_hidden.agent_day_stats enable row level security;
 alter table app_hidden.agent_day_totals enable row level security;
 alter table app_hidden.agent_pair_day_stats enable row level security;

@@ -206,6 +206,17 @@ describe("agent analytics", () => {
     }
   });
 
+  it("count a caller's writes made with prompter.new_run set: only recordRun, as the owner, adds a new prompt's figures itself", async () => {
+    await actAs(db.pool, { role: "app_user", userId: users[0] }, async (client) => {
+      await client.query("select set_config('prompter.new_run', 'on', true)");
+      await client.query("with p as (insert into app_public.prompts (text) values ('p') returning id) insert into app_public.prompt_versions (prompt_id, text, source) select id, 'v', 'domain' from p");
+      await client.query("select app_public.record_run($1)", [JSON.stringify(aRun({ versions: [{ agent: "syntax", scores: 4 }, { agent: "domain", scores: 6 }], best: 1 }))]);
+      await client.query("insert into app_public.prompt_versions (prompt_id, text, source) select max(id), 'w', 'syntax' from app_public.prompts");
+      await client.query("reset role");
+      await expectAnalyticsMatch(client, [users[0]], WINDOWS.slice(0, 1));
+    });
+  });
+
   it("gives a series per day or week with every agent in every bucket, summing to the window", async () => {
     const user = await createUser(db.pool);
     await db.pool.query("select app_private.generate_demo($1, 6)", [user]);
