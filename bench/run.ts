@@ -31,6 +31,7 @@ import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabase
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
 import { PREVIOUS_RELEASE } from "../test/support/previous-release.ts";
+import { benchAnalytics } from "./analytics.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const node = path.join(root, "node_modules/.bin/node");
@@ -41,7 +42,7 @@ const SECRET = "prompter-bench-secret-0123456789abcdef";
 const PORT = Number(process.env.BENCH_PORT ?? 8901);
 const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
-const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "analytics"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -859,8 +860,9 @@ async function main() {
       await waitFor(async () => (await fetch(`${base}/readyz`)).ok, "the server to be ready again");
       return benchNoisyNeighbours(pool, db.url, children[0], dataUser);
     });
+    const analytics = await only("analytics", () => benchAnalytics({ superuserUrl: db.superuserUrl, database: DATABASE, port: PORT + 30 }));
     if (ONLY) {
-      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy }, null, 2));
+      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy, analytics }, null, 2));
       return;
     }
     if (!pickup || !writes || !runs || !contention || !noisy) throw new Error("unreachable: every section ran");
@@ -873,7 +875,7 @@ async function main() {
       date: new Date().toISOString(),
       machine: { cpus: os.cpus().length, cpu: os.cpus()[0].model, memory_gb: round(os.totalmem() / 2 ** 30, 1), os: `${os.type()} ${os.release()}` },
       versions: await versions(pool),
-      sizes, pickup, writes, runs, contention, noisy,
+      sizes, pickup, writes, runs, contention, noisy, analytics,
       targets: [
         { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
         ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),

@@ -28,7 +28,8 @@ as $$
     from (select successes::float8 operator(pg_catalog./) trials::float8 as p, trials::float8 as n, 1.959963984540054::float8 as z) v
 $$;
 
--- JIT off: the generic plans of these small reads estimate many rows (a
+-- PL/pgSQL, so a session plans the query once (a SQL function with settings
+-- is planned on every call). JIT off: the generic plans of these small reads estimate many rows (a
 -- bucket per day of any range), which would make PostgreSQL compile them, at a
 -- cost of seconds. Every figure per agent and bucket ('day', 'week' from Monday, or 'all': one
 -- bucket starting at `from`) of the days in [from, to): the all-users rows for
@@ -38,10 +39,13 @@ create or replace function app_hidden.agent_figures(bucket text, "from" date, "t
 returns table (bucket_start date, agent text, wins bigint, total bigint, win_rate float8, win_rate_lower float8,
                win_rate_upper float8, avg_score float8, scored bigint, avg_clarity float8, avg_specificity float8,
                avg_actionability float8, avg_structure float8, avg_context_use float8)
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 set jit = off
 as $$
+#variable_conflict use_column
+begin
+  return query
   with days as (
     select t.day, t.agent, t.versions, t.wins, t.scored, t.score_sum, t.clarity_sum, t.specificity_sum,
            t.actionability_sum, t.structure_sum, t.context_use_sum
@@ -78,7 +82,8 @@ as $$
    cross join app_public.agents a
     left join sums s on s.bucket_start = b.bucket_start and s.agent = a.name
    cross join lateral (select app_hidden.wilson_interval(coalesce(s.wins, 0)::bigint, coalesce(s.versions, 0)::bigint) as interval_bounds) w
-   order by 1, 2
+   order by 1, 2;
+end;
 $$;
 
 create or replace function app_public.agent_effectiveness_between("from" date, "to" date)

@@ -3,10 +3,13 @@
 -- caller's own rows for anyone else. Pairs that never met are left out.
 create or replace function app_hidden.agent_pairs("from" date, "to" date)
 returns table (agent text, opponent text, wins bigint, losses bigint, ties bigint)
-language sql stable
+language plpgsql stable
 set search_path = pg_catalog
 set jit = off
 as $$
+#variable_conflict use_column
+begin
+  return query
   select p.agent, p.opponent, sum(p.wins)::bigint, sum(p.losses)::bigint, sum(p.ties)::bigint
     from (select t.agent, t.opponent, t.wins, t.losses, t.ties
             from app_hidden.agent_pair_day_totals t
@@ -18,7 +21,8 @@ as $$
              and s.day >= "from" and s.day < "to") p
    where p.agent in (select a.name from app_public.agents a) and p.opponent in (select a.name from app_public.agents a)
    group by 1, 2
-  having sum(p.wins) + sum(p.losses) + sum(p.ties) > 0
+  having sum(p.wins) + sum(p.losses) + sum(p.ties) > 0;
+end;
 $$;
 
 create or replace function app_public.agent_head_to_head("from" date, "to" date)
