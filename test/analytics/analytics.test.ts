@@ -4,10 +4,11 @@
 // deletes, backdated versions and prompts, a deleted user) are compared after
 // every step, for each user and an admin, over several windows, with a
 // recomputation from the rows (./oracle.ts); then many connections write at once.
-import { beforeAll, describe, expect, it } from "vitest";
+import { randomBytes } from "node:crypto";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import pg from "pg";
-import { actAs, createUser, errorOf, useTestDatabase } from "../support/db.ts";
+import { actAs, asSuperuser, createUser, errorOf, useTestDatabase } from "../support/db.ts";
 import { AGENTS, CRITERIA, effectiveness, headToHead, ratings, readRows, utcDay, type Rows } from "./oracle.ts";
 
 const db = useTestDatabase();
@@ -324,4 +325,45 @@ describe("agent analytics under concurrent writers", () => {
     const { rows } = await db.pool.query("select count(distinct slot)::int as slots from app_hidden.agent_day_totals");
     expect(rows[0].slots).toBeGreaterThan(1);
   }, 120_000);
+});
+
+describe("agent analytics for SQL logins", () => {
+  const logins: string[] = [];
+  afterAll(async () => {
+    for (const login of logins) {
+      await db.pool.query("call app_private.remove_sql_login($1, null)", [login]).catch(() => {});
+      await asSuperuser((client) => client.query(`drop role if exists ${login}`));
+    }
+  });
+
+  it("give a reader login its user's figures and an admin's login everyone's", async () => {
+    const [reader, auditor] = [await createUser(db.pool), await createUser(db.pool, { admin: true })];
+    await db.pool.query("select app_private.generate_demo($1, 4)", [reader]);
+    const connect = async (userId: string, admin: boolean) => {
+      const login = `sqltest_${randomBytes(5).toString("hex")}`;
+      logins.push(login);
+      const { rows: [{ username }] } = await db.pool.query("select username from app_public.users where id = $1", [userId]);
+      const { rows } = await db.pool.query("select generated_password from app_private.add_sql_login($1, $2, is_admin => $3)", [login, username, admin]);
+      const url = new URL(db.url);
+      url.username = login;
+      url.password = rows[0].generated_password;
+      const client = new pg.Client({ connectionString: url.toString() });
+      await client.connect();
+      return client;
+    };
+    const rows = await readRows(db.pool as never);
+    const [from, to] = WINDOWS[0];
+    for (const [userId, admin, scope] of [[reader, false, new Set([reader])], [auditor, true, "all"]] as const) {
+      const client = await connect(userId, admin);
+      try {
+        const got = (await client.query("select agent, total, wins from app_public.agent_effectiveness_between($1, $2)", [from, to])).rows;
+        const want = effectiveness(rows, scope, from, to);
+        expect(got.map((r) => [r.agent, Number(r.total), Number(r.wins)])).toEqual(AGENTS.map((a) => [a, want[a].total, want[a].wins]));
+        const pairs = (await client.query("select * from app_public.agent_head_to_head($1, $2)", [from, to])).rows.map(numbers);
+        expect(pairs).toEqual(headToHead(rows, scope, from, to));
+      } finally {
+        await client.end();
+      }
+    }
+  });
 });
