@@ -17,15 +17,23 @@ begin
 end;
 $$;
 
--- The 95% Wilson score interval of a proportion (z = 1.959964); with no trials, [0, 1].
+-- The 95% Wilson score interval of a proportion (z = 1.959963984540054, so
+-- z^2 = 3.841458820694124); with no trials, [0, 1]. One expression, so the
+-- planner inlines it: a call per row of a series would cost more than the series.
 create or replace function app_hidden.wilson_interval(successes bigint, trials bigint) returns float8[]
 language sql immutable parallel safe
 as $$
   select case when trials operator(pg_catalog.<=) 0 then array[0, 1]::float8[]
-         else array[greatest(0, (p + z * z / (2 * n) - z * pg_catalog.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n)),
-                    least(1, (p + z * z / (2 * n) + z * pg_catalog.sqrt(p * (1 - p) / n + z * z / (4 * n * n))) / (1 + z * z / n))]
+         else array[
+           greatest(0, (successes::float8 / trials + 3.841458820694124 / (2 * trials)
+                        - 1.959963984540054 * pg_catalog.sqrt((successes::float8 / trials) * (1 - successes::float8 / trials) / trials
+                                                              + 3.841458820694124 / (4 * trials::float8 * trials)))
+                       / (1 + 3.841458820694124 / trials)),
+           least(1, (successes::float8 / trials + 3.841458820694124 / (2 * trials)
+                     + 1.959963984540054 * pg_catalog.sqrt((successes::float8 / trials) * (1 - successes::float8 / trials) / trials
+                                                           + 3.841458820694124 / (4 * trials::float8 * trials)))
+                    / (1 + 3.841458820694124 / trials))]
          end
-    from (select successes::float8 operator(pg_catalog./) trials::float8 as p, trials::float8 as n, 1.959963984540054::float8 as z) v
 $$;
 
 -- PL/pgSQL, so a session plans the query once (a SQL function with settings
