@@ -5,9 +5,11 @@
 //   * REST p50 of a 30-day window, a 90-day daily series, the head-to-head table
 //     and the ratings, for a user and an admin, next to the GROUP BY over the
 //     rows that a SQL user needed for the same window;
-//   * recordRun throughput in SQL (8 clients, 8 users, autocommit) on a fresh
-//     database of this schema and one of the schema before the analytics (the
-//     merge base with main, BENCH_ANALYTICS_BASE), side by side in alternating turns.
+//   * recordRun throughput in SQL (8 clients, 8 users, autocommit) and through
+//     REST (POST /api/runs, 16 clients, a gateway of this tree on each database,
+//     BENCH_PORT + 31 and + 32) on a fresh database of this schema and one of the
+//     schema before the analytics (the merge base with main, BENCH_ANALYTICS_BASE),
+//     side by side in alternating turns.
 // Run alone: BENCH_ONLY=analytics npm run bench (or node bench/analytics.ts).
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
@@ -44,6 +46,29 @@ async function freshDatabase(superuserUrl: string, name: string, source?: string
   await migrateDatabase(url, { authenticatorUrl: authUrl, root: source });
   return { url, authUrl };
 }
+
+/** A gateway of this tree on `port` for the database. */
+async function startGateway(db: { url: string; authUrl: string }, port: number, exportDir: string): Promise<ChildProcess> {
+  const server = spawn(path.join(root, "node_modules/.bin/node"), ["src/cli.ts", "server"], {
+    cwd: root, stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, DATABASE_URL: db.url, AUTH_DATABASE_URL: db.authUrl, PORT: String(port), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
+      LOG_LEVEL: "warn", NODE_ENV: "production", CALLER_MAX_CONCURRENT: "20" },
+  });
+  for (let i = 0; !(await fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.ok, () => false)); i++) {
+    if (i > 600) throw new Error(`the gateway on port ${port} did not start`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return server;
+}
+
+async function stopGateway(server: ChildProcess): Promise<void> {
+  if (server.exitCode !== null || server.signalCode !== null) return;
+  server.kill("SIGTERM");
+  await new Promise((resolve) => server.once("exit", resolve));
+}
+
+const tokenFor = (role: "app_user" | "app_admin", id: string) =>
+  signToken({ role, user_id: id, exp: Math.floor(Date.now() / 1000) + 3600, token_generation: 0 }, SECRET);
 
 /** `prompts` prompts over the last DAYS days (one statement per day), 3 scored versions each and a best head, for `users`. */
 async function generate(pool: pg.Pool, users: string[], prompts: number) {
@@ -118,17 +143,19 @@ const runJson = () => {
 };
 
 /** recordRun here and on the schema before the analytics, 8 clients of 8 users each, in alternating turns of 3 s. */
-async function recordRunSideBySide(superuserUrl: string, database: string) {
+async function recordRunSideBySide(superuserUrl: string, database: string, port: number) {
   const base = process.env.BENCH_ANALYTICS_BASE ?? execFileSync("git", ["merge-base", "HEAD", "main"], { cwd: root, encoding: "utf8" }).trim();
   const checkout = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-analytics-base-"));
   try {
     execFileSync("tar", ["-x", "-C", checkout], { input: execFileSync("git", ["archive", base, ".gmrc", "migrations", "sql"], { cwd: root }) });
     const databases = [await freshDatabase(superuserUrl, `${database}_rr`), await freshDatabase(superuserUrl, `${database}_rr_base`, checkout)];
-    const sides = await Promise.all(databases.map(async ({ url }) => {
+    const userIds: string[][] = [];
+    const sides = await Promise.all(databases.map(async ({ url }, side) => {
       const owner = new pg.Client({ connectionString: url });
       await owner.connect();
       const users = (await owner.query<{ id: string }>("insert into app_public.users (username) select 'rr_' || i from generate_series(1, 8) i returning id")).rows;
       await owner.end();
+      userIds[side] = users.map((u) => u.id);
       return Promise.all(users.map(async ({ id }) => {
         const client = new pg.Client({ connectionString: url, options: `-c role=app_user -c jwt.claims.user_id=${id}` });
         await client.connect();
@@ -151,8 +178,45 @@ async function recordRunSideBySide(superuserUrl: string, database: string) {
     for (let i = 0; i < 10; i++) for (const k of i % 2 ? [1, 0] : [0, 1]) turns[k].push(round(await turn(sides[k], 3000), 0));
     for (const side of sides) for (const client of side) await client.end();
     const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
-    return { base_commit: base.slice(0, 7), runs_per_s: round(sum(turns[0]) / 10, 1), base_runs_per_s: round(sum(turns[1]) / 10, 1),
+    const sql = { runs_per_s: round(sum(turns[0]) / 10, 1), base_runs_per_s: round(sum(turns[1]) / 10, 1),
       ratio: round(sum(turns[0]) / sum(turns[1]), 3), turns: turns[0], base_turns: turns[1] };
+    // The same through REST (POST /api/runs, 16 keep-alive clients), a gateway of this tree on each database.
+    const exportDir = await mkdtemp(path.join(os.tmpdir(), "prompter-bench-analytics-rr-"));
+    const gateways = [await startGateway(databases[0], port + 1, exportDir), await startGateway(databases[1], port + 2, exportDir)];
+    try {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+      const post = (side: number, client: number) => new Promise<void>((resolve, reject) => {
+        const body = runJson();
+        const request = http.request(`http://127.0.0.1:${port + 1 + side}/api/runs`, { method: "POST", agent, headers: {
+          authorization: `Bearer ${tokenFor("app_user", userIds[side][client % 8])}`, "content-type": "application/json", "content-length": Buffer.byteLength(body) } }, (response) => {
+          response.resume();
+          response.on("end", () => (response.statusCode === 201 ? resolve() : reject(new Error(`POST /api/runs: ${response.statusCode}`))));
+        });
+        request.on("error", reject);
+        request.end(body);
+      });
+      const restTurn = async (side: number, ms: number) => {
+        let runs = 0;
+        const until = Date.now() + ms;
+        await Promise.all(Array.from({ length: 16 }, async (_, client) => {
+          while (Date.now() < until) {
+            await post(side, client);
+            runs += 1;
+          }
+        }));
+        return runs / (ms / 1000);
+      };
+      await restTurn(0, 3000);
+      await restTurn(1, 3000);
+      const restTurns: number[][] = [[], []];
+      for (let i = 0; i < 10; i++) for (const k of i % 2 ? [1, 0] : [0, 1]) restTurns[k].push(round(await restTurn(k, 3000), 0));
+      agent.destroy();
+      return { base_commit: base.slice(0, 7), sql, rest: { runs_per_s: round(sum(restTurns[0]) / 10, 1), base_runs_per_s: round(sum(restTurns[1]) / 10, 1),
+        ratio: round(sum(restTurns[0]) / sum(restTurns[1]), 3), turns: restTurns[0], base_turns: restTurns[1] } };
+    } finally {
+      for (const gateway of gateways) await stopGateway(gateway);
+      await rm(exportDir, { recursive: true, force: true });
+    }
   } finally {
     await rm(checkout, { recursive: true, force: true });
   }
@@ -165,7 +229,7 @@ export async function benchAnalytics(options: { superuserUrl?: string; database?
   const port = options.port ?? Number(process.env.BENCH_PORT ?? 8901) + 30;
   const prompts = Number(process.env.BENCH_ANALYTICS_PROMPTS ?? 1_000_000);
   log("recordRun side by side");
-  const recordRun = await recordRunSideBySide(superuserUrl, database);
+  const recordRun = await recordRunSideBySide(superuserUrl, database, port);
   log(JSON.stringify(recordRun));
   const { url, authUrl } = await freshDatabase(superuserUrl, database);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
@@ -179,18 +243,9 @@ export async function benchAnalytics(options: { superuserUrl?: string; database?
     const started = performance.now();
     await generate(pool, writers, prompts);
     const generation_s = round((performance.now() - started) / 1000, 1);
-    server = spawn(path.join(root, "node_modules/.bin/node"), ["src/cli.ts", "server"], {
-      cwd: root, stdio: ["ignore", "ignore", "inherit"],
-      env: { ...process.env, DATABASE_URL: url, AUTH_DATABASE_URL: authUrl, PORT: String(port), JWT_SECRET: SECRET, EXPORT_DIR: exportDir,
-        LOG_LEVEL: "warn", NODE_ENV: "production", CALLER_MAX_CONCURRENT: "20" },
-    });
+    server = await startGateway({ url, authUrl }, port, exportDir);
     const origin = `http://127.0.0.1:${port}`;
-    for (let i = 0; !(await fetch(`${origin}/healthz`).then((r) => r.ok, () => false)); i++) {
-      if (i > 600) throw new Error("the analytics bench's gateway did not start");
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    const token = (role: "app_user" | "app_admin", id: string) => signToken({ role, user_id: id, exp: Math.floor(Date.now() / 1000) + 3600, token_generation: 0 }, SECRET);
-    const callers = { user: token("app_user", writers[0]), admin: token("app_admin", adminId) };
+    const callers = { user: tokenFor("app_user", writers[0]), admin: tokenFor("app_admin", adminId) };
     const paths = {
       window_30_days: `/api/agents/effectiveness?from=${day(-29)}&to=${day(1)}`,
       series_90_days: `/api/agents/effectiveness/series?bucket=day&from=${day(-89)}&to=${day(1)}`,
@@ -209,10 +264,7 @@ export async function benchAnalytics(options: { superuserUrl?: string; database?
     };
     return { prompts, days: DAYS, users: USERS, generation_s, rest, group_by_30_days, record_run: recordRun };
   } finally {
-    if (server) {
-      server.kill("SIGTERM");
-      await new Promise((resolve) => server!.once("exit", resolve));
-    }
+    if (server) await stopGateway(server);
     await pool.end();
     await rm(exportDir, { recursive: true, force: true });
   }

@@ -1,11 +1,13 @@
 -- recordRun's fast path for a new prompt: its versions, scores, matches and
 -- best head are known from the run itself, and no other transaction can see
 -- the prompt yet (so nothing to lock and no other score to compare with), so
--- the per-day figures are added in one statement here instead of by the three
--- insert triggers, which record_run skips while prompter.new_run is 'on' (the
--- triggers' WHEN clause honours it only as the owner, so no caller can make
--- their own writes skip it; sql/rules/170_agent_analytics.sql). It turns the
--- setting off again, and returns what set_config returns.
+-- the per-day figures and agent_stats' counts are added in one statement here
+-- instead of by six insert triggers (three of sql/rules/170_agent_analytics.sql,
+-- three of sql/rules/020_triggers.sql), which record_run skips while
+-- prompter.new_run is 'on' (their WHEN clause honours it only as the owner, so
+-- no caller can make their own writes skip them). The prompt's own insert
+-- trigger still takes the user's counter slot and moves their data version.
+-- It turns the setting off again, and returns what set_config returns.
 create or replace function app_private.add_new_run_figures(me bigint, run jsonb, best int) returns text
 language plpgsql volatile
 set search_path = pg_catalog
@@ -35,6 +37,13 @@ begin
                                 * sign((x.clarity + x.specificity + x.actionability + x.structure + x.context_use)
                                        - (y.clarity + y.specificity + y.actionability + y.structure + y.context_use)) as outcome) o
      group by 1, 2
+  ), all_time as (
+    insert into app_hidden.agent_stats as s (user_id, agent, slot, total, scored, wins, score_sum)
+    select me, d.agent, app_private.transaction_counter_slot(me), d.versions, d.scored, d.wins, d.score_sum
+      from days d order by d.agent
+    on conflict (user_id, agent, slot) do update
+      set total = s.total + excluded.total, scored = s.scored + excluded.scored, wins = s.wins + excluded.wins,
+          score_sum = s.score_sum + excluded.score_sum
   ), mine as (
     insert into app_hidden.agent_day_stats as s (user_id, day, agent, slot, versions, wins, scored, score_sum,
                                                 clarity_sum, specificity_sum, actionability_sum, structure_sum, context_use_sum)
