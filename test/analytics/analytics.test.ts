@@ -213,6 +213,10 @@ describe("agent analytics", () => {
       await client.query("with p as (insert into app_public.prompts (text) values ('p') returning id) insert into app_public.prompt_versions (prompt_id, text, source) select id, 'v', 'domain' from p");
       await client.query("select app_public.record_run($1)", [JSON.stringify(aRun({ versions: [{ agent: "syntax", scores: 4 }, { agent: "domain", scores: 6 }], best: 1 }))]);
       await client.query("insert into app_public.prompt_versions (prompt_id, text, source) select max(id), 'w', 'syntax' from app_public.prompts");
+      // agent_effectiveness's all-time counters too.
+      const { rows: [counts] } = await client.query(`select (select total from app_public.agent_effectiveness where agent = 'domain') as shown,
+        (select count(*) from app_public.prompt_versions where source = 'domain') as versions`);
+      expect(counts.shown).toBe(counts.versions);
       await client.query("reset role");
       await expectAnalyticsMatch(client, [users[0]], WINDOWS.slice(0, 1));
     });
