@@ -8,6 +8,7 @@ import type { benchContention } from "./contention.ts";
 import type { benchNoisyNeighbours } from "./noisy.ts";
 import type { benchPickup } from "./pickup.ts";
 import type { benchReplicas } from "./replicas.ts";
+import type { benchAnalytics } from "./analytics.ts";
 import type { benchRunsAgainstPreviousRelease } from "./runs.ts";
 import type { benchWrites } from "./writes.ts";
 import { TURN_MS, TURNS } from "./runs.ts";
@@ -95,6 +96,7 @@ export interface Sections {
   contention: Awaited<ReturnType<typeof benchContention>>;
   noisy: Awaited<ReturnType<typeof benchNoisyNeighbours>>;
   replicas: Awaited<ReturnType<typeof benchReplicas>>;
+  analytics: Awaited<ReturnType<typeof benchAnalytics>>;
 }
 
 /** The results files' content: the machine, the versions, every section's figures and the targets they meet or not. */

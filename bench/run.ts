@@ -26,7 +26,7 @@ import os from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { migrateDatabase } from "../src/db/migrate.ts";
-import { base, database, log, root, round, SIZES, startProcess, startWorkerProcess, stopProcess, waitFor } from "./harness.ts";
+import { base, database, DATABASE, log, PORT, root, round, SIZES, startProcess, startWorkerProcess, stopProcess, waitFor } from "./harness.ts";
 import { benchExport, benchS3Export, startS3 } from "./export.ts";
 import { benchEffectiveness } from "./effectiveness.ts";
 import { startPreviousRelease, type PreviousRelease } from "./previous-release.ts";
@@ -37,9 +37,10 @@ import { benchRunsAgainstPreviousRelease } from "./runs.ts";
 import { benchContention } from "./contention.ts";
 import { benchNoisyNeighbours } from "./noisy.ts";
 import { benchReplicas } from "./replicas.ts";
+import { benchAnalytics } from "./analytics.ts";
 import { markdown, summarise } from "./report.ts";
 
-const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "replicas"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "replicas", "analytics"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -126,12 +127,13 @@ async function main() {
       return benchNoisyNeighbours(pool, db.url, children[0], dataUser);
     });
     const replicas = await only("replicas", () => benchReplicas(db.superuserUrl, exportDir));
+    const analytics = await only("analytics", () => benchAnalytics({ superuserUrl: db.superuserUrl, database: DATABASE, port: PORT + 30 }));
     if (ONLY) {
-      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy, replicas }, null, 2));
+      log(JSON.stringify({ sizes, pickup, writes, runs, contention, noisy, replicas, analytics }, null, 2));
       return;
     }
-    if (!pickup || !writes || !runs || !contention || !noisy || !replicas) throw new Error("unreachable: every section ran");
-    const results = await summarise(pool, { sizes, pickup, writes, runs, contention, noisy, replicas });
+    if (!pickup || !writes || !runs || !contention || !noisy || !replicas || !analytics) throw new Error("unreachable: every section ran");
+    const results = await summarise(pool, { sizes, pickup, writes, runs, contention, noisy, replicas, analytics });
     await writeFile(path.join(root, "bench/results.json"), `${JSON.stringify(results, null, 2)}\n`);
     await writeFile(path.join(root, "bench/RESULTS.md"), markdown(results));
     log(markdown(results));

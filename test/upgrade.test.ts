@@ -9,6 +9,7 @@ import pg from "pg";
 import { createDatabase, createUser } from "./support/db.ts";
 import { buildPreviousRelease } from "./support/previous-release.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { effectiveness, headToHead, readRows, utcDay } from "./analytics/oracle.ts";
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
 let pool: pg.Pool;
@@ -62,6 +63,34 @@ async function figures(viewers: { id: string; role: string }[]) {
   }
 }
 
+/** The per-day analytics the upgrade filled in: all time as agent_effectiveness was, and each window as the rows say. */
+async function expectAnalyticsOfRows(viewers: { id: string; role: string }[], before: Awaited<ReturnType<typeof figures>>) {
+  const client = await pool.connect();
+  try {
+    const rows = await readRows(client);
+    const today = utcDay(new Date());
+    const days = (n: number) => utcDay(new Date(Date.now() + n * 86_400_000));
+    for (const viewer of viewers) {
+      const scope = viewer.role === "app_admin" ? "all" as const : new Set([viewer.id]);
+      await client.query("begin");
+      await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [viewer.role, viewer.id]);
+      const allTime = (await client.query("select agent, wins, total, win_rate, avg_score, scored from app_public.agent_effectiveness_between('2000-01-01', $1)", [days(1)])).rows;
+      expect(allTime).toEqual((before.seen[`${viewer.role} ${viewer.id}`] as { effectiveness: unknown }).effectiveness);
+      for (const [from, to] of [[days(-4), today], [today, days(1)], [days(-6), days(1)]]) {
+        const window = (await client.query("select agent, wins, total, scored from app_public.agent_effectiveness_between($1, $2)", [from, to])).rows;
+        const want = effectiveness(rows, scope, from, to);
+        expect(window.map((r) => [r.agent, Number(r.wins), Number(r.total), Number(r.scored)]))
+          .toEqual(Object.entries(want).map(([agent, f]) => [agent, f.wins, f.total, f.scored]));
+        const pairs = (await client.query("select * from app_public.agent_head_to_head($1, $2)", [from, to])).rows;
+        expect(pairs.map((p) => ({ ...p, wins: Number(p.wins), losses: Number(p.losses), ties: Number(p.ties) }))).toEqual(headToHead(rows, scope, from, to));
+      }
+      await client.query("rollback");
+    }
+  } finally {
+    client.release();
+  }
+}
+
 describe("upgrade from the previous release", () => {
   it("keeps every row, every agent_effectiveness figure and every data version", async () => {
     const alice = await createUser(pool);
@@ -80,6 +109,9 @@ describe("upgrade from the previous release", () => {
       ["delete from app_public.prompt_versions where id in (select id from app_public.prompt_versions order by id limit 7)"],
       ["update app_public.judge_scores set clarity = 0 where prompt_version_id in (select id from app_public.prompt_versions order by id desc limit 5)"],
     ]);
+    // Rows of earlier days: the upgrade counts them in their own days.
+    await pool.query("update app_public.prompt_versions set created_at = created_at - interval '3 days' where id % 4 = 0");
+    await pool.query("update app_public.prompts set created_at = created_at - interval '5 days' where id % 3 = 0");
     const viewers = [{ id: alice, role: "app_user" }, { id: bob, role: "app_user" }, { id: admin, role: "app_admin" }];
     const before = await figures(viewers);
     expect(Number(before.rows.versions)).toBe(40 * 3 - 7 + 2);
@@ -102,6 +134,7 @@ describe("upgrade from the previous release", () => {
     await migrateDatabase(database.url);
 
     expect(await figures(viewers)).toEqual(before);
+    await expectAnalyticsOfRows(viewers, before);
     const slots = await pool.query("select distinct slot from app_hidden.agent_stats union select distinct slot from app_hidden.data_versions");
     expect(slots.rows).toEqual([{ slot: 0 }]);
 

@@ -50,6 +50,7 @@ declare
   new_prompt_id bigint;
   version_ids bigint[];
   outcome jsonb;
+  new_run text;
 begin
   if me is null then
     raise exception 'Sign in to record a run.' using errcode = 'PRLGN';
@@ -148,6 +149,8 @@ begin
   end if;
 
   if run ? 'prompt' then
+    -- The per-day analytics of a new prompt's run are added at once below.
+    new_run := set_config('prompter.new_run', 'on', true);
     insert into app_public.prompts (user_id, text) values (me, run->>'prompt') returning id into new_prompt_id;
   else
     -- Another user's prompt and a missing one read the same.
@@ -184,6 +187,9 @@ begin
     insert into app_public.best_heads (user_id, prompt_id, prompt_version_id, source)
     values (me, new_prompt_id, version_ids[best + 1], run->'versions'->best->>'agent')
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
+  end if;
+  if new_run is not null then
+    new_run := app_private.add_new_run_figures(me, run, best);
   end if;
 
   outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),

@@ -7,9 +7,11 @@ declare
 begin
   foreach tracked in array array['prompts', 'prompt_versions', 'judge_scores', 'best_heads'] loop
     foreach op in array array['insert', 'update', 'delete'] loop
+      -- recordRun adds a new prompt's versions, scores and best head to the
+      -- counters itself (app_private.add_new_run_figures), as the owner only.
       execute format(
         'create or replace trigger _500_track_%2$s after %2$s on app_public.%1$I referencing %3$s
-           for each statement execute function app_private.%4$I()',
+           for each statement %5$s execute function app_private.%4$I()',
         tracked, op,
         case op when 'insert' then 'new table as new_rows'
                 when 'delete' then 'old table as old_rows'
@@ -18,7 +20,10 @@ begin
                                                 when 'prompt_versions' then 'tg__track_version_inserts'
                                                 when 'judge_scores' then 'tg__track_score_inserts'
                                                 else 'tg__track_best_head_inserts' end
-                else 'tg__track_changes' end);
+                else 'tg__track_changes' end,
+        case when op = 'insert' and tracked <> 'prompts'
+             then format('when (pg_catalog.current_setting(''prompter.new_run'', true) is distinct from ''on'' or current_user <> %L)', current_user)
+             else '' end);
     end loop;
   end loop;
 end

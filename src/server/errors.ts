@@ -1,4 +1,4 @@
-// What a client may learn from a failure. The database's own SQLSTATEs (class PR)
+// What a client may learn from a failure. The database's own SQLSTATEs (classes PR and PA)
 // and constraint violations (class 23) carry a stable code; everything else is
 // masked and logged with the request, so no SQL text or stack trace leaves the process.
 import { randomBytes } from "node:crypto";
@@ -145,7 +145,7 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (!(error instanceof pg.DatabaseError) || !error.code) return undefined;
   const { code } = error;
-  if (code.startsWith("PR")) {
+  if (code.startsWith("PR") || code.startsWith("PA")) {
     return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message, retryAfterSeconds: retryAfterSecondsOf(error) };
   }
   if (code.startsWith("23")) {

@@ -9,6 +9,7 @@ import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } 
 import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller, linkStillHolds } from "./download-links.ts";
+import { analyticsRoutes, rangeOf, RANGE_PARAMETERS, WINDOW_COLUMNS, windowFiguresJson, type WindowFigures } from "./analytics.ts";
 import { HttpError } from "./errors.ts";
 import { replicaReads } from "./replica-reads.ts";
 import { refuseOtherMethods } from "./methods.ts";
@@ -145,7 +146,14 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   }
 
   route("/agents/effectiveness", { get: [requireCaller, async (req, res) => {
-    queryParameters(req, {});
+    // With a range: the figures of the versions created in it (agent_effectiveness_between).
+    const range = queryParameters(req, RANGE_PARAMETERS);
+    if (Object.keys(range).length > 0) {
+      const { rows } = await readAsCaller(req, (client) => client.query<WindowFigures>(
+        `select ${WINDOW_COLUMNS} from app_public.agent_effectiveness_between($1, $2)`, rangeOf(range)));
+      res.json({ success: true, effectiveness: Object.fromEntries(rows.map((row) => [row.agent, windowFiguresJson(row)])) });
+      return;
+    }
     const { rows } = await readAsCaller(req, (client) =>
       client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
         "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
@@ -157,6 +165,8 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     }]));
     res.json({ success: true, effectiveness });
   }] });
+
+  analyticsRoutes(route, readAsCaller, queryParameters);
 
   // The same JSON as the recordRun mutation's `run`; SQL checks every element.
   route("/runs", { post: [requireCaller, async (req, res) => {

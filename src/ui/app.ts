@@ -5,11 +5,12 @@ import { ApiError, graphql, whenSessionEnds } from "./api.ts";
 import { byId, say } from "./dom.ts";
 import { effectivenessPage } from "./effectiveness.ts";
 import { exportsPage } from "./exports.ts";
+import { trendsPage } from "./trends.ts";
 import type { Page } from "./page.ts";
 import { clearSession, currentSession, saveSession } from "./session.ts";
 
-type PageName = "effectiveness" | "exports" | "account";
-const PAGE_NAMES: PageName[] = ["effectiveness", "exports", "account"];
+type PageName = "effectiveness" | "trends" | "exports" | "account";
+const PAGE_NAMES: PageName[] = ["effectiveness", "trends", "exports", "account"];
 
 const SIGN_IN = {
   authenticate: `mutation SignIn($username: String!, $password: String!) {
@@ -20,7 +21,7 @@ const SIGN_IN = {
   }`,
 };
 
-const pages: Record<PageName, Page> = { effectiveness: effectivenessPage(), exports: exportsPage(), account: accountPage(signOut) };
+const pages: Record<PageName, Page> = { effectiveness: effectivenessPage(), trends: trendsPage(), exports: exportsPage(), account: accountPage(signOut) };
 const signInSection = byId("sign-in");
 const signInForm = byId<HTMLFormElement>("sign-in-form");
 const signInError = byId("sign-in-error");
