@@ -222,11 +222,13 @@ describe("throttled sign-in", () => {
         headers: { "content-type": "application/json", "x-forwarded-for": address },
         body: JSON.stringify({ query: `mutation { authenticate(input: { username: "${username}", password: "not-the-password" }) { result } }` }),
       }).then(async (response) => ((await response.json()) as { errors?: { extensions: { code: string } }[] }).errors?.[0].extensions.code);
-      const many = Array.from({ length: 20 }, (_, i) => from("203.0.113.30", `many-${i}`));
+      let answered = 0;
+      const many = Array.from({ length: 20 }, (_, i) => from("203.0.113.30", `many-${i}`).finally(() => answered++));
       await new Promise((resolve) => setTimeout(resolve, 200));
-      // In line behind at most one of theirs, not nineteen (a few seconds of bcrypt, past CALLER_MAX_WAIT).
+      // In line behind at most one of theirs, not nineteen: answered while most of theirs still wait.
       expect(await from("203.0.113.31", "another")).toBe("PRCRD");
-      expect((await Promise.all(many)).filter((code) => code === "SERVER_BUSY").length).toBeGreaterThan(0);
+      expect(answered).toBeLessThan(10);
+      await Promise.all(many);
     } finally {
       await proxied.stop();
     }
@@ -317,7 +319,8 @@ describe("renaming does not tell at full speed which usernames exist", () => {
     const prober = await createUser(db.pool);
     const token = signTestToken(prober);
     const viaUpdate = await graphql(server, `mutation { updateUserByRowId(input: { rowId: "${prober}", userPatch: { username: "someone_known" } }) { user { username } } }`, {}, token);
-    expect(viaUpdate.status).toBe(400);
+    // Not in the schema any more: a validation error (200 as application/json, as the GraphQL-over-HTTP spec asks).
+    expect(viaUpdate.errors?.[0].message).toMatch(/updateUserByRowId/);
     const rename = (name: string) =>
       graphql(server, "mutation ($n: String!) { changeUsername(input: { username: $n }) { result } }", { n: name }, token);
     expect(await rename("prober_renamed")).toEqual({ status: 200, data: { changeUsername: { result: true } } });
