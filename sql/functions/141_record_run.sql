@@ -147,6 +147,8 @@ begin
     end if;
   end if;
 
+  -- Its multi_agent_log row is written once, below, not after each statement.
+  perform set_config('prompter.multi_agent_log_rows', 'deferred', true);
   if run ? 'prompt' then
     insert into app_public.prompts (user_id, text) values (me, run->>'prompt') returning id into new_prompt_id;
   else
@@ -185,6 +187,9 @@ begin
     values (me, new_prompt_id, version_ids[best + 1], run->'versions'->best->>'agent')
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
   end if;
+
+  perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id], run ? 'prompt'),
+          set_config('prompter.multi_agent_log_rows', '', true);
 
   outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
                                'best_version_id', version_ids[best + 1]);
