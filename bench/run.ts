@@ -31,6 +31,7 @@ import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabase
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
 import { PREVIOUS_RELEASE } from "../test/support/previous-release.ts";
+import { benchPlainCopy, plainCopyMarkdown } from "./plain-copy.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const node = path.join(root, "node_modules/.bin/node");
@@ -734,6 +735,7 @@ function markdown(results: Record<string, any>): string {
     "## 1. Export of multi_agent_log (API, queued, to finished file) vs psql \\copy of the same SELECT", "",
     "| prompts | API (s) | psql \\copy (s) | ratio | worker peak RSS (MB) |", "| --- | --- | --- | --- | --- |",
     ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.export.api_s} | ${s.export.psql_copy_s} | ${s.export.ratio} | ${s.export.worker_peak_rss_mb} |`), "",
+    ...plainCopyMarkdown(results.sizes),
     "The same export with `EXPORT_STORAGE=s3`, to s3rver on loopback (its own worker process), against the local export above:", "",
     "| prompts | S3 (s) | ratio to local | S3 worker peak RSS (MB) |", "| --- | --- | --- | --- |",
     ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.s3_export.s3_s} | ${s.s3_export.ratio_to_local} | ${s.s3_export.worker_peak_rss_mb} |`), "",
@@ -813,6 +815,7 @@ async function main() {
         log(`exporting to S3 at ${size}`);
         await stopProcess(worker);
         measured.export = exportResult;
+        measured.plain_copy = await benchPlainCopy(pool, db.url, dataUser, exportResult.api_s);
         measured.s3_export = await benchS3Export(pool, db, dataUser, size, exportResult.api_s, s3.env);
         children[1] = worker = await startWorkerProcess(pool, db, exportDir);
       }
@@ -876,6 +879,7 @@ async function main() {
       sizes, pickup, writes, runs, contention, noisy,
       targets: [
         { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
+        { target: `export within 3x of a plain table's COPY at ${largest.prompts} prompts`, measured: `${largest.plain_copy.export_to_plain_copy}x`, met: largest.plain_copy.export_to_plain_copy <= 3 },
         ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
         ...(hundredK ? [{ target: "S3 worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb, 1)} MB`, met: largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb < 64 }] : []),
         { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },
