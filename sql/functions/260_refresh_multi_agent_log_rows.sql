@@ -51,7 +51,7 @@ begin
 end;
 $$;
 comment on function app_private.refresh_multi_agent_log_rows(bigint[], boolean) is
-  'Computes the multi_agent_log rows of these prompts again from their versions, scores and best head.';
+  'Computes the multi_agent_log rows of these (distinct) prompts again from their versions, scores and best head.';
 
 -- Inserts (nearly every write) run one statement each and no PL/pgSQL
 -- expression: the first expression a transaction evaluates costs about as much
