@@ -8,6 +8,7 @@ import type { benchContention } from "./contention.ts";
 import type { benchNoisyNeighbours } from "./noisy.ts";
 import type { benchPickup } from "./pickup.ts";
 import type { benchReplicas } from "./replicas.ts";
+import { plainCopyMarkdown } from "./plain-copy.ts";
 import type { benchAnalytics } from "./analytics.ts";
 import type { benchRunsAgainstPreviousRelease } from "./runs.ts";
 import type { benchWrites } from "./writes.ts";
@@ -34,6 +35,7 @@ export function markdown(results: Record<string, any>): string {
     "## 1. Export of multi_agent_log (API, queued, to finished file) vs psql \\copy of the same SELECT", "",
     "| prompts | API (s) | psql \\copy (s) | ratio | worker peak RSS (MB) |", "| --- | --- | --- | --- | --- |",
     ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.export.api_s} | ${s.export.psql_copy_s} | ${s.export.ratio} | ${s.export.worker_peak_rss_mb} |`), "",
+    ...plainCopyMarkdown(results.sizes),
     "The same export with `EXPORT_STORAGE=s3`, to s3rver on loopback (its own worker process), against the local export above:", "",
     "| prompts | S3 (s) | ratio to local | S3 worker peak RSS (MB) |", "| --- | --- | --- | --- |",
     ...results.sizes.map((s: any) => `| ${s.prompts} | ${s.s3_export.s3_s} | ${s.s3_export.ratio_to_local} | ${s.s3_export.worker_peak_rss_mb} |`), "",
@@ -113,6 +115,7 @@ export async function summarise(pool: pg.Pool, sections: Sections) {
     ...sections,
     targets: [
       { target: `export within 1.10x of psql \\copy at ${largest.prompts} prompts`, measured: `${largest.export.ratio}x`, met: largest.export.ratio <= 1.1 },
+      { target: `export within 3x of a plain table's COPY at ${largest.prompts} prompts`, measured: `${largest.plain_copy.export_to_plain_copy}x`, met: largest.plain_copy.export_to_plain_copy <= 3 },
       ...(hundredK ? [{ target: "worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb, 1)} MB`, met: largest.export.worker_peak_rss_mb - hundredK.export.worker_peak_rss_mb < 64 }] : []),
       ...(hundredK ? [{ target: "S3 worker RSS growth under 64 MB from 100k to the largest size", measured: `${round(largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb, 1)} MB`, met: largest.s3_export.worker_peak_rss_mb - hundredK.s3_export.worker_peak_rss_mb < 64 }] : []),
       { target: `agent_effectiveness p50 under 10 ms for an admin at ${largest.prompts} prompts (SQL)`, measured: `${largest.effectiveness.sql_admin.p50_ms} ms`, met: largest.effectiveness.sql_admin.p50_ms < 10 },

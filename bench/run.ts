@@ -28,6 +28,7 @@ import pg from "pg";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { base, database, DATABASE, log, PORT, root, round, SIZES, startProcess, startWorkerProcess, stopProcess, waitFor } from "./harness.ts";
 import { benchExport, benchS3Export, startS3 } from "./export.ts";
+import { benchPlainCopy } from "./plain-copy.ts";
 import { benchEffectiveness } from "./effectiveness.ts";
 import { startPreviousRelease, type PreviousRelease } from "./previous-release.ts";
 import { benchSessionCost } from "./session.ts";
@@ -80,6 +81,7 @@ async function main() {
         log(`exporting to S3 at ${size}`);
         await stopProcess(worker);
         measured.export = exportResult;
+        measured.plain_copy = await benchPlainCopy(pool, db.url, dataUser, exportResult.api_s);
         measured.s3_export = await benchS3Export(pool, db, dataUser, size, exportResult.api_s, s3.env);
         children[1] = worker = await startWorkerProcess(pool, db, exportDir);
       }

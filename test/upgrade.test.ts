@@ -2,13 +2,14 @@
 // sql/, taken from git) upgrades with the current migrate and keeps every row and
 // every figure: the counters it kept in one row per user move into slot 0 of the
 // striped counters, which readers now sum; its SQL logins get a transaction
-// limit and may still connect.
+// limit and may still connect; multi_agent_log's rows are filled.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { createDatabase, createUser } from "./support/db.ts";
 import { buildPreviousRelease } from "./support/previous-release.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
+import { expectedExport } from "./exports/oracle.ts";
 import { effectiveness, headToHead, readRows, utcDay } from "./analytics/oracle.ts";
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
@@ -91,6 +92,21 @@ async function expectAnalyticsOfRows(viewers: { id: string; role: string }[], be
   }
 }
 
+/** multi_agent_log's rows as the actor reads them (header first), empty cells for nulls as in the CSV. */
+async function multiAgentLogAs(actor: { role: string; userId: string }): Promise<string[][]> {
+  const client = await pool.connect();
+  try {
+    await client.query("begin");
+    await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [actor.role, actor.userId]);
+    const { rows: [{ query }] } = await client.query("select query from app_hidden.export_parts('multi_agent_log')");
+    const result = await client.query({ text: query, rowMode: "array" });
+    return [result.fields.map((field) => field.name), ...result.rows.map((row: unknown[]) => row.map((cell) => (cell === null ? "" : String(cell))))];
+  } finally {
+    await client.query("rollback");
+    client.release();
+  }
+}
+
 describe("upgrade from the previous release", () => {
   it("keeps every row, every agent_effectiveness figure and every data version", async () => {
     const alice = await createUser(pool);
@@ -134,6 +150,11 @@ describe("upgrade from the previous release", () => {
     await migrateDatabase(database.url);
 
     expect(await figures(viewers)).toEqual(before);
+    // The upgrade fills the rows multi_agent_log now reads from what the tables hold.
+    for (const viewer of viewers) {
+      const actor = { role: viewer.role as "app_user" | "app_admin", userId: viewer.id };
+      expect(await multiAgentLogAs(actor), `${viewer.role} ${viewer.id}`).toEqual((await expectedExport(pool, actor, "multi_agent_log")).get("multi_agent_log.csv"));
+    }
     await expectAnalyticsOfRows(viewers, before);
     const slots = await pool.query("select distinct slot from app_hidden.agent_stats union select distinct slot from app_hidden.data_versions");
     expect(slots.rows).toEqual([{ slot: 0 }]);

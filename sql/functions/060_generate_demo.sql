@@ -9,10 +9,13 @@ as $$
 declare
   done int := 0;
   this_chunk int;
+  chunk_prompts bigint[];
 begin
   if prompt_count < 0 then
     raise exception 'The number of prompts must be zero or more.' using errcode = 'PRARG';
   end if;
+  -- Each chunk's multi_agent_log rows are written once, at its end.
+  perform set_config('prompter.multi_agent_log_rows', 'deferred', true);
   while done < prompt_count loop
     this_chunk := least(chunk_size, prompt_count - done);
     with new_prompts as (
@@ -39,13 +42,17 @@ begin
              round((random() * 10)::numeric, 1)
         from new_versions v
       returning prompt_version_id, source, total
+    ), new_heads as (
+      insert into app_public.best_heads (prompt_id, prompt_version_id, user_id, source)
+      select distinct on (v.prompt_id) v.prompt_id, v.id, owner_id, v.source
+        from new_versions v join new_scores s on s.prompt_version_id = v.id
+       order by v.prompt_id, s.total desc, v.id
     )
-    insert into app_public.best_heads (prompt_id, prompt_version_id, user_id, source)
-    select distinct on (v.prompt_id) v.prompt_id, v.id, owner_id, v.source
-      from new_versions v join new_scores s on s.prompt_version_id = v.id
-     order by v.prompt_id, s.total desc, v.id;
+    select array_agg(p.id) into chunk_prompts from new_prompts p;
+    perform app_private.refresh_multi_agent_log_rows(chunk_prompts, true);
     done := done + this_chunk;
   end loop;
+  perform set_config('prompter.multi_agent_log_rows', '', true);
   return done;
 end;
 $$;

@@ -148,6 +148,8 @@ begin
     end if;
   end if;
 
+  -- Its multi_agent_log row is written once, below, not after each statement.
+  perform set_config('prompter.multi_agent_log_rows', 'deferred', true);
   if run ? 'prompt' then
     -- The per-day analytics of a new prompt's run are added at once below.
     new_run := set_config('prompter.new_run', 'on', true);
@@ -191,6 +193,9 @@ begin
   if new_run is not null then
     new_run := app_private.add_new_run_figures(me, run, best);
   end if;
+
+  perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id], run ? 'prompt'),
+          set_config('prompter.multi_agent_log_rows', '', true);
 
   outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
                                'best_version_id', version_ids[best + 1]);
