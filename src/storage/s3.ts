@@ -114,6 +114,14 @@ export function s3Storage(settings: S3Settings, log: Log): ExportStorage {
       return key;
     },
 
+    async read(fileName) {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: prefix + fileName })).catch((error) => {
+        if (isMissing(error)) return undefined;
+        throw error;
+      });
+      return object ? Buffer.from(await object.Body!.transformToByteArray()) : undefined;
+    },
+
     remove: (file) => remove(keyOf(file)),
 
     async removeEarlierAttempts(kind, exportId, attempt) {
