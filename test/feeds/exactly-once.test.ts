@@ -118,12 +118,20 @@ describe.each([
 
       // Committed before run 2: an update of a score, a deleted prompt, a new best head.
       await asOwner(db.pool, owner, async (client) => {
-        await client.query("update app_public.judge_scores set clarity = 9.5 where id = (select min(id) from app_public.judge_scores where user_id = $1)", [owner.userId]);
+        // Values of this test's own, so that each test changes something.
+        await client.query(
+          "update app_public.judge_scores set clarity = $2 where id = (select min(id) from app_public.judge_scores where user_id = $1)",
+          [owner.userId, (feedId % 9) + 0.25],
+        );
+        await client.query("update app_public.prompts set text = $2 where id = (select min(id) from app_public.prompts where user_id = $1)", [
+          owner.userId,
+          `edited for feed ${feedId}`,
+        ]);
         await client.query("delete from app_public.prompts where id = (select max(id) from app_public.prompts where user_id = $1 and text like 'Write%')", [owner.userId]);
         await client.query(
           `select app_public.set_best_head(v.id) from app_public.prompt_versions v
-            where v.prompt_id = (select min(id) from app_public.prompts where user_id = $1) and v.source = 'domain'`,
-          [owner.userId],
+            where v.prompt_id = (select min(id) from app_public.prompts where user_id = $1) and v.source = $2`,
+          [owner.userId, ["syntax", "structure", "domain"][feedId % 3]],
         );
         await recordRun(client, `early ${kind}`);
       });
