@@ -152,13 +152,18 @@ export async function warehouse(dir: string, feedId: number, runs: number, key: 
   const duck = await DuckDBInstance.create(":memory:");
   const connection = await duck.connect();
   try {
+    // The table takes its columns from the first file with rows (DuckDB cannot tell an empty JSONL file's).
+    let created = false;
     for (let run = 1; run <= runs; run++) {
       const manifest = await manifestOf(dir, feedId, run);
       const folder = path.join(dir, "feeds", String(feedId), String(run));
       const [data, deleted] = [manifest.files[0], manifest.files.find((file) => file.name.startsWith("deleted."))];
       const dataFile = reader(manifest.format, path.join(folder, data.name));
-      if (run === 1) await connection.run(`create table t as select * from ${dataFile} limit 0`);
-      if (deleted && deleted.rows > 0) {
+      if (!created && data.rows > 0) {
+        await connection.run(`create table t as select * from ${dataFile} limit 0`);
+        created = true;
+      }
+      if (created && deleted && deleted.rows > 0) {
         await connection.run(`delete from t where ${key}::text in (select ${key}::text from ${reader(manifest.format, path.join(folder, deleted.name))})`);
       }
       if (data.rows > 0) {
@@ -166,6 +171,7 @@ export async function warehouse(dir: string, feedId: number, runs: number, key: 
         await connection.run(`insert into t select * from ${dataFile}`);
       }
     }
+    if (!created) return [];
     return await rowsOf(connection, `select * from t order by ${key}`);
   } finally {
     connection.closeSync();
