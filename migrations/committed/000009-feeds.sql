@@ -1,5 +1,5 @@
 --! Previous: sha1:4c991a0f199573b2981563da1941590ae688709d
---! Hash: sha1:d4c42f88ea4d7d5efaa5cf32bb10d04b999b3593
+--! Hash: sha1:db860b8e0863fe17b51fb5e1d0b131334cce4776
 --! Message: feeds
 
 -- Feeds: standing exports whose runs each hold what changed since the run
@@ -11,11 +11,15 @@
 -- a tombstone. A transaction that commits after a run's snapshot is invisible
 -- to that run and visible to the next, however early it wrote: the cursor is
 -- the snapshot, not a timestamp or a sequence.
+-- The id is pg_current_xact_id()'s (xid8, 64 bits with the epoch, so it never
+-- wraps around), kept as bigint: PostgreSQL has no statistics for xid8 ranges,
+-- and with the default guess (a third of the table) the planner would scan
+-- tables whole instead of reading the few recent stamps from the index.
 -- Existing rows get this migration's transaction: visible to every run.
-alter table app_public.prompts add column if not exists written_in xid8 not null default pg_current_xact_id();
-alter table app_public.prompt_versions add column if not exists written_in xid8 not null default pg_current_xact_id();
-alter table app_public.judge_scores add column if not exists written_in xid8 not null default pg_current_xact_id();
-alter table app_public.best_heads add column if not exists written_in xid8 not null default pg_current_xact_id();
+alter table app_public.prompts add column if not exists written_in bigint not null default pg_current_xact_id()::text::bigint;
+alter table app_public.prompt_versions add column if not exists written_in bigint not null default pg_current_xact_id()::text::bigint;
+alter table app_public.judge_scores add column if not exists written_in bigint not null default pg_current_xact_id()::text::bigint;
+alter table app_public.best_heads add column if not exists written_in bigint not null default pg_current_xact_id()::text::bigint;
 -- An incremental run reads the rows written at or after its lower snapshot's xmin.
 create index if not exists prompts_written_in_idx on app_public.prompts (written_in);
 create index if not exists prompt_versions_written_in_idx on app_public.prompt_versions (written_in);
@@ -30,7 +34,7 @@ create table if not exists app_hidden.tombstones (
   row_id bigint not null,
   user_id bigint not null,
   prompt_id bigint,
-  written_in xid8 not null default pg_current_xact_id()
+  written_in bigint not null default pg_current_xact_id()::text::bigint
 );
 create index if not exists tombstones_written_in_idx on app_hidden.tombstones (written_in);
 alter table app_hidden.tombstones enable row level security;

@@ -7,7 +7,7 @@ language plpgsql
 set search_path = pg_catalog
 as $$
 begin
-  new.written_in := pg_current_xact_id();
+  new.written_in := pg_current_xact_id()::text::bigint;
   return new;
 end;
 $$;

@@ -6,9 +6,9 @@
 --   * changed: the row's last writer is not visible in `since`. Every such
 --     writer is at or after since's xmin, which is the range the written_in
 --     index reads, so the cost follows the changes, not the table.
---   * deleted: a tombstone written after `since` whose row is not there now
---     (a best head deleted and made again is a row, not a deletion), and a
---     changed row the filters no longer take (an agent renamed away).
+--   * deleted: a tombstone written after `since` (keys are identities, never
+--     used again), and a changed row the filters no longer take (an agent
+--     renamed away).
 -- typed: timestamps stay timestamptz (JSONL, Parquet); otherwise they are text
 -- as exports write them, and with excel every text cell is made formula-safe.
 -- Filters: created_after / created_before (timestamps, on the row's created_at,
@@ -21,8 +21,8 @@ set search_path = pg_catalog
 as $$
 declare
   changed constant text := case when since is null then 'true' else
-    format('%%1$s.written_in >= %s and not pg_catalog.pg_visible_in_snapshot(%%1$s.written_in, %s::pg_catalog.pg_snapshot)',
-           quote_literal(pg_snapshot_xmin(since)::text) || '::pg_catalog.xid8', quote_literal(since::text)) end;
+    format('%%1$s.written_in >= %s and not pg_catalog.pg_visible_in_snapshot(%%1$s.written_in::text::pg_catalog.xid8, %s::pg_catalog.pg_snapshot)',
+           pg_snapshot_xmin(since)::text, quote_literal(since::text)) end;
   cell constant text := case when excel then 'app_hidden.excel_safe(%s)' else '%s' end;
   time_cell constant text := case when typed then '%s' else 'app_hidden.export_time(%s)' end;
   created_match text := 'true';
@@ -82,11 +82,10 @@ begin
       format('select null::bigint as %I where false', key)
     else format(
       'select distinct d.id as %1$I from ('
-      ' select a.id from app_public.%2$I a where %3$s and not (%4$s)'
-      ' union all'
-      ' select t.row_id from app_hidden.tombstones t where t.kind = %2$L and %5$s'
-      '   and not exists (select from app_public.%2$I a where a.id = t.row_id)) d order by 1',
-      key, table_name, format(changed, 'a'), matches, format(changed, 't')) end;
+      ' select t.row_id as id from app_hidden.tombstones t where t.kind = %2$L and %3$s%4$s) d order by 1',
+      key, table_name, format(changed, 't'),
+      case when filters = '{}' then '' else
+        format(' union all select a.id from app_public.%I a where %s and not (%s)', table_name, format(changed, 'a'), matches) end) end;
 end;
 $$;
 comment on function app_hidden.feed_parts(text, boolean, boolean, pg_snapshot, jsonb) is
