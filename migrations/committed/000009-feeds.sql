@@ -1,5 +1,5 @@
 --! Previous: sha1:4c991a0f199573b2981563da1941590ae688709d
---! Hash: sha1:db860b8e0863fe17b51fb5e1d0b131334cce4776
+--! Hash: sha1:37db5b3b62eeaacdcf66f982cfe24b16e4e446da
 --! Message: feeds
 
 -- Feeds: standing exports whose runs each hold what changed since the run
@@ -70,9 +70,10 @@ create table if not exists app_public.feed_runs (
   user_id bigint not null,
   status text not null default 'queued' constraint feed_runs_status_check
     check (status in ('queued', 'running', 'succeeded', 'failed')),
-  -- The previous run's snapshot (null for run 1: the whole history) and this run's.
-  since_snapshot pg_snapshot,
-  snapshot pg_snapshot,
+  -- The previous run's snapshot (null for run 1: the whole history) and this
+  -- run's, as pg_snapshot's text (xmin:xmax:xip), which the API layers can carry.
+  since_snapshot text,
+  snapshot text,
   requested_at timestamptz not null default now(),
   started_at timestamptz,
   finished_at timestamptz,
@@ -80,7 +81,9 @@ create table if not exists app_public.feed_runs (
   rows bigint,
   -- [{"name", "rows", "bytes", "sha256"}], as in the manifest.
   files jsonb,
+  -- manifest.json's S3 key (its files are beside it), null in EXPORT_DIR; its sha256 (the ETag of its download).
   manifest_key text,
+  manifest_sha256 text,
   error_message text,
   primary key (feed_id, number)
 );

@@ -96,3 +96,28 @@ exception when others then
   return false;
 end;
 $$;
+
+-- A feed of yours, in the API's words: every is 20m, 1h, 1d, 1w or null (runs
+-- on request only). Runs as the caller: RLS and tg_feeds__prepare check the rest.
+create or replace function app_public.create_feed(kind text, format text, every text default null, filters jsonb default '{}',
+                                                  options jsonb default '{}', is_global boolean default false)
+returns app_public.feeds
+language plpgsql volatile
+set search_path = pg_catalog
+as $$
+declare
+  feed app_public.feeds;
+  schedules constant jsonb := '{"20m": "20 minutes", "1h": "1 hour", "1d": "1 day", "1w": "1 week"}';
+begin
+  if every is not null and not schedules ? every then
+    raise exception 'every must be one of 20m, 1h, 1d, 1w, or null for runs on request only; not "%".', every using errcode = 'PFEVR';
+  end if;
+  insert into app_public.feeds (kind, format, every, filters, options, is_global)
+  values (create_feed.kind, create_feed.format, (schedules->>every)::interval, coalesce(create_feed.filters, '{}'),
+          coalesce(create_feed.options, '{}'), coalesce(create_feed.is_global, false))
+  returning * into feed;
+  return feed;
+end;
+$$;
+comment on function app_public.create_feed(text, text, text, jsonb, jsonb, boolean) is
+  'Creates a feed of yours: kind, format (csv, jsonl, parquet), every (20m, 1h, 1d, 1w or null), filters, options (gzip, excel) and, for an admin, is_global.';

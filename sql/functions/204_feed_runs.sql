@@ -1,3 +1,12 @@
+-- Wakes the gateway's requests waiting for the run (?wait=true), on the
+-- channel they listen on for exports, under a key no export id can be.
+create or replace function app_private.notify_feed_run(feed_id bigint, number int) returns boolean
+language sql volatile
+set search_path = pg_catalog
+as $$
+  select true from pg_notify('prompter_exports', format('feed_run:%s:%s', feed_id, number));
+$$;
+
 -- Queues a run of the feed. At most one run of a feed is queued or running, and
 -- asking again returns it; a run that failed for good is queued again under
 -- its number, so the numbers of a feed's runs have no gaps. Callers hold the
@@ -114,7 +123,7 @@ as $$
 declare
   feed app_public.feeds;
   run app_public.feed_runs;
-  since pg_snapshot;
+  since text;
 begin
   update app_public.feed_runs r
      set status = 'running', attempts = attempt, started_at = clock_timestamp(), error_message = null
@@ -138,18 +147,19 @@ begin
   end if;
   update app_public.feed_runs r set since_snapshot = since
    where r.feed_id = run.feed_id and r.number = run.number;
+  perform app_private.notify_feed_run(run.feed_id, run.number);
   return query select feed.kind, feed.format, feed.options, feed.filters, feed.user_id,
-    (case when feed.is_global then 'app_admin' else 'app_user' end)::name, since::text, run.snapshot::text;
+    (case when feed.is_global then 'app_admin' else 'app_user' end)::name, since, run.snapshot;
 end;
 $$;
 
 -- The snapshot an attempt reads from, recorded before it writes anything.
-create or replace function app_private.feed_run_snapshot(feed_id bigint, number int, attempt int, snapshot pg_snapshot) returns boolean
+create or replace function app_private.feed_run_snapshot(feed_id bigint, number int, attempt int, snapshot text) returns boolean
 language sql volatile
 set search_path = pg_catalog
 as $$
   with recorded as (
-    update app_public.feed_runs r set snapshot = feed_run_snapshot.snapshot
+    update app_public.feed_runs r set snapshot = feed_run_snapshot.snapshot::pg_snapshot::text
      where r.feed_id = feed_run_snapshot.feed_id and r.number = feed_run_snapshot.number
        and r.status = 'running' and r.attempts = attempt
     returning 1)
@@ -159,7 +169,7 @@ $$;
 -- Records a written run. Only the attempt that is running, with the snapshot
 -- its manifest names, may: a late attempt gets false.
 create or replace function app_private.feed_run_succeeded(
-  feed_id bigint, number int, attempt int, snapshot text, rows bigint, files jsonb, manifest_key text
+  feed_id bigint, number int, attempt int, snapshot text, rows bigint, files jsonb, manifest_key text, manifest_sha256 text
 ) returns boolean
 language sql volatile
 set search_path = pg_catalog
@@ -167,11 +177,12 @@ as $$
   with recorded as (
     update app_public.feed_runs r
        set status = 'succeeded', finished_at = clock_timestamp(), rows = feed_run_succeeded.rows,
-           files = feed_run_succeeded.files, manifest_key = feed_run_succeeded.manifest_key, error_message = null
+           files = feed_run_succeeded.files, manifest_key = feed_run_succeeded.manifest_key,
+           manifest_sha256 = feed_run_succeeded.manifest_sha256, error_message = null
      where r.feed_id = feed_run_succeeded.feed_id and r.number = feed_run_succeeded.number
-       and r.status = 'running' and r.attempts = attempt and r.snapshot::text = feed_run_succeeded.snapshot
+       and r.status = 'running' and r.attempts = attempt and r.snapshot = feed_run_succeeded.snapshot
     returning 1)
-  select exists (select from recorded);
+  select exists (select from recorded) and app_private.notify_feed_run(feed_id, number);
 $$;
 
 create or replace function app_private.feed_run_failed(feed_id bigint, number int, attempt int, message text, final boolean) returns void
@@ -183,4 +194,5 @@ as $$
          finished_at = case when final then clock_timestamp() end
    where r.feed_id = feed_run_failed.feed_id and r.number = feed_run_failed.number
      and r.status = 'running' and r.attempts = attempt;
+  select app_private.notify_feed_run(feed_id, number) where final;
 $$;

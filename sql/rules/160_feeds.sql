@@ -42,11 +42,12 @@ grant execute on function app_hidden.feed_multi_agent_log_query(boolean, boolean
 grant execute on function app_hidden.check_feed_filters(text, jsonb) to app_user, app_reader;
 grant execute on function app_hidden.is_timestamp(text) to app_user, app_reader;
 grant execute on function app_public.request_feed_run(bigint) to app_user;
+grant execute on function app_public.create_feed(text, text, text, jsonb, jsonb, boolean) to app_user;
 grant execute on function app_public.set_feed_paused(bigint, boolean) to app_user;
 
--- GraphQL: feeds are created by insert (checked by tg_feeds__prepare), run and
--- paused by the functions above; the worker alone records runs.
-comment on table app_public.feeds is E'@behavior -update\nA standing export: each run holds what changed since the run before.';
+-- GraphQL: feeds are created (createFeed), run and paused by the functions
+-- above, deleted by delete; the worker alone records runs.
+comment on table app_public.feeds is E'@behavior -insert -update\nA standing export: each run holds what changed since the run before.';
 comment on column app_public.feeds.next_run_at is 'When the schedule runs the feed next (null: paused, or on request only).';
 comment on table app_public.feed_runs is E'@behavior -insert -update -delete\nA run of a feed: the rows changed between its two snapshots.';
 comment on column app_public.feed_runs.manifest_key is E'@behavior -*';

@@ -18,6 +18,7 @@ import { refuseOtherMethods } from "./methods.ts";
 import { gatewayPool } from "./pool.ts";
 import { callerConcurrency } from "./admission.ts";
 import { rememberMountPath, requestLog } from "./request-log.ts";
+import { feedRoutes } from "./feeds-rest.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
 
@@ -103,7 +104,9 @@ export async function startGateway(
   app.use(authenticate(config));
   app.use(callerConcurrency(config.callerLimits, metrics));
   app.use(express.json({ limit: MAX_BODY_BYTES }));
-  app.use("/api", rememberMountPath, restRoutes(config, pool, events, createStorage(config, log)));
+  const storage = createStorage(config, log);
+  app.use("/api", rememberMountPath, restRoutes(config, pool, events, storage));
+  app.use("/api", rememberMountPath, feedRoutes(config, pool, events, storage));
 
   app.use("/graphql", graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(app);

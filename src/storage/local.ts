@@ -59,6 +59,8 @@ export function localStorage(dir: string): ExportStorage {
       return null;
     },
 
+    objectKeyOf: () => null,
+
     read: (fileName) =>
       readFile(pathOf({ fileName, objectKey: null })).catch((error: NodeJS.ErrnoException) => {
         if (error.code === "ENOENT") return undefined;

@@ -52,6 +52,8 @@ export interface ExportStorage {
    * failure or abort nothing is visible and nothing is left behind.
    */
   save(fileName: string, stages: [Readable, ...Transform[]], signal: AbortSignal): Promise<string | null>;
+  /** The S3 key a file of this name is saved under (null: EXPORT_DIR, where the name is the path). */
+  objectKeyOf(fileName: string): string | null;
   /** The content of a small file (a feed run's manifest) by name, or undefined when there is none. */
   read(fileName: string): Promise<Buffer | undefined>;
   /** Deletes the file; false when it was not there. */

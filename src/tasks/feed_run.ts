@@ -16,6 +16,7 @@
 // holds the feed's advisory lock on its reading connection, and checks that
 // connection is alive before it writes the manifest.
 import type { JobHelpers } from "graphile-worker";
+import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
 import { formatFile, type FeedFormat, type FormatOptions } from "../feeds/formats.ts";
 import { LoggedError } from "../log.ts";
@@ -55,6 +56,11 @@ export interface FeedManifest {
   files: FeedFile[];
 }
 
+interface WrittenManifest {
+  manifest: FeedManifest;
+  sha256: string;
+}
+
 export function feedRunPrefix(feedId: number | string, run: number | string): string {
   return `feeds/${feedId}/${run}/`;
 }
@@ -88,12 +94,13 @@ export default async function feedRunTask(payload: unknown, helpers: JobHelpers,
     log.info({ ...fields, kind: started.kind, format: started.format }, "feed run started");
     const begun = performance.now();
     try {
-      const manifest = (await publishedEarlier(context, feedId, run, started)) ?? (await writeRun(context, client, feedId, run, started, helpers));
+      const { manifest, sha256 } = (await publishedEarlier(context, feedId, run, started)) ?? (await writeRun(context, client, feedId, run, started, helpers));
       reusable = true;
       const rows = manifest.files.reduce((sum, file) => sum + file.rows, 0);
+      const manifestKey = context.storage.objectKeyOf(`${feedRunPrefix(feedId, run)}manifest.json`);
       const { rows: [{ recorded }] } = await pool.query<{ recorded: boolean }>(
-        "select app_private.feed_run_succeeded($1, $2, $3, $4, $5, $6, $7) as recorded",
-        [feedId, run, attempt, manifest.snapshot.until, rows, JSON.stringify(manifest.files), `${feedRunPrefix(feedId, run)}manifest.json`],
+        "select app_private.feed_run_succeeded($1, $2, $3, $4, $5, $6, $7, $8) as recorded",
+        [feedId, run, attempt, manifest.snapshot.until, rows, JSON.stringify(manifest.files), manifestKey, sha256],
       );
       const outcome = { ...fields, rows, durationMs: Math.round(performance.now() - begun) };
       if (recorded) log.info(outcome, "feed run succeeded");
@@ -128,7 +135,7 @@ function messageOf(error: unknown): string | undefined {
  * read it), so it is recorded as it is. It counts only with the snapshot the
  * database recorded for the run, and the same lower bound.
  */
-async function publishedEarlier(context: TaskContext, feedId: number, run: number, started: StartedRun): Promise<FeedManifest | undefined> {
+async function publishedEarlier(context: TaskContext, feedId: number, run: number, started: StartedRun): Promise<WrittenManifest | undefined> {
   if (started.snapshot === null) return undefined;
   const text = await context.storage.read(`${feedRunPrefix(feedId, run)}manifest.json`);
   if (!text) return undefined;
@@ -136,7 +143,7 @@ async function publishedEarlier(context: TaskContext, feedId: number, run: numbe
   const same = manifest.feed === feedId && manifest.run === run && manifest.snapshot.until === started.snapshot && manifest.snapshot.since === started.since_snapshot;
   if (!same) return undefined;
   context.log.info({ feedId, run }, "feed run found written by an earlier attempt; recording it");
-  return manifest;
+  return { manifest, sha256: createHash("sha256").update(text).digest("hex") };
 }
 
 async function writeRun(
@@ -146,7 +153,7 @@ async function writeRun(
   run: number,
   started: StartedRun,
   helpers: JobHelpers,
-): Promise<FeedManifest> {
+): Promise<WrittenManifest> {
   const attempt = helpers.job.attempts;
   await client.query("begin isolation level repeatable read read only");
   try {
@@ -187,13 +194,10 @@ async function writeRun(
     };
     // Still holding the feed's lock: no other attempt can have written since.
     await client.query("select 1");
-    await context.storage.save(
-      `${feedRunPrefix(feedId, run)}manifest.json`,
-      [Readable.from([Buffer.from(JSON.stringify(manifest, null, 2) + "\n")])],
-      helpers.abortSignal,
-    );
+    const text = Buffer.from(JSON.stringify(manifest, null, 2) + "\n");
+    await context.storage.save(`${feedRunPrefix(feedId, run)}manifest.json`, [Readable.from([text])], helpers.abortSignal);
     await client.query("commit");
-    return manifest;
+    return { manifest, sha256: createHash("sha256").update(text).digest("hex") };
   } catch (error) {
     await client.query("rollback").catch(() => {});
     throw error;
