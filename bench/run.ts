@@ -14,7 +14,7 @@
 //      while user A attacks, vs the same without the attack.
 // Writes bench/results.json and bench/RESULTS.md. Not part of `npm test`.
 // BENCH_ONLY=effectiveness,runs (any of export, effectiveness, pickup, writes,
-// runs, contention, noisy) runs only those sections and prints their figures
+// runs, contention, noisy, feeds) runs only those sections and prints their figures
 // instead of writing the results files, for profiling one path.
 import autocannon from "autocannon";
 import { spawn, execFile, type ChildProcess } from "node:child_process";
@@ -31,6 +31,7 @@ import { provisionDatabase, startEmbeddedPostgres, withCredentials, withDatabase
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { signToken } from "../src/server/auth.ts";
 import { PREVIOUS_RELEASE } from "../test/support/previous-release.ts";
+import { benchFeeds } from "./feeds.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const node = path.join(root, "node_modules/.bin/node");
@@ -41,7 +42,7 @@ const SECRET = "prompter-bench-secret-0123456789abcdef";
 const PORT = Number(process.env.BENCH_PORT ?? 8901);
 const DATABASE = process.env.BENCH_DATABASE ?? "prompter_bench";
 const base = `http://127.0.0.1:${PORT}`;
-const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "feeds"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -826,6 +827,10 @@ async function main() {
         previous ??= await startPreviousRelease(db.superuserUrl, exportDir);
         await previous.generate(size);
         measured.session = await benchSessionCost(previous, dataUser, adminId);
+      }
+      if (selected("feeds")) {
+        log(`feeds at ${size}`);
+        measured.feeds = await benchFeeds(pool, dataUser, size, worker.pid!);
       }
       sizes.push(measured);
     }
