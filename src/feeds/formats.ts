@@ -150,18 +150,31 @@ function parquetFile(client: pg.PoolClient, query: string): FormattedFile {
   let schema: arrow.Schema | undefined;
   async function* batches(): AsyncGenerator<parquet.RecordBatch> {
     await client.query(`declare feed_rows no scroll cursor for ${query}`);
-    for (;;) {
-      const result = await client.query({ text: `fetch ${BATCH_ROWS} from feed_rows`, types, rowMode: "array" });
+    const fetch = () => {
+      const fetched = client.query({ text: `fetch ${BATCH_ROWS} from feed_rows`, types, rowMode: "array" });
+      // Awaited below; until then a failure must not count as unhandled.
+      fetched.catch(() => {});
+      return fetched;
+    };
+    let pending = fetch();
+    for (let first = true; ; first = false) {
+      const result = await pending;
+      const last = result.rows.length < BATCH_ROWS;
+      // PostgreSQL makes the next batch while this one is encoded.
+      if (!last) pending = fetch();
       schema ??= new arrow.Schema(result.fields.map((f) => new arrow.Field(f.name, arrowTypeOf(f.dataTypeID), true)));
       // The first batch goes out even when empty: it carries the columns.
-      if (result.rows.length === 0 && rows > 0) break;
-      const children = schema.fields.map((field, i) => vectorOf({ field, values: result.rows.map((row: unknown[]) => row[i]) }));
-      const batch = new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: result.rows.length, children }));
-      rows += result.rows.length;
-      const table = parquet.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(batch), "stream"));
-      yield* table.recordBatches();
-      table.free();
-      if (result.rows.length === 0) break;
+      if (result.rows.length > 0 || first) {
+        const columns: unknown[][] = schema.fields.map(() => new Array(result.rows.length));
+        result.rows.forEach((row: unknown[], r: number) => row.forEach((value, c) => (columns[c][r] = value)));
+        const children = schema.fields.map((field, c) => vectorOf({ field, values: columns[c] }));
+        const batch = new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: result.rows.length, children }));
+        rows += result.rows.length;
+        const table = parquet.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(batch), "stream"));
+        yield* table.recordBatches();
+        table.free();
+      }
+      if (last) break;
     }
     await client.query("close feed_rows");
   }
