@@ -103,8 +103,15 @@ export default async function feedRunTask(payload: unknown, helpers: JobHelpers,
         [feedId, run, attempt, manifest.snapshot.until, rows, JSON.stringify(manifest.files), manifestKey, sha256],
       );
       const outcome = { ...fields, rows, durationMs: Math.round(performance.now() - begun) };
-      if (recorded) log.info(outcome, "feed run succeeded");
-      else log.warn(outcome, "feed run written, but the run was no longer this attempt's (its feed deleted, or a newer attempt took over)");
+      if (!recorded) {
+        log.warn(outcome, "feed run written, but the run was no longer this attempt's (its feed deleted, or a newer attempt took over)");
+      } else {
+        log.info(outcome, "feed run succeeded");
+        const labels = { kind: started.kind, format: started.format };
+        context.metrics.feedRunsSucceeded.inc(labels);
+        context.metrics.feedRunDuration.observe(labels, (performance.now() - begun) / 1000);
+        context.metrics.feedRunRows.observe(labels, rows);
+      }
     } catch (error) {
       const final = attempt >= helpers.job.max_attempts;
       const message = final
@@ -113,6 +120,7 @@ export default async function feedRunTask(payload: unknown, helpers: JobHelpers,
       await pool
         .query("select app_private.feed_run_failed($1, $2, $3, $4, $5)", [feedId, run, attempt, messageOf(error) ?? message, final])
         .catch((recordError) => log.warn({ ...fields, error: recordError.message }, "could not record the feed run's failure"));
+      context.metrics.feedRunAttemptsFailed.inc({ kind: started.kind, format: started.format });
       log[final ? "error" : "warn"]({ ...fields, error: (error as Error).message }, final ? "feed run failed for good" : "feed run attempt failed; it will be retried");
       throw new LoggedError(error);
     }

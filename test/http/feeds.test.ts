@@ -55,6 +55,9 @@ describe("REST", () => {
     expect(again.body.run).toMatchObject({ number: 2, status: "succeeded", rows: 0 });
     const runs = await callRest(server.baseUrl, "GET", `/api/feeds/${feed.id}/runs`, { token: tokens.owner });
     expect(runs.body.runs.map((run: { number: number }) => run.number)).toEqual([1, 2]);
+    const metrics = await (await fetch(`${server.baseUrl}/metrics`)).text();
+    expect(metrics).toMatch(/^prompter_feed_runs_succeeded_total\{kind="prompt_versions",format="jsonl"\} 2$/m);
+    expect(metrics).toMatch(/^prompter_feed_run_rows_sum\{kind="prompt_versions",format="jsonl"\} 36$/m);
     const listed = await callRest(server.baseUrl, "GET", "/api/feeds", { token: tokens.owner });
     expect(listed.body.feeds.map((f: { id: number }) => f.id)).toContain(feed.id);
     expect(listed.body.feeds.find((f: { id: number }) => f.id === feed.id).last_run.number).toBe(2);
