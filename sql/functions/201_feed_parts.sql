@@ -3,9 +3,11 @@
 -- the rows that changed after the snapshot `since` (null: run 1, everything).
 -- The caller reads them in one REPEATABLE READ transaction, whose snapshot is
 -- the run's upper bound; RLS decides whose rows they are.
---   * changed: the row's last writer is not visible in `since`. Every such
---     writer is at or after since's xmin, which is the range the written_in
---     index reads, so the cost follows the changes, not the table.
+--   * changed: the row's last writer is not visible in `since`: it started
+--     at or after since's xmax, or was running then (in since's xip list).
+--     Both are lookups in the written_in index (a range and a few values),
+--     so the cost follows the changes, not the table, and the planner
+--     estimates them from the column's statistics.
 --   * deleted: a tombstone written after `since` (keys are identities, never
 --     used again), and a changed row the filters no longer take (an agent
 --     renamed away).
@@ -21,8 +23,8 @@ set search_path = pg_catalog
 as $$
 declare
   changed constant text := case when since is null then 'true' else
-    format('%%1$s.written_in >= %s and not pg_catalog.pg_visible_in_snapshot(%%1$s.written_in::text::pg_catalog.xid8, %s::pg_catalog.pg_snapshot)',
-           pg_snapshot_xmin(since)::text, quote_literal(since::text)) end;
+    format('(%%1$s.written_in >= %s or %%1$s.written_in = any (%L::bigint[]))',
+           pg_snapshot_xmax(since)::text, array(select x::text::bigint from pg_snapshot_xip(since) x)::text) end;
   cell constant text := case when excel then 'app_hidden.excel_safe(%s)' else '%s' end;
   time_cell constant text := case when typed then '%s' else 'app_hidden.export_time(%s)' end;
   created_match text := 'true';

@@ -13,10 +13,12 @@ let since: string;
 beforeAll(async () => {
   owner = { role: "app_user", userId: await createUser(db.pool) };
   await db.pool.query("select app_private.generate_demo($1, 30000)", [owner.userId]);
-  // Someone who left: their rows are tombstones now (some 24k).
+  // Someone who deleted their prompts, ten at a time: some 24k tombstones of 300 transactions.
   const gone = await createUser(db.pool);
   await db.pool.query("select app_private.generate_demo($1, 3000)", [gone]);
-  await db.pool.query("delete from app_public.users where id = $1", [gone]);
+  for (let i = 0; i < 300; i++) {
+    await db.pool.query("delete from app_public.prompts where user_id = $1 and id % 300 = $2", [gone, i]);
+  }
   await db.pool.query("analyze");
   since = (await db.pool.query<{ s: string }>("select pg_current_snapshot()::text as s")).rows[0].s;
   await asOwner(db.pool, owner, async (client) => {
