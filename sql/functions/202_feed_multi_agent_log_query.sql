@@ -14,8 +14,8 @@ declare
   seed_agents constant text[] := array['syntax', 'structure', 'domain'];
   cell constant text := case when excel then 'app_hidden.excel_safe(%s)' else '%s' end;
   changed constant text := case when since is null then null else
-    format('%%1$s.written_in >= %s and not pg_catalog.pg_visible_in_snapshot(%%1$s.written_in::text::pg_catalog.xid8, %s::pg_catalog.pg_snapshot)',
-           pg_snapshot_xmin(since)::text, quote_literal(since::text)) end;
+    format('(%%1$s.written_in >= %s or %%1$s.written_in = any (%L::bigint[]))',
+           pg_snapshot_xmax(since)::text, array(select x::text::bigint from pg_snapshot_xip(since) x)::text) end;
   agent_names text[];
   score_columns text;
   score_pivot text;
