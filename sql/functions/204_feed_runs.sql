@@ -112,8 +112,9 @@ end;
 $$;
 
 -- The worker starts (or retries) run `number` of the feed: the feed, the role
--- to read as, and the bounds. Null when there is nothing to do (the run
--- succeeded already, or is gone with its feed).
+-- to read as, and the bounds. Nothing when there is nothing to do: the run
+-- succeeded already, is gone with its feed, or was refused (a global feed
+-- whose owner is no longer an admin).
 create or replace function app_private.feed_run_started(feed_id bigint, number int, attempt int)
 returns table (kind text, format text, options jsonb, filters jsonb, user_id bigint, role name,
                since_snapshot text, snapshot text)
@@ -133,9 +134,15 @@ begin
     return;
   end if;
   select * into feed from app_public.feeds f where f.id = run.feed_id;
+  -- Retrying cannot help here: the run fails at once, saying why, and is
+  -- queued again with the feed's next request or schedule.
   if feed.is_global and not (select u.is_admin from app_public.users u where u.id = feed.user_id) then
-    raise exception 'Feed % holds everyone''s rows, and its owner is no longer an admin; delete it or make its owner an admin again.', feed.id
-      using errcode = 'PFGLB';
+    update app_public.feed_runs r
+       set status = 'failed', finished_at = clock_timestamp(),
+           error_message = format('Feed %s holds everyone''s rows, and its owner is no longer an admin; delete it or make its owner an admin again.', feed.id)
+     where r.feed_id = run.feed_id and r.number = run.number;
+    perform app_private.notify_feed_run(run.feed_id, run.number);
+    return;
   end if;
   if run.number > 1 then
     select r.snapshot into since from app_public.feed_runs r

@@ -87,7 +87,7 @@ export default async function feedRunTask(payload: unknown, helpers: JobHelpers,
       rows: [started],
     } = await pool.query<StartedRun>("select * from app_private.feed_run_started($1, $2, $3)", [feedId, run, attempt]);
     if (!started) {
-      log.info(fields, "feed run skipped: it has been written already, or its feed is gone");
+      log.info(fields, "feed run skipped: it has been written already, was refused (see its error), or its feed is gone");
       reusable = true;
       return;
     }
