@@ -123,5 +123,9 @@ describe("GraphQL", () => {
     expect(listed.data!.allFeeds.nodes.map((feed: { rowId: string }) => String(feed.rowId))).toContain(String(feedId));
     const others = await graphql(server, `{ allFeeds(first: 10) { nodes { rowId } } }`, {}, tokens.other);
     expect(others.data!.allFeeds.nodes).toEqual([]);
+    const paused = await graphql(server, `mutation($id: BigInt!) { setFeedPaused(input: { feedId: $id, paused: true }) { result { paused } } }`, { id: feedId }, tokens.owner);
+    expect(paused.data!.setFeedPaused.result).toEqual({ paused: true });
+    const deleted = await graphql(server, `mutation($id: BigInt!) { deleteFeedByRowId(input: { rowId: $id }) { deletedFeedId } }`, { id: feedId }, tokens.owner);
+    expect(deleted.errors).toBeUndefined();
   });
 });
