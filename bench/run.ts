@@ -39,9 +39,10 @@ import { benchContention } from "./contention.ts";
 import { benchNoisyNeighbours } from "./noisy.ts";
 import { benchReplicas } from "./replicas.ts";
 import { benchAnalytics } from "./analytics.ts";
+import { benchFeeds } from "./feeds.ts";
 import { markdown, summarise } from "./report.ts";
 
-const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "replicas", "analytics"];
+const SECTIONS = ["export", "effectiveness", "session", "pickup", "writes", "runs", "contention", "noisy", "replicas", "analytics", "feeds"];
 const ONLY = process.env.BENCH_ONLY?.split(",");
 const unknownSection = ONLY?.find((section) => !SECTIONS.includes(section));
 if (unknownSection) throw new Error(`BENCH_ONLY: no section ${unknownSection}; the sections are ${SECTIONS.join(", ")}`);
@@ -95,6 +96,10 @@ async function main() {
         previous ??= await startPreviousRelease(db.superuserUrl, exportDir);
         await previous.generate(size);
         measured.session = await benchSessionCost(previous, dataUser, adminId);
+      }
+      if (selected("feeds")) {
+        log(`feeds at ${size}`);
+        measured.feeds = await benchFeeds(pool, dataUser, size, worker.pid!);
       }
       sizes.push(measured);
     }

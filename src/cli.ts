@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ default:
   server: { summary: "server                    the gateway alone (GraphQL and REST), no migrations, no worker", load: () => import("./commands/server.ts") },
   worker: { summary: "worker                    run queued exports and the retention schedule (any number of workers)", load: () => import("./commands/worker.ts") },
   export: { summary: "export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]   queue an export as U; wait for it, copy it", load: () => import("./commands/export.ts") },
+  feed: { summary: "feed add <kind> --format F [--every 1h] | list | run <feed> [--wait] | pull <feed> --dir DIR  (--username U)   feeds: incremental exports", load: () => import("./commands/feed.ts") },
   migrate: { summary: "migrate                   bring the database to the current schema", load: () => import("./commands/migrate.ts") },
   user: { summary: "user add <username> [--admin] | list | promote | demote | disable | enable | remove | set-password <username>   accounts", load: () => import("./commands/user.ts") },
   token: { summary: "token <username>          print a signed token (JWT) for the user", load: () => import("./commands/token.ts") },

@@ -116,6 +116,15 @@ export function createMetrics() {
     exportDuration: new Histogram({ name: "prompter_export_duration_seconds", help: "Time to write an export.", labelNames: kind, buckets: SECONDS_BUCKETS, registers }),
     exportRows: new Histogram({ name: "prompter_export_rows", help: "Rows per export.", labelNames: kind, buckets: ROWS_BUCKETS, registers }),
     exportBytes: new Histogram({ name: "prompter_export_bytes", help: "Bytes per export file.", labelNames: kind, buckets: BYTES_BUCKETS, registers }),
+    feedRunsSucceeded: new Counter({ name: "prompter_feed_runs_succeeded_total", help: "Feed runs written by this process.", labelNames: ["kind", "format"], registers }),
+    feedRunAttemptsFailed: new Counter({
+      name: "prompter_feed_run_attempts_failed_total",
+      help: "Feed run attempts that failed (retried, or with the feed's next run when none is left).",
+      labelNames: ["kind", "format"],
+      registers,
+    }),
+    feedRunDuration: new Histogram({ name: "prompter_feed_run_duration_seconds", help: "Time to write a feed run.", labelNames: ["kind", "format"], buckets: SECONDS_BUCKETS, registers }),
+    feedRunRows: new Histogram({ name: "prompter_feed_run_rows", help: "Rows per feed run (upserts and deletions).", labelNames: ["kind", "format"], buckets: ROWS_BUCKETS, registers }),
     gatewayBusy: new Counter({
       name: "prompter_gateway_busy_total",
       help: "Requests answered 503 SERVER_BUSY: no database connection free within PG_POOL_WAIT, or PG_POOL_MAX_WAITING already waiting.",

@@ -15,6 +15,8 @@ import { createMetrics, type Metrics } from "./metrics.ts";
 import { createStorage } from "./storage/index.ts";
 import exportTask, { EXPORT_DIR_ERROR_CODES } from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
+import feedRunTask from "./tasks/feed_run.ts";
+import feedScheduleTask from "./tasks/feed_schedule.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
 import runKeyRetentionTask from "./tasks/run_key_retention.ts";
 import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
@@ -22,12 +24,15 @@ import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,
   export_retention: exportRetentionTask,
+  feed_run: feedRunTask,
+  feed_schedule: feedScheduleTask,
   run_key_retention: runKeyRetentionTask,
   sql_login_limits: sqlLoginLimitsTask,
 };
 
-/** Hourly; runs on whichever worker claims it first. */
+/** Hourly (feeds: every minute); runs on whichever worker claims it first. */
 const CRON_ITEMS = [
+  { task: "feed_schedule", match: "* * * * *", identifier: "feed_schedule", options: { backfillPeriod: 0 } },
   { task: "export_retention", match: "17 * * * *", identifier: "export_retention", options: { backfillPeriod: 0 } },
   { task: "run_key_retention", match: "47 * * * *", identifier: "run_key_retention", options: { backfillPeriod: 0 } },
 ];

@@ -1,4 +1,4 @@
-// What a client may learn from a failure. The database's own SQLSTATEs (classes PR and PA)
+// What a client may learn from a failure. The database's own SQLSTATEs (classes PR, PA and PF)
 // and constraint violations (class 23) carry a stable code; everything else is
 // masked and logged with the request, so no SQL text or stack trace leaves the process.
 import { randomBytes } from "node:crypto";
@@ -112,6 +112,8 @@ const PROJECT_STATUS: Record<string, number> = {
   PRTKN: 409, // username taken
   PRIDM: 409, // idempotency key reused for a different run
   PRRTL: 429, // export rate limit
+  PFGLB: 403, // a global feed is an admin's
+  PFORD: 409, // a feed's runs are written in order
   PRTHR: 429, // sign-in throttled
 };
 
@@ -145,7 +147,8 @@ export function publicDatabaseError(error: unknown): PublicError | undefined {
   if (isDatabaseUnavailable(error)) return DATABASE_UNAVAILABLE;
   if (!(error instanceof pg.DatabaseError) || !error.code) return undefined;
   const { code } = error;
-  if (code.startsWith("PR") || code.startsWith("PA")) {
+  // PR: the project's codes; PA: those of the agent analytics; PF: those of feeds.
+  if (code.startsWith("PR") || code.startsWith("PA") || code.startsWith("PF")) {
     return { status: PROJECT_STATUS[code] ?? 400, code, message: error.message, retryAfterSeconds: retryAfterSecondsOf(error) };
   }
   if (code.startsWith("23")) {

@@ -22,6 +22,7 @@ import { callerConcurrency } from "./admission.ts";
 import { capConnections, connectionTimeouts } from "./connections.ts";
 import { requestBodies } from "./request-body.ts";
 import { DeclaredRoutes, rememberMountPath, requestLog } from "./request-log.ts";
+import { feedRoutes } from "./feeds-rest.ts";
 import { restRoutes } from "./rest.ts";
 import { uiRoutes } from "./ui.ts";
 
@@ -113,9 +114,13 @@ export async function startGateway(
   // The body is in before the request is admitted: a slow one holds no slot.
   app.use(requestBodies(config.connectionLimits.bodyTimeoutSeconds));
   app.use(callerConcurrency(config.callerLimits, metrics));
-  const rest = restRoutes(config, pool, events, createStorage(config, log), replicas);
+  const storage = createStorage(config, log);
+  const rest = restRoutes(config, pool, events, storage, replicas);
+  const feeds = feedRoutes(config, pool, events, storage);
   declaredRoutes.add("/api", rest);
+  declaredRoutes.add("/api", feeds);
   app.use("/api", rememberMountPath, rest);
+  app.use("/api", rememberMountPath, feeds);
 
   app.use(GRAPHQL_PATH, graphqlAccept, graphqlResponses(config.graphqlLimits.maxResponseBytes));
   const server = createServer(connectionTimeouts(config.connectionLimits), app);

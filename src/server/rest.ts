@@ -1,6 +1,7 @@
 // The REST endpoints. Every read and write runs as the caller (asCaller), so
 // RLS decides what each one sees; SQL validates everything it is given.
 import { Router, type Request, type RequestHandler, type Response } from "express";
+import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
@@ -76,7 +77,7 @@ function exportJson(row: ExportRow) {
 }
 
 /** Only these query parameters, each matching its pattern. */
-function queryParameters(req: Request, allowed: Record<string, RegExp>): Record<string, string | undefined> {
+export function queryParameters(req: Request, allowed: Record<string, RegExp>): Record<string, string | undefined> {
   const values: Record<string, string | undefined> = {};
   for (const [name, value] of Object.entries(req.query)) {
     const pattern = allowed[name];
@@ -102,13 +103,13 @@ const DEFAULT_PAGE = 50;
 const storedFile = (row: ExportRow): StoredFile => ({ fileName: row.file_name!, objectKey: row.object_key });
 
 /** What a client sees of a file that is not in storage: 410, with the storage's explanation. */
-function whenGone(error: unknown): never {
+export function whenGone(error: unknown): never {
   if (error instanceof ExportFileGone) throw new HttpError(410, "EXPORT_FILE_GONE", error.message);
   throw error;
 }
 
 /** proxy=true: through the gateway, for clients that cannot follow a redirect to the storage. */
-const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
+export const PROXY_PARAMETER = { proxy: /^(true|false)$/ };
 
 export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, storage: ExportStorage, replicas?: ReadReplicas): Router {
   const router = Router();
@@ -249,48 +250,64 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     }
     const row = await downloadableExport(req);
     if (linked) linkStillHolds(linked);
-    const etag = `"${row.sha256}"`;
-    res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
-    // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
-    const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
-    if (known.includes(etag) || known.includes("*")) {
-      res.status(304).end();
-      return;
-    }
-    const file = storedFile(row);
-    const url = proxy === "true" ? undefined : await storage.downloadUrl(file).catch(whenGone);
-    if (url) {
-      // The URL is valid briefly and for this one object: the RLS check above decided who gets it.
-      // No body: express's "Found. Redirecting to ..." text is undocumented and of no use to a client.
-      res.status(302).location(url).end();
-      return;
-    }
-    const localPath = await Promise.resolve(file).then(storage.localPath).catch(whenGone);
-    res.attachment(row.file_name); // Content-Disposition, and Content-Type from the extension
-    if (localPath === undefined) {
-      await streamThrough(res, await storage.open(file).catch(whenGone));
-      return;
-    }
-    // send (behind sendFile) answers Range and If-Range (206, 416), sends Accept-Ranges
-    // and Last-Modified, and streams the file; the ETag set above is the one it compares.
-    await new Promise<void>((resolve, reject) => {
-      res.sendFile(localPath, { etag: false, cacheControl: false, lastModified: true, acceptRanges: true }, (error?: NodeJS.ErrnoException) => {
-        // The client went away mid-download: nothing to answer.
-        if (!error || error.code === "ECONNABORTED") return resolve();
-        if (res.headersSent) return reject(error);
-        // The answer is an error now, not the file.
-        for (const name of ["Content-Disposition", "Content-Type", "ETag", "Last-Modified"]) res.removeHeader(name);
-        if (error.code === "ENOENT") return reject(new ExportFileGone());
-        if ((error as { status?: number }).status === 416) {
-          // send has set Content-Range: bytes */<size>.
-          return reject(new HttpError(416, "RANGE_NOT_SATISFIABLE", `The range asked for is outside the file (${row.bytes} bytes).`));
-        }
-        reject(error);
-      });
-    }).catch(whenGone);
+    await sendStoredFile(req, res, storage, storedFile(row), { fileName: row.file_name, sha256: row.sha256, bytes: row.bytes }, proxy);
   }] });
 
   return router;
+}
+
+/**
+ * Answers a download of a stored file: 304 when the client has it (ETag is its
+ * sha256), a redirect to the storage's URL (S3) unless `proxy`, else the file
+ * (with Range support from EXPORT_DIR); 410 when it is gone. Exports and feed
+ * runs alike.
+ */
+export async function sendStoredFile(
+  req: Request,
+  res: Response,
+  storage: ExportStorage,
+  file: StoredFile,
+  row: { fileName: string; sha256: string; bytes: string | number | null },
+  proxy: string | undefined,
+): Promise<void> {
+  const etag = `"${row.sha256}"`;
+  res.set({ ETag: etag, "Cache-Control": "private, no-cache" });
+  // Not req.fresh: it ignores If-None-Match when the request says no-cache, as fetch() does.
+  const known = (req.headers["if-none-match"] ?? "").split(",").map((tag) => tag.trim().replace(/^W\//, ""));
+  if (known.includes(etag) || known.includes("*")) {
+    res.status(304).end();
+    return;
+  }
+  const url = proxy === "true" ? undefined : await storage.downloadUrl(file).catch(whenGone);
+  if (url) {
+    // The URL is valid briefly and for this one object: the RLS check above decided who gets it.
+    // No body: express's "Found. Redirecting to ..." text is undocumented and of no use to a client.
+    res.status(302).location(url).end();
+    return;
+  }
+  const localPath = await Promise.resolve(file).then(storage.localPath).catch(whenGone);
+  res.attachment(path.basename(row.fileName)); // Content-Disposition, and Content-Type from the extension
+  if (localPath === undefined) {
+    await streamThrough(res, await storage.open(file).catch(whenGone));
+    return;
+  }
+  // send (behind sendFile) answers Range and If-Range (206, 416), sends Accept-Ranges
+  // and Last-Modified, and streams the file; the ETag set above is the one it compares.
+  await new Promise<void>((resolve, reject) => {
+    res.sendFile(localPath, { etag: false, cacheControl: false, lastModified: true, acceptRanges: true }, (error?: NodeJS.ErrnoException) => {
+      // The client went away mid-download: nothing to answer.
+      if (!error || error.code === "ECONNABORTED") return resolve();
+      if (res.headersSent) return reject(error);
+      // The answer is an error now, not the file.
+      for (const name of ["Content-Disposition", "Content-Type", "ETag", "Last-Modified"]) res.removeHeader(name);
+      if (error.code === "ENOENT") return reject(new ExportFileGone());
+      if ((error as { status?: number }).status === 416) {
+        // send has set Content-Range: bytes */<size>.
+        return reject(new HttpError(416, "RANGE_NOT_SATISFIABLE", `The range asked for is outside the file (${row.bytes} bytes).`));
+      }
+      reject(error);
+    });
+  }).catch(whenGone);
 }
 
 /** Streams a file from the storage through the gateway (no Range: the whole file). */

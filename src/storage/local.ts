@@ -1,10 +1,10 @@
 // Export files in a directory of this machine (EXPORT_DIR): written to a
 // temporary name, synced, then renamed, so the name only ever refers to a
 // complete file. Only processes that share the directory can serve them.
-import { open, readdir, rename, stat, unlink } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rename, stat, unlink } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
-import { EXPORT_FILE_NAME, ExportFileGone, isEarlierAttempt, type ExportStorage, type StoredFile } from "./storage.ts";
+import { EXPORT_FILE_NAME, ExportFileGone, FEED_FILE_NAME, isEarlierAttempt, type ExportStorage, type StoredFile } from "./storage.ts";
 
 const TEMPORARY_SUFFIX = ".partial";
 
@@ -14,7 +14,8 @@ export function localStorage(dir: string): ExportStorage {
       throw new ExportFileGone("The export file is in S3, and this server has EXPORT_STORAGE=local; request a new export.");
     }
     // file_name is written by the worker; never let it point outside the export directory.
-    if (path.basename(file.fileName) !== file.fileName) throw new Error(`unsafe export file name ${JSON.stringify(file.fileName)}`);
+    const safe = path.basename(file.fileName) === file.fileName || FEED_FILE_NAME.test(file.fileName);
+    if (!safe) throw new Error(`unsafe export file name ${JSON.stringify(file.fileName)}`);
     return path.join(dir, file.fileName);
   };
 
@@ -33,6 +34,8 @@ export function localStorage(dir: string): ExportStorage {
     async save(fileName, stages, signal) {
       const target = path.join(dir, fileName);
       const temporary = target + TEMPORARY_SUFFIX;
+      // Feed runs' files go in folders of their own (feeds/<feed>/<run>/).
+      if (path.dirname(target) !== dir) await mkdir(path.dirname(target), { recursive: true });
       const file = await open(temporary, "wx").catch((error) => {
         // The content may be flowing already (a zip reads ahead): stop it, so its COPY ends quietly with the connection.
         for (const stage of stages) stage.destroy();
@@ -47,7 +50,7 @@ export function localStorage(dir: string): ExportStorage {
         throw error;
       }
       // The rename is durable once the directory is synced.
-      const directory = await open(dir, "r");
+      const directory = await open(path.dirname(target), "r");
       try {
         await directory.sync();
       } finally {
@@ -55,6 +58,14 @@ export function localStorage(dir: string): ExportStorage {
       }
       return null;
     },
+
+    objectKeyOf: () => null,
+
+    read: (fileName) =>
+      readFile(pathOf({ fileName, objectKey: null })).catch((error: NodeJS.ErrnoException) => {
+        if (error.code === "ENOENT") return undefined;
+        throw error;
+      }),
 
     remove: (file) => unlinkIfThere(pathOf(file)),
 

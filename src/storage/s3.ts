@@ -114,6 +114,16 @@ export function s3Storage(settings: S3Settings, log: Log): ExportStorage {
       return key;
     },
 
+    objectKeyOf: (fileName) => prefix + fileName,
+
+    async read(fileName) {
+      const object = await client.send(new GetObjectCommand({ Bucket: bucket, Key: prefix + fileName })).catch((error) => {
+        if (isMissing(error)) return undefined;
+        throw error;
+      });
+      return object ? Buffer.from(await object.Body!.transformToByteArray()) : undefined;
+    },
+
     remove: (file) => remove(keyOf(file)),
 
     async removeEarlierAttempts(kind, exportId, attempt) {
@@ -155,7 +165,7 @@ export function s3Storage(settings: S3Settings, log: Log): ExportStorage {
         new GetObjectCommand({
           Bucket: bucket,
           Key: key,
-          ResponseContentDisposition: `attachment; filename="${file.fileName}"`,
+          ResponseContentDisposition: `attachment; filename="${file.fileName.split("/").pop()}"`,
           ResponseContentType: contentTypeOf(file.fileName),
         }),
         { expiresIn: settings.presignedUrlSeconds },

@@ -20,6 +20,9 @@ export function isEarlierAttempt(name: string, kind: string, exportId: string, a
   return fileKind === kind && fileExportId === exportId && (fileAttempt === undefined || Number(fileAttempt) < attempt);
 }
 
+/** Files of feed runs: `feeds/<feed id>/<run number>/<name>`, the name a file of the run or manifest.json. */
+export const FEED_FILE_NAME = /^feeds\/\d+\/\d+\/[a-z_]+\.[a-z.]+$/;
+
 /** Where an export row says its file is: its name, and its S3 key (null: in EXPORT_DIR). */
 export interface StoredFile {
   fileName: string;
@@ -49,6 +52,10 @@ export interface ExportStorage {
    * failure or abort nothing is visible and nothing is left behind.
    */
   save(fileName: string, stages: [Readable, ...Transform[]], signal: AbortSignal): Promise<string | null>;
+  /** The S3 key a file of this name is saved under (null: EXPORT_DIR, where the name is the path). */
+  objectKeyOf(fileName: string): string | null;
+  /** The content of a small file (a feed run's manifest) by name, or undefined when there is none. */
+  read(fileName: string): Promise<Buffer | undefined>;
   /** Deletes the file; false when it was not there. */
   remove(file: StoredFile): Promise<boolean>;
   /** Deletes the files of attempts of export `exportId` before `attempt` (see isEarlierAttempt). */
@@ -75,5 +82,8 @@ export interface ExportStorage {
 export function contentTypeOf(fileName: string): string {
   if (fileName.endsWith(".zip")) return "application/zip";
   if (fileName.endsWith(".gz")) return "application/gzip";
+  if (fileName.endsWith(".parquet")) return "application/vnd.apache.parquet";
+  if (fileName.endsWith(".jsonl")) return "application/jsonl; charset=utf-8";
+  if (fileName.endsWith(".json")) return "application/json; charset=utf-8";
   return "text/csv; charset=utf-8";
 }

@@ -328,7 +328,8 @@ function zipOf(entries: { name: string; open: () => Readable }[]): Readable {
   return output;
 }
 
-class Meter extends Transform {
+/** Counts and hashes the bytes passing through (feed runs use it too). */
+export class Meter extends Transform {
   bytes = 0;
   private readonly hash = createHash("sha256");
 

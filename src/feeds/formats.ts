@@ -1,0 +1,191 @@
+// The file formats of feed runs (and their streams): each turns a SELECT, read
+// on the run's connection inside its snapshot, into the stages of one file.
+//   csv     COPY ... (FORMAT csv, HEADER), as exports write it; gzip optional.
+//   jsonl   COPY of row_to_json, one object per line; gzip optional.
+//   parquet rows fetched from a cursor in batches, typed Arrow columns
+//           (integers, timestamptz as UTC microseconds, numerics as doubles,
+//           text, booleans), written by parquet-wasm in zstd-compressed row
+//           groups as they come.
+// Memory holds a batch or a COPY chunk at a time, whatever the number of rows.
+import * as arrow from "apache-arrow";
+import * as parquet from "parquet-wasm";
+import { Readable, type Transform } from "node:stream";
+import { ReadableStream } from "node:stream/web";
+import { createGzip } from "node:zlib";
+import type pg from "pg";
+import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
+
+export const FEED_FORMATS = ["csv", "jsonl", "parquet"] as const;
+export type FeedFormat = (typeof FEED_FORMATS)[number];
+
+export interface FormatOptions {
+  gzip?: boolean;
+  excel?: boolean;
+}
+
+/** A file being written: its stages, its name's extension, and its row count once read to the end. */
+export interface FormattedFile {
+  stages: [Readable, ...Transform[]];
+  extension: string;
+  rows(): number;
+}
+
+/** Rows per Parquet row group, and per cursor fetch: a few MB of memory at most. */
+const BATCH_ROWS = 10_000;
+
+export function formatFile(client: pg.PoolClient, query: string, format: FeedFormat, options: FormatOptions): FormattedFile {
+  if (format === "parquet") return parquetFile(client, query);
+  const copy =
+    format === "csv"
+      ? copyStream(client, `COPY (${query}) TO STDOUT WITH (FORMAT csv, HEADER)`)
+      : // CSV mode with a quote and a delimiter that JSON text never holds
+        // (it escapes control characters): each line is the JSON as it is,
+        // where text mode would double its backslashes.
+        copyStream(client, `COPY (select row_to_json(r) from (${query}) r) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')`);
+  const extension = format === "csv" ? "csv" : "jsonl";
+  return {
+    stages: options.gzip ? [copy.stream, createGzip()] : [copy.stream],
+    extension: options.gzip ? `${extension}.gz` : extension,
+    rows: () => copy.rows(),
+  };
+}
+
+/** A COPY TO STDOUT as a stream that starts when first read, so nothing runs for a file never written. */
+function copyStream(client: pg.PoolClient, statement: string) {
+  let copy: CopyToStreamQuery | undefined;
+  const stream = new Readable({
+    read: () => {
+      if (copy) return void copy.resume();
+      copy = client.query(copyTo(statement));
+      copy.on("data", (chunk: Buffer) => {
+        if (!stream.push(chunk)) copy!.pause();
+      });
+      copy.once("end", () => stream.push(null));
+      // on, not once: a COPY cut short fails again when its connection closes.
+      copy.on("error", (error) => stream.destroy(error));
+    },
+    destroy: (error, callback) => {
+      copy?.destroy();
+      callback(error);
+    },
+  });
+  return { stream, rows: () => copy?.rowCount ?? 0 };
+}
+
+// PostgreSQL type ids and the Arrow type each becomes.
+const INT8 = 20;
+const INT2 = 21;
+const INT4 = 23;
+const BOOL = 16;
+const FLOAT4 = 700;
+const FLOAT8 = 701;
+const NUMERIC = 1700;
+const TIMESTAMPTZ = 1184;
+
+interface Column {
+  field: arrow.Field;
+  values: unknown[];
+}
+
+function arrowTypeOf(oid: number): arrow.DataType {
+  switch (oid) {
+    case INT8:
+      return new arrow.Int64();
+    case INT4:
+      return new arrow.Int32();
+    case INT2:
+      return new arrow.Int16();
+    case BOOL:
+      return new arrow.Bool();
+    case FLOAT4:
+    case FLOAT8:
+    case NUMERIC:
+      return new arrow.Float64();
+    case TIMESTAMPTZ:
+      return new arrow.TimestampMicrosecond("UTC");
+    default:
+      return new arrow.Utf8();
+  }
+}
+
+/** Microseconds since the epoch of a timestamptz as PostgreSQL writes it in UTC: 2025-01-31 09:15:00.123456+00. */
+export function utcMicroseconds(text: string): bigint {
+  const seconds = Date.parse(`${text.slice(0, 10)}T${text.slice(11, 19)}Z`);
+  const fraction = /^\.(\d{1,6})/.exec(text.slice(19))?.[1] ?? "";
+  return BigInt(seconds) * 1000n + BigInt(fraction.padEnd(6, "0"));
+}
+
+// Values as Arrow wants them; the session's TimeZone is UTC (set by the run).
+const PARSERS: Record<number, (text: string) => unknown> = {
+  [INT8]: (text) => BigInt(text),
+  [NUMERIC]: Number,
+  [TIMESTAMPTZ]: utcMicroseconds,
+};
+const types = { getTypeParser: (oid: number) => PARSERS[oid] ?? ((text: string) => text) };
+
+function vectorOf(column: Column): arrow.Data {
+  const { type } = column.field;
+  if (arrow.DataType.isUtf8(type) || arrow.DataType.isBool(type)) {
+    return arrow.vectorFromArray(column.values, type).data[0];
+  }
+  const length = column.values.length;
+  const nullBitmap = new Uint8Array(Math.ceil(length / 8));
+  let nullCount = 0;
+  const wide = arrow.DataType.isTimestamp(type) || (arrow.DataType.isInt(type) && type.bitWidth === 64);
+  const data = wide ? new BigInt64Array(length) : new (type.ArrayType as Float64ArrayConstructor)(length);
+  column.values.forEach((value, i) => {
+    if (value === null) {
+      nullCount++;
+      return;
+    }
+    nullBitmap[i >> 3] |= 1 << (i & 7);
+    (data as unknown as unknown[])[i] = wide ? value : Number(value);
+  });
+  return arrow.makeData({ type, length, nullCount, nullBitmap, data } as never);
+}
+
+/** Fetches the query's rows in batches from a cursor and writes them as Parquet row groups. */
+function parquetFile(client: pg.PoolClient, query: string): FormattedFile {
+  let rows = 0;
+  let schema: arrow.Schema | undefined;
+  async function* batches(): AsyncGenerator<parquet.RecordBatch> {
+    await client.query(`declare feed_rows no scroll cursor for ${query}`);
+    const fetch = () => {
+      const fetched = client.query({ text: `fetch ${BATCH_ROWS} from feed_rows`, types, rowMode: "array" });
+      // Awaited below; until then a failure must not count as unhandled.
+      fetched.catch(() => {});
+      return fetched;
+    };
+    let pending = fetch();
+    for (let first = true; ; first = false) {
+      const result = await pending;
+      const last = result.rows.length < BATCH_ROWS;
+      // PostgreSQL makes the next batch while this one is encoded.
+      if (!last) pending = fetch();
+      schema ??= new arrow.Schema(result.fields.map((f) => new arrow.Field(f.name, arrowTypeOf(f.dataTypeID), true)));
+      // The first batch goes out even when empty: it carries the columns.
+      if (result.rows.length > 0 || first) {
+        const columns: unknown[][] = schema.fields.map(() => new Array(result.rows.length));
+        result.rows.forEach((row: unknown[], r: number) => row.forEach((value, c) => (columns[c][r] = value)));
+        const children = schema.fields.map((field, c) => vectorOf({ field, values: columns[c] }));
+        const batch = new arrow.RecordBatch(schema, arrow.makeData({ type: new arrow.Struct(schema.fields), length: result.rows.length, children }));
+        rows += result.rows.length;
+        const table = parquet.Table.fromIPCStream(arrow.tableToIPC(new arrow.Table(batch), "stream"));
+        yield* table.recordBatches();
+        table.free();
+      }
+      if (last) break;
+    }
+    await client.query("close feed_rows");
+  }
+  async function* bytes(): AsyncGenerator<Buffer> {
+    const properties = new parquet.WriterPropertiesBuilder()
+      .setCompression(parquet.Compression.ZSTD)
+      .setMaxRowGroupSize(BATCH_ROWS * 10)
+      .setCreatedBy("prompter")
+      .build();
+    const parquetStream = await parquet.transformParquetStream(ReadableStream.from(batches()) as unknown as globalThis.ReadableStream, properties);
+    for await (const chunk of parquetStream as unknown as AsyncIterable<Uint8Array>) yield Buffer.from(chunk);
+  }
+  return { stages: [Readable.from(bytes(), { objectMode: false })], extension: "parquet", rows: () => rows };
+}
