@@ -181,7 +181,13 @@ export function createMetrics() {
      * values they can have, so each is exported from the start, not from its
      * first event (a rate() needs the 0 before the 1).
      */
-    expectWorkerEvents(exportKinds: string[], exportDirErrorCodes: string[]): void {
+    expectWorkerEvents(exportKinds: string[], exportDirErrorCodes: string[], feedKinds: string[], feedFormats: readonly string[]): void {
+      for (const kind of feedKinds) {
+        for (const format of feedFormats) {
+          for (const counter of [this.feedRunsSucceeded, this.feedRunAttemptsFailed]) counter.inc({ kind, format }, 0);
+          for (const histogram of [this.feedRunDuration, this.feedRunRows]) histogram.zero({ kind, format });
+        }
+      }
       for (const kind of exportKinds) {
         for (const counter of [this.exportsSucceeded, this.exportsFailed, this.exportAttemptsFailed]) counter.inc({ kind }, 0);
         for (const histogram of [this.exportDuration, this.exportRows, this.exportBytes]) histogram.zero({ kind });

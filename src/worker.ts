@@ -12,6 +12,7 @@ import { ReadReplicas } from "./db/replicas.ts";
 import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
+import { FEED_FORMATS } from "./feeds/formats.ts";
 import { createStorage } from "./storage/index.ts";
 import exportTask, { EXPORT_DIR_ERROR_CODES } from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
@@ -122,7 +123,11 @@ export async function startWorker(
 
   const firstRunner = async () => {
     const { rows: kinds } = await pool.query<{ name: string }>("select name from app_public.export_kinds order by name");
-    metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES);
+    // The feed kinds' one home is their table's check constraint: its quoted words.
+    const { rows: feedKinds } = await pool.query<{ name: string }>(
+      `select (regexp_matches(pg_get_constraintdef(oid), chr(39) || '([a-z_]+)' || chr(39), 'g'))[1] as name
+         from pg_constraint where conrelid = 'app_public.feeds'::regclass and conname = 'feeds_kind_check'`);
+    metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES, feedKinds.map((kind) => kind.name), FEED_FORMATS);
     return runners.start();
   };
   const first = await firstRunner().catch(async (error) => {

@@ -11,11 +11,15 @@ import { useTestDatabase } from "./support/db.ts";
 
 const db = useTestDatabase();
 
-/** Kept for the GraphQL API's single-column keys (rowId, nodeId); the README says what each becomes. */
+/** Kept for the GraphQL API's single-column keys (rowId, nodeId) and the export's merge on prompt ids; the README says what each becomes. */
 const KNOWN_BEFORE_CITUS = [
+  "app_hidden.multi_agent_log_rows.multi_agent_log_rows_pkey",
   "app_private.sql_logins.sql_logins_pkey",
   "app_public.best_heads.best_heads_pkey",
   "app_public.exports.exports_pkey",
+  "app_public.feed_runs.feed_runs_feed_id_fkey",
+  "app_public.feed_runs.feed_runs_pkey",
+  "app_public.feeds.feeds_pkey",
   "app_public.judge_scores.judge_scores_pkey",
   "app_public.judge_scores.judge_scores_prompt_version_id_key",
   "app_public.prompt_versions.prompt_versions_pkey",
