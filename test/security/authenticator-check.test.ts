@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
 import { withCredentials } from "../../src/db/embedded.ts";
+import { TEST_OWNER } from "../support/credentials.ts";
 import { asSuperuser, createDatabase, createUser, errorOf, useTestDatabase } from "../support/db.ts";
 
 const db = useTestDatabase();
@@ -116,7 +117,8 @@ describe("an existing role", () => {
   });
 
   it("a plain NOINHERIT login is taken, and gets the three API roles and CONNECT here", async () => {
-    const name = await dbaRole("login noinherit");
+    // From PostgreSQL 16 the owner may set the password of a role the DBA made only with ADMIN on it.
+    const name = await dbaRole("login noinherit", `grant %I to ${TEST_OWNER} with admin option`);
     await ensure(name);
     expect(await describeRole(name)).toMatchObject({ member_of: ["app_admin", "app_anonymous", "app_user"], connect_granted_on: [db.name] });
   });
