@@ -24,7 +24,8 @@ import { signToken } from "../src/server/auth.ts";
 
 /** The last release before the analytics (and this wave): the write path they are measured against. */
 const BEFORE_ANALYTICS = "93cfff1";
-import { SECRET } from "./harness.ts";
+import { median, round, SECRET } from "./harness.ts";
+import { p50Ms } from "./session.ts";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
 const OWNER = "prompter_bench_owner";
@@ -32,8 +33,6 @@ const PASSWORD = "prompter-bench-password-0123456789";
 const DAYS = 90;
 const USERS = 10;
 const log = (message: string) => process.stderr.write(`analytics: ${message}\n`);
-const round = (n: number, digits = 2) => Number(n.toFixed(digits));
-const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
 const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
 
 /** A database of its own, made as on managed PostgreSQL (an owner, an authenticator), migrated from `source` (a checkout) or this tree. */
@@ -97,28 +96,6 @@ async function generate(pool: pg.Pool, users: string[], prompts: number) {
         from v join s on s.prompt_version_id = v.id order by v.prompt_id, s.total desc, v.id`, [users, d, count]);
   }
   await pool.query("vacuum analyze");
-}
-
-/** p50 of GET url with 10 keep-alive clients for `seconds`. */
-async function p50Ms(url: string, token: string, seconds = 4): Promise<number> {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 10 });
-  const latencies: number[] = [];
-  const deadline = Date.now() + seconds * 1000;
-  const get = () => new Promise<void>((resolve, reject) => {
-    http.get(url, { agent, headers: { authorization: `Bearer ${token}` } }, (response) => {
-      response.resume();
-      response.on("end", () => (response.statusCode === 200 ? resolve() : reject(new Error(`${url}: ${response.statusCode}`))));
-    }).on("error", reject);
-  });
-  await Promise.all(Array.from({ length: 10 }, async () => {
-    while (Date.now() < deadline) {
-      const started = performance.now();
-      await get();
-      latencies.push(performance.now() - started);
-    }
-  }));
-  agent.destroy();
-  return round(median(latencies), 3);
 }
 
 /** What a SQL user ran before: the window's figures by GROUP BY over the rows (admin: every user's), median of 3. */
@@ -258,7 +235,7 @@ export async function benchAnalytics(options: { superuserUrl?: string; database?
     const rest: Record<string, Record<string, number>> = {};
     for (const [name, pathname] of Object.entries(paths)) {
       rest[name] = {};
-      for (const [caller, bearer] of Object.entries(callers)) rest[name][`${caller}_p50_ms`] = await p50Ms(origin + pathname, bearer);
+      for (const [caller, bearer] of Object.entries(callers)) rest[name][`${caller}_p50_ms`] = await p50Ms(origin, pathname, bearer, 4);
     }
     log("GROUP BY baselines");
     const group_by_30_days = {

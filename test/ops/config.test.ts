@@ -136,3 +136,30 @@ it("writes JSON lines without credentials: redacted fields, passwordless connect
   });
   expect(lines[0]).not.toMatch(/signature|other\.token|abc|horse|hunter2/);
 });
+
+const primary = { DATABASE_URL: "postgres://owner@primary/prompter", AUTH_DATABASE_URL: "postgres://auth@primary/prompter" };
+
+it("reads replica lists, and refuses lists that cannot work", () => {
+  expect(loadConfig(primary).replicas).toEqual({ ownerUrls: [], authUrls: [], maxWaitMs: 2000, maxLagSeconds: 30 });
+  expect(loadConfig({
+    ...primary,
+    REPLICA_DATABASE_URL: "postgres://owner@r1/prompter, postgres://owner@r2:6432/prompter",
+    REPLICA_AUTH_DATABASE_URL: "postgres://auth@r1/prompter",
+    REPLICA_MAX_WAIT: "5s",
+    REPLICA_MAX_LAG: "2m",
+  }).replicas).toEqual({
+    ownerUrls: ["postgres://owner@r1/prompter", "postgres://owner@r2:6432/prompter"],
+    authUrls: ["postgres://auth@r1/prompter"],
+    maxWaitMs: 5000,
+    maxLagSeconds: 120,
+  });
+  expect(refusal({ ...primary, REPLICA_DATABASE_URL: "postgres://owner@r1/prompter,,postgres://owner@r2/prompter" }))
+    .toMatch(/^REPLICA_DATABASE_URL \(URL 2\) is empty/);
+  expect(refusal({ ...primary, REPLICA_DATABASE_URL: "postgres://owner@r1/prompter,mysql://r2/prompter" }))
+    .toMatch(/^REPLICA_DATABASE_URL \(URL 2\) must be a postgres:\/\/ URL/);
+  expect(refusal({ DATABASE_URL: primary.DATABASE_URL, REPLICA_AUTH_DATABASE_URL: "postgres://auth@r1/prompter" }))
+    .toMatch(/^REPLICA_AUTH_DATABASE_URL needs AUTH_DATABASE_URL/);
+  expect(refusal({ ...primary, REPLICA_DATABASE_URL: "postgres://owner@r1/prompter", REPLICA_AUTH_DATABASE_URL: "postgres://owner@r1/prompter" }))
+    .toMatch(/^REPLICA_AUTH_DATABASE_URL must log in as the authenticator/);
+  expect(refusal({ ...primary, REPLICA_MAX_WAIT: "0" })).toMatch(/^REPLICA_MAX_WAIT must be a duration/);
+});
