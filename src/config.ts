@@ -4,36 +4,10 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { isIP } from "node:net";
 import path from "node:path";
+import { boolean, ConfigError, connectionUrl, durationSeconds, integer, type Env } from "./config-values.ts";
 import { estimatedSecretBits } from "./secret-strength.ts";
 
-export class ConfigError extends Error {}
-
-type Env = Record<string, string | undefined>;
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw new ConfigError(`${name} must be a whole number from ${min} to ${max}, not "${raw}".`);
-  }
-  return value;
-}
-
-function connectionUrl(env: Env, name: string): string | undefined {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return undefined;
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(`${name} must be a postgres:// URL.`);
-  }
-  if (url.protocol !== "postgres:" && url.protocol !== "postgresql:") {
-    throw new ConfigError(`${name} must be a postgres:// URL, not ${url.protocol}//...`);
-  }
-  return raw;
-}
+export { ConfigError };
 
 /** A comma-separated list of postgres:// URLs (read replicas); empty when unset. */
 function connectionUrls(env: Env, name: string): string[] {
@@ -71,13 +45,6 @@ function readReplicas(env: Env) {
   };
 }
 
-function boolean(env: Env, name: string, fallback: boolean): boolean {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  if (raw === "true" || raw === "false") return raw === "true";
-  throw new ConfigError(`${name} must be true or false, not "${raw}".`);
-}
-
 /**
  * Express's "trust proxy": which hops may name the client in X-Forwarded-For.
  * Everything keyed by address (sign-in throttling, anonymous admission and
@@ -110,19 +77,6 @@ function isAddressOrSubnet(entry: string): boolean {
   const version = isIP(address);
   if (!version || rest.length) return false;
   return bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128));
-}
-
-const DURATION_UNITS: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400 };
-
-/** "24h", "30m", "7d" or a number of seconds. */
-function durationSeconds(env: Env, name: string, fallback: number): number {
-  const raw = env[name];
-  if (raw === undefined || raw === "") return fallback;
-  const match = /^(\d+)\s*([smhd]?)$/.exec(raw.trim());
-  if (!match || Number(match[1]) === 0) {
-    throw new ConfigError(`${name} must be a duration such as 3600, 30m, 24h or 7d, not "${raw}".`);
-  }
-  return Number(match[1]) * DURATION_UNITS[match[2] || "s"];
 }
 
 function webhookUrl(env: Env, name: string): string | undefined {

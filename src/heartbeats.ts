@@ -10,6 +10,7 @@ import { hostname } from "node:os";
 import type pg from "pg";
 import type { Log } from "./log.ts";
 import type { ReadinessCheck } from "./server/index.ts";
+import type { TaskContext } from "./task-context.ts";
 
 /** A released worker pool, as app_private.release_workers reports it (bigints as strings). */
 export interface DeadWorker {
@@ -81,4 +82,33 @@ export function workerAlive(deadAfterSeconds: number, currentPoolId?: () => stri
     );
     return rows[0].alive;
   };
+}
+
+/** Logs a released pool, and fails for good the exports whose last attempt it held. */
+export async function releasedWorker(context: TaskContext, dead: DeadWorker, message: string): Promise<void> {
+  context.log.warn(
+    {
+      deadPoolId: dead.pool_id,
+      deadHostname: dead.hostname,
+      deadPid: dead.pid,
+      lastSeen: dead.last_seen,
+      releasedJobs: dead.released_jobs.map(Number),
+    },
+    message,
+  );
+  if (!dead.failed_exports.length) return;
+  const { rows } = await context.pool.query<{ id: string; user_id: string; kind: string; attempts: number; request_id: string | null }>(
+    "select id, user_id, kind, attempts, request_id from app_public.exports where id = any($1)",
+    [dead.failed_exports],
+  );
+  for (const row of rows) {
+    context.exportFailedForGood({
+      exportId: Number(row.id),
+      userId: row.user_id,
+      kind: row.kind,
+      attempt: row.attempts,
+      requestId: row.request_id,
+      error: `its worker (${dead.pool_id} on ${dead.hostname ?? "an unknown host"}) stopped during the last attempt`,
+    });
+  }
 }

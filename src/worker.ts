@@ -9,7 +9,7 @@ import { createAlerts, type Alerts } from "./alerts.ts";
 import type { Config } from "./config.ts";
 import { closePool, resilientPool } from "./db/pool.ts";
 import { ReadReplicas } from "./db/replicas.ts";
-import { releaseWorkers, startHeartbeats, type DeadWorker } from "./heartbeats.ts";
+import { releasedWorker, releaseWorkers, startHeartbeats } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
 import { FEED_FORMATS } from "./feeds/formats.ts";
@@ -381,33 +381,4 @@ function startSqlLoginLimits(context: TaskContext, intervalSeconds: number): { s
       await running;
     },
   };
-}
-
-/** Logs a released pool, and fails for good the exports whose last attempt it held. */
-async function releasedWorker(context: TaskContext, dead: DeadWorker, message: string): Promise<void> {
-  context.log.warn(
-    {
-      deadPoolId: dead.pool_id,
-      deadHostname: dead.hostname,
-      deadPid: dead.pid,
-      lastSeen: dead.last_seen,
-      releasedJobs: dead.released_jobs.map(Number),
-    },
-    message,
-  );
-  if (!dead.failed_exports.length) return;
-  const { rows } = await context.pool.query<{ id: string; user_id: string; kind: string; attempts: number; request_id: string | null }>(
-    "select id, user_id, kind, attempts, request_id from app_public.exports where id = any($1)",
-    [dead.failed_exports],
-  );
-  for (const row of rows) {
-    context.exportFailedForGood({
-      exportId: Number(row.id),
-      userId: row.user_id,
-      kind: row.kind,
-      attempt: row.attempts,
-      requestId: row.request_id,
-      error: `its worker (${dead.pool_id} on ${dead.hostname ?? "an unknown host"}) stopped during the last attempt`,
-    });
-  }
 }
