@@ -57,6 +57,8 @@ export async function benchReplicas(superuserUrl: string, exportDir: string) {
   const size = Number(process.env.BENCH_REPLICA_SIZE ?? SIZES[SIZES.length - 1]);
   const pair = await startPrimaryAndStandby(superuserUrl, Number(process.env.BENCH_REPLICA_PG_PORT ?? 54461), {
     logStatements: false,
+    // As the README advises for exports on a replica: writes on the primary must not cancel them.
+    hotStandbyFeedback: true,
     cpus: { primary: "0", standby: "1" },
   });
   const admin = new pg.Client({ connectionString: pair.primary.url("postgres") });

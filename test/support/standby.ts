@@ -85,7 +85,7 @@ function server(bin: string, dataDir: string, port: number, ids: { uid?: number;
   return self;
 }
 
-const CONFIG = (port: number, socketDir: string, logStatements: boolean) => `
+const CONFIG = (port: number, socketDir: string, logStatements: boolean, hotStandbyFeedback: boolean) => `
 port = ${port}
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '${socketDir}'
@@ -93,7 +93,7 @@ wal_level = replica
 max_wal_senders = 4
 wal_keep_size = '512MB'
 hot_standby = on
-hot_standby_feedback = off
+hot_standby_feedback = ${hotStandbyFeedback ? "on" : "off"}
 max_standby_streaming_delay = 0
 log_statement = '${logStatements ? "all" : "none"}'
 log_line_prefix = '%a: '
@@ -103,11 +103,14 @@ fsync = off
 /**
  * A primary on `port`, and its streaming standby on `port + 1`; the superuser is
  * `postgres`, trusted on loopback. `cpus` pins each to cores (taskset lists).
+ * Without hot_standby_feedback the standby cancels a read at once when replay
+ * conflicts with it (the tests' recovery conflicts); with it, as the README
+ * advises for long exports, the primary keeps what the standby's reads need.
  */
 export async function startPrimaryAndStandby(
   superuserUrl: string,
   port: number,
-  options: { logStatements?: boolean; cpus?: { primary: string; standby: string } } = {},
+  options: { logStatements?: boolean; hotStandbyFeedback?: boolean; cpus?: { primary: string; standby: string } } = {},
 ): Promise<{ primary: Server; standby: Server; stop(): Promise<void> }> {
   const bin = await binariesFor(superuserUrl);
   const ids = await postgresUserIds();
@@ -119,7 +122,7 @@ export async function startPrimaryAndStandby(
     ...ids,
     env: { ...process.env, LC_MESSAGES: "C" },
   });
-  await writeFile(path.join(primaryDir, "postgresql.conf"), CONFIG(port, dir, options.logStatements ?? true), { flag: "a" });
+  await writeFile(path.join(primaryDir, "postgresql.conf"), CONFIG(port, dir, options.logStatements ?? true, options.hotStandbyFeedback ?? false), { flag: "a" });
   await writeFile(path.join(primaryDir, "pg_hba.conf"), "local all all trust\nhost all all 127.0.0.1/32 trust\nhost replication all 127.0.0.1/32 trust\n");
   const primary = server(bin, primaryDir, port, ids, options.cpus?.primary);
   await primary.start();
