@@ -27,7 +27,7 @@ beforeAll(async () => {
     await client.query("delete from app_public.prompts where id in (select id from app_public.prompts where user_id = $1 order by id limit 3 offset 100)", [owner.userId]);
     await client.query("select app_public.record_run($1)", [{ prompt: "new", versions: [{ agent: "syntax", text: "new one" }], best_version: 0 }]);
   });
-});
+}, 300_000); // 30k prompts and 300 deleting transactions: minutes on a busy machine
 
 it.each(["prompts", "prompt_versions", "judge_scores", "multi_agent_log"])("an incremental %s run reads the written_in indexes, no table whole", async (kind) => {
   const plans = await actAs(db.pool, owner, async (client) => {
