@@ -2,13 +2,13 @@
 // (embedded, on a free port, in a temporary directory) that it can stop and
 // start again, a pool that survives that, and bounded waits.
 import { mkdtemp, rm } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import pg from "pg";
 import { provisionDatabase, startEmbeddedPostgres, withCredentials, type EmbeddedServer } from "../../src/db/embedded.ts";
 import { migrateDatabase } from "../../src/db/migrate.ts";
 import { authenticatorOf, TEST_OWNER, TEST_PASSWORD } from "../support/credentials.ts";
+import { freePort } from "../support/ports.ts";
 
 /**
  * How long the "database down" tests keep PostgreSQL stopped. The issue asks
@@ -27,14 +27,6 @@ export interface ControlledPostgres {
   start(): Promise<void>;
   /** Stops it for good and removes its files. */
   destroy(): Promise<void>;
-}
-
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 /** A pg pool whose clients may be cut off at any moment (that is the test) without crashing the test process. */

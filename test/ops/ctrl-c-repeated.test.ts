@@ -6,12 +6,14 @@ import { chmod, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, expect, it } from "vitest";
+import { freePort } from "../support/ports.ts";
 import { startServer } from "../support/server.ts";
 
 let dir: string;
-const port = 56000 + (process.pid % 1000);
+let port: number;
 
 beforeAll(async () => {
+  port = await freePort();
   dir = await mkdtemp(path.join(tmpdir(), "prompter-ctrl-c-repeated-"));
   // PostgreSQL runs as the postgres user when the tests run as root: it must reach its directory.
   await chmod(dir, 0o755);

@@ -12,13 +12,15 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import pg from "pg";
 import { startEmbeddedPostgres } from "../../src/db/embedded.ts";
 import { requestExport, waitUntil } from "../exports/support.ts";
+import { freePort } from "../support/ports.ts";
 import { startServer, type RunningServer } from "../support/server.ts";
 
 let dir: string;
 let server: RunningServer | undefined;
-const port = 55000 + (process.pid % 1000);
+let port: number;
 
 beforeAll(async () => {
+  port = await freePort();
   dir = await mkdtemp(path.join(tmpdir(), "prompter-ctrl-c-"));
   // PostgreSQL runs as the postgres user when the tests run as root: it must reach its directory.
   await chmod(dir, 0o755);

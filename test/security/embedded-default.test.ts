@@ -12,7 +12,7 @@ import jwt from "jsonwebtoken";
 import pg from "pg";
 import { ConfigError, loadConfig } from "../../src/config.ts";
 import { graphql, startServer, type RunningServer } from "../support/server.ts";
-import { freePort } from "../faults/support.ts";
+import { freePort } from "../support/ports.ts";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
