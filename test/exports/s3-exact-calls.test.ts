@@ -90,6 +90,18 @@ describe("deletes", () => {
     for (const object of neighbours) await s3.remove(object);
   });
 
+  it("remove deletes the key the export recorded, not one under today's S3_PREFIX", async () => {
+    // Written before S3_PREFIX changed: the export row keeps the key it was stored under.
+    const fileName = "multi_agent_log-700010-1-0123abcd.csv";
+    const recorded = `earlier-prefix/${fileName}`;
+    const underTodaysPrefix = `${PREFIX}${fileName}`;
+    for (const object of [recorded, underTodaysPrefix]) await s3.put(object, "x");
+    const sent = await requestsDuring(() => storage().remove({ fileName, objectKey: recorded }));
+    expect(sent.filter((seen) => seen.method === "DELETE").map((seen) => call(seen))).toEqual([{ method: "DELETE", key: recorded }]);
+    expect(await s3.keys("")).toContain(underTodaysPrefix);
+    await s3.remove(underTodaysPrefix);
+  });
+
   it("removeEarlierAttempts deletes exactly the earlier attempts' keys under the prefix", async () => {
     const name = (rest: string) => `judge_scores-${rest}-0123abcd.csv`;
     const earlier = [PREFIX + name("700004-1"), PREFIX + name("700004"), `${PREFIX}${name("700004-2")}.partial`];

@@ -127,10 +127,19 @@ describe("variables that do not coerce", () => {
 });
 
 describe("a field of an interface type", () => {
+  // node(id:) may be a Prompt or a User: the User's page of 40 prompts is the costlier.
+  const NODE_COST = Math.ceil(2 + 1.5 * (1 + (2 + 1.5 * (2 + 1.5 * 2)) * 40));
+
   it("costs what its costliest possible type selects", async () => {
-    // node(id:) may be a Prompt or a User: the User's page of 40 prompts is the costlier.
     const query = `{ node(id: "x") { id ... on Prompt { text } ... on User { promptsByUserId(first: 40) { nodes { rowId text } } } } }`;
-    expect(await costOf(query)).toBe(Math.ceil(2 + 1.5 * (1 + (2 + 1.5 * (2 + 1.5 * 2)) * 40)));
+    expect(await costOf(query)).toBe(NODE_COST);
+  });
+
+  it("costs the same when each type's selection is a named fragment: a fragment on another type adds nothing", async () => {
+    const query = `{ node(id: "x") { id ...PromptText ...UserPage } }
+      fragment PromptText on Prompt { text }
+      fragment UserPage on User { promptsByUserId(first: 40) { nodes { rowId text } } }`;
+    expect(await costOf(query)).toBe(NODE_COST);
   });
 });
 
