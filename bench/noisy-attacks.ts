@@ -7,8 +7,9 @@
 //   - 5,000 sockets trickling a header line every 10 s, from two addresses (slow-sockets.ts).
 // A's clients come from loopback addresses of their own (127.0.0.3 and up), as
 // they would from another machine; B signs in from 127.0.0.2 twice a second.
-// Measured: B's sign-in latency (before and during), the gateway's open file
-// descriptors against its limit, and what each attack got.
+// Measured: B's sign-in latency (before and during, with when the slowest came),
+// the gateway's event-loop delay and open file descriptors against their limit,
+// and what each attack got.
 // BENCH_NOISY_ATTACKS=slow_bodies,slow_sockets (any of variable_defaults,
 // wide_rows, aggregates, slow_bodies, slow_sockets; or none, or all) runs only those,
 // to tell which attack costs B what.
@@ -79,16 +80,21 @@ function post(port: number, localAddress: string, path: string, body: string, to
 /** B's own sign-ins, twice a second, until `until()`; their latencies in ms. */
 async function victimSignIns(port: number, username: string, until: () => boolean) {
   const latencies: number[] = [];
+  const slowest: { at_s: number; ms: number }[] = [];
+  const started = performance.now();
   let failed = 0;
   const body = JSON.stringify({ query: `mutation { authenticate(input: { username: "${username}", password: "${VICTIM_PASSWORD}" }) { result } }` });
   while (!until()) {
-    const started = performance.now();
+    const sent = performance.now();
     const answer = await post(port, VICTIM_ADDRESS, "/graphql", body);
-    latencies.push(performance.now() - started);
+    latencies.push(performance.now() - sent);
+    slowest.push({ at_s: Math.round(sent - started) / 1000, ms: Math.round(performance.now() - sent) });
     if (answer.status !== 200 || answer.code) failed++;
     await sleep(500);
   }
-  return { p50_ms: quantile(latencies, 0.5), p99_ms: quantile(latencies, 0.99), sign_ins: latencies.length, failed };
+  // When the slowest came (seconds since B began) tells a stall at an attack's start from a steady cost.
+  slowest.sort((a, b) => b.ms - a.ms);
+  return { p50_ms: quantile(latencies, 0.5), p99_ms: quantile(latencies, 0.99), sign_ins: latencies.length, failed, slowest: slowest.slice(0, 3) };
 }
 
 /** The slow sockets, in a child process (slow-sockets.ts); stop() answers what it saw. */
@@ -135,6 +141,16 @@ async function slowBody(port: number, token: string, stopped: () => boolean, ans
 }
 
 /** CPU seconds the process has used (user and system). */
+/**
+ * The gateway's event-loop delay since the last scrape (prom-client resets its
+ * histogram on each): a stall there delays every request, B's sign-ins among them.
+ */
+async function eventLoopLag(port: number): Promise<{ p99_ms: number; max_ms: number }> {
+  const text = await fetch(`http://127.0.0.1:${port}/metrics`).then((response) => response.text());
+  const seconds = (name: string) => Number(new RegExp(`^${name} ([0-9.e+-]+)`, "m").exec(text)?.[1] ?? NaN);
+  return { p99_ms: Math.round(seconds("nodejs_eventloop_lag_p99_seconds") * 1000), max_ms: Math.round(seconds("nodejs_eventloop_lag_max_seconds") * 1000) };
+}
+
 async function cpuSeconds(pid: number): Promise<number> {
   const fields = (await readFile(`/proc/${pid}/stat`, "utf8")).split(") ")[1].split(" ");
   return (Number(fields[11]) + Number(fields[12])) / 100;
@@ -170,6 +186,7 @@ export async function startNoisyAttacks(options: NoisyAttackOptions) {
   const baselineEnds = performance.now() + 5000;
   const signInBaseline = await victimSignIns(options.port, victimUsername, () => performance.now() > baselineEnds);
 
+  await eventLoopLag(options.port);
   let stopped = false;
   const isStopped = () => stopped;
   const attackStarted = { at: performance.now(), gatewayCpu: await cpuSeconds(options.gatewayPid) };
@@ -206,11 +223,13 @@ export async function startNoisyAttacks(options: NoisyAttackOptions) {
       stopped = true;
       const gatewayCpuShare = (await cpuSeconds(options.gatewayPid) - attackStarted.gatewayCpu) / ((performance.now() - attackStarted.at) / 1000);
       const victimSignIn = await signInAttack;
+      const lag = await eventLoopLag(options.port);
       const [socketsSeen] = await Promise.all([sockets?.stop(), ...queryLoops, ...slowBodies, sampling]);
       return {
         attacks: CHOSEN,
         victim_sign_in: { baseline: signInBaseline, attack: victimSignIn },
         gateway_cpu_cores_used: Math.round(gatewayCpuShare * 100) / 100,
+        gateway_event_loop_lag: lag,
         gateway_fds: { peak: descriptors.peak, limit: descriptors.limit, share: Math.round((descriptors.peak / descriptors.limit) * 1000) / 1000 },
         queries,
         slow_bodies: { clients: SLOW_BODIES, answers: slowBodyAnswers },
