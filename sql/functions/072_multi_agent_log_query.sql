@@ -30,7 +30,7 @@ begin
     into agent_names
     from app_public.agents a
    where a.name <> all (seed_agents);
-  select string_agg(format(case when typed then '(log.scores -> %L)::numeric as %I' else 'log.scores ->> %L as %I' end,
+  select string_agg(format(case when typed then '(log.scores ->> %L)::numeric as %I' else 'log.scores ->> %L as %I' end,
                             agent, agent || '_score'), E',\n       ' order by position)
     into score_columns
     from unnest(agent_names) with ordinality as u(agent, position);

@@ -19,7 +19,7 @@ import { loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { listenToExports } from "../server/export-events.ts";
 import { createStorage, type ExportStorage } from "../storage/index.ts";
-import { parseCommandArgs, positiveInteger, UsageError } from "./args.ts";
+import { filtersOf, FILTER_FLAGS, parseCommandArgs, positiveInteger, UsageError } from "./args.ts";
 import { findUser, withDatabase } from "./connect.ts";
 
 const USAGE = `usage: prompter feed add <kind> --username U --format csv|jsonl|parquet [--every 20m|1h|1d|1w] [--gzip] [--excel] [--global] [--agents a,b] [--created-after T] [--created-before T]
@@ -59,9 +59,7 @@ export default async function feedCommand(args: string[]): Promise<void> {
     gzip: { type: "boolean", default: false },
     excel: { type: "boolean", default: false },
     global: { type: "boolean", default: false },
-    agents: { type: "string" },
-    "created-after": { type: "string" },
-    "created-before": { type: "string" },
+    ...FILTER_FLAGS,
     wait: { type: "boolean", default: false },
     dir: { type: "string" },
   });
@@ -76,11 +74,7 @@ export default async function feedCommand(args: string[]): Promise<void> {
     const user = { role: found.role, id: found.id };
     try {
       if (action === "add") {
-        const filters = {
-          ...(values.agents ? { agents: values.agents.split(",") } : {}),
-          ...(values["created-after"] ? { created_after: values["created-after"] } : {}),
-          ...(values["created-before"] ? { created_before: values["created-before"] } : {}),
-        };
+        const filters = filtersOf(values);
         const options = values.format === "parquet" ? {} : { gzip: values.gzip, ...(values.format === "csv" ? { excel: values.excel } : {}) };
         const { rows } = await asUser(client, user, () =>
           client.query<{ id: string }>("select id from app_public.create_feed($1, $2, $3, $4, $5, $6)", [
