@@ -54,7 +54,7 @@ export default async function exportCommand(args: string[]): Promise<void> {
     // Only the flags given: SQL refuses an option the format does not take.
     const options = { ...(values.gzip ? { gzip: true } : {}), ...(values.excel ? { excel: true } : {}) };
     const id = await requestExportFor(client, values.username!, kind, options, values.format, filtersOf(values));
-    process.stdout.write(`Queued export ${id} (${kind}, ${values.format}) for ${values.username}.\n`);
+    process.stdout.write(`Queued export ${id} (${kind}) as ${values.format} for ${values.username}.\n`);
     if (!values.wait && !values.out) return;
     process.stderr.write("Waiting for a worker to run it (npx prompter worker, or npx prompter start)...\n");
     const done = await waitForExport(client, id, showProgress);
