@@ -57,11 +57,15 @@ begin
       raise exception '% must be a timestamp such as "2025-01-31T09:15:00Z".', field using errcode = 'PFFLT';
     end if;
   end loop;
-  if filters ? 'agents' and (jsonb_typeof(filters->'agents') <> 'array' or jsonb_array_length(filters->'agents') = 0
-                             or exists (select from jsonb_array_elements(filters->'agents') a
-                                         where jsonb_typeof(a) <> 'string'
-                                            or not exists (select from app_public.agents g where g.name = a #>> '{}'))) then
-    raise exception 'agents must be a list of names of registered agents, such as ["syntax", "domain"].' using errcode = 'PFFLT';
+  -- Nested, so that a request without agents never plans a statement on
+  -- app_public.agents (which would wait for any lock on it).
+  if filters ? 'agents' then
+    if jsonb_typeof(filters->'agents') <> 'array' or jsonb_array_length(filters->'agents') = 0
+       or exists (select from jsonb_array_elements(filters->'agents') a
+                   where jsonb_typeof(a) <> 'string'
+                      or not exists (select from app_public.agents g where g.name = a #>> '{}')) then
+      raise exception 'agents must be a list of names of registered agents, such as ["syntax", "domain"].' using errcode = 'PFFLT';
+    end if;
   end if;
   if (filters->>'created_after')::timestamptz >= (filters->>'created_before')::timestamptz then
     raise exception 'created_after (%) must be before created_before (%): the range holds nothing.', filters->>'created_after', filters->>'created_before'
