@@ -123,7 +123,7 @@ export function utcMicroseconds(text: string): bigint {
   return BigInt(seconds) * 1000n + BigInt(fraction.padEnd(6, "0"));
 }
 
-// Values as Arrow wants them; the session's TimeZone is UTC (set by the run).
+// Values as Arrow wants them; the session's TimeZone is UTC (set by the feed run or export).
 const PARSERS: Record<number, (text: string) => unknown> = {
   [INT8]: (text) => BigInt(text),
   [NUMERIC]: Number,

@@ -23,7 +23,8 @@ interface ExportJob {
   user_id: string;
   kind: string;
   format: FileFormat;
-  options: { gzip: boolean; excel?: boolean };
+  // As the format takes them: csv gzip and excel, jsonl gzip, parquet none.
+  options: { gzip?: boolean; excel?: boolean };
   filters: object;
   requested_role: string;
   request_id: string | null;
@@ -248,7 +249,7 @@ async function writeExportFrom(client: pg.PoolClient, context: TaskContext, job:
       stages = [zipOf(parts.map((part) => ({ name: `${part.file_name}.${entryExtension}`, open: () => startFile(part.query, false).stages[0] })))];
       extension = "zip";
     } else {
-      ({ stages, extension } = startFile(parts[0].query, job.options.gzip));
+      ({ stages, extension } = startFile(parts[0].query, job.options.gzip ?? false));
     }
     const fileName = `${job.kind}-${job.id}-${attempt}-${randomBytes(4).toString("hex")}.${extension}`;
     const meter = new Meter();
