@@ -10,7 +10,7 @@ import { parquetTypes } from "../feeds/support.ts";
 import { createUser, errorOf, useTestDatabase } from "../support/db.ts";
 import { expectedExport, exportTime } from "./oracle.ts";
 import { comparable, readBack } from "./read-back.ts";
-import { exportFile, requestExport, type SignedIn, useExportWorker, waitForExport } from "./support.ts";
+import { exportFile, requestExport, type SignedIn, unzip, useExportWorker, waitForExport } from "./support.ts";
 
 const db = useTestDatabase();
 const exportWorker = useExportWorker(db);
@@ -105,7 +105,6 @@ describe("formats", () => {
     const { row, data, files } = await runExport(alice, "all", format);
     expect(row.file_name).toMatch(/\.zip$/);
     expect(files).toEqual(await expected(alice, "all"));
-    const { unzip } = await import("./support.ts");
     const extension = format === "csv" ? "csv" : format;
     expect([...unzip(data).keys()]).toEqual(KINDS.map((kind) => `${kind}.${extension}`));
   });
