@@ -3,6 +3,8 @@
 //     against the multi_agent_log CSV export of the same rows, by the same
 //     worker, each timed from the task's start to its end as recorded in the
 //     database (median of three); target: within 1.5x of the CSV export;
+//   * one-off exports of multi_agent_log in Parquet and JSONL (gzip), timed
+//     the same way, against the same CSV export;
 //   * incremental: run 2 after 10k changed scores (10k prompts' rows to write
 //     again), in Parquet; target: under 1 s;
 //   * the worker's RSS, sampled while the Parquet backfill runs; target: its
@@ -66,13 +68,23 @@ async function feedRun(pool: pg.Pool, userId: string, feedId: string): Promise<{
   }, `run ${number} of feed ${feedId}`);
 }
 
-async function csvExport(pool: pg.Pool, userId: string): Promise<{ seconds: number; rows: number }> {
-  const id = await asUser(pool, userId, async (client) => (await client.query("insert into app_public.exports (kind) values ('multi_agent_log') returning id")).rows[0].id);
+/** A one-off multi_agent_log export in the format, waited for (aged past the per-minute rate limit first). */
+async function oneOffExport(pool: pg.Pool, userId: string, format = "csv", options: object = {}): Promise<{ seconds: number; rows: number }> {
+  await pool.query("update app_public.exports set requested_at = requested_at - interval '1 minute' where user_id = $1", [userId]);
+  const id = await asUser(pool, userId, async (client) =>
+    (await client.query("insert into app_public.exports (kind, format, options) values ('multi_agent_log', $1, $2) returning id", [format, JSON.stringify(options)])).rows[0].id);
   return until(async () => {
     const { rows } = await pool.query("select status, rows, extract(epoch from finished_at - started_at) as seconds from app_public.exports where id = $1", [id]);
     if (rows[0].status === "failed") throw new Error(`export ${id} failed`);
     return rows[0].status === "succeeded" ? { seconds: Number(rows[0].seconds), rows: Number(rows[0].rows) } : undefined;
   }, `export ${id}`);
+}
+
+/** Median seconds of three one-off exports in the format. */
+async function oneOffSeconds(pool: pg.Pool, userId: string, format: string, options: object = {}): Promise<number> {
+  const seconds: number[] = [];
+  for (let i = 0; i < 3; i++) seconds.push((await oneOffExport(pool, userId, format, options)).seconds);
+  return median(seconds);
 }
 
 /** A fresh feed's backfill (run 1), three times: median seconds, and the worker's peak RSS over them. */
@@ -91,9 +103,9 @@ async function backfill(pool: pg.Pool, userId: string, format: string, options: 
 }
 
 export async function benchFeeds(pool: pg.Pool, userId: string, size: number, workerPid: number) {
-  const csvSeconds: number[] = [];
-  for (let i = 0; i < 3; i++) csvSeconds.push((await csvExport(pool, userId)).seconds);
-  const csv_s = median(csvSeconds);
+  const csv_s = await oneOffSeconds(pool, userId, "csv");
+  const parquetExport_s = await oneOffSeconds(pool, userId, "parquet");
+  const jsonlExport_s = await oneOffSeconds(pool, userId, "jsonl", { gzip: true });
   const parquet = await backfill(pool, userId, "parquet", {}, workerPid);
   const jsonl = await backfill(pool, userId, "jsonl", { gzip: true }, workerPid);
 
@@ -113,6 +125,12 @@ export async function benchFeeds(pool: pg.Pool, userId: string, size: number, wo
     jsonl_gzip_backfill_s: round(jsonl.seconds),
     parquet_vs_csv: round(parquet.seconds / csv_s, 2),
     jsonl_vs_csv: round(jsonl.seconds / csv_s, 2),
+    one_off: {
+      parquet_export_s: round(parquetExport_s),
+      jsonl_gzip_export_s: round(jsonlExport_s),
+      parquet_vs_csv: round(parquetExport_s / csv_s, 2),
+      jsonl_vs_csv: round(jsonlExport_s / csv_s, 2),
+    },
     incremental: { changed_prompts: incremental.rows, seconds: round(incremental.seconds) },
     worker_peak_rss_mb: round(Math.max(parquet.peakMb, jsonl.peakMb), 1),
   };

@@ -12,7 +12,7 @@ import { ReadReplicas } from "./db/replicas.ts";
 import { releasedWorker, releaseWorkers, startHeartbeats } from "./heartbeats.ts";
 import { LoggedError, type Log } from "./log.ts";
 import { createMetrics, type Metrics } from "./metrics.ts";
-import { FEED_FORMATS } from "./feeds/formats.ts";
+import { FILE_FORMATS } from "./formats.ts";
 import { createStorage } from "./storage/index.ts";
 import exportTask, { EXPORT_DIR_ERROR_CODES } from "./tasks/export.ts";
 import exportRetentionTask from "./tasks/export_retention.ts";
@@ -127,7 +127,7 @@ export async function startWorker(
     const { rows: feedKinds } = await pool.query<{ name: string }>(
       `select (regexp_matches(pg_get_constraintdef(oid), chr(39) || '([a-z_]+)' || chr(39), 'g'))[1] as name
          from pg_constraint where conrelid = 'app_public.feeds'::regclass and conname = 'feeds_kind_check'`);
-    metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES, feedKinds.map((kind) => kind.name), FEED_FORMATS);
+    metrics.expectWorkerEvents(kinds.map((kind) => kind.name), EXPORT_DIR_ERROR_CODES, feedKinds.map((kind) => kind.name), FILE_FORMATS);
     return runners.start();
   };
   const first = await firstRunner().catch(async (error) => {

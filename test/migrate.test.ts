@@ -15,9 +15,9 @@ describe("migrate", () => {
       await migrateDatabase(database.url);
       await migrateDatabase(database.url);
       const { rows } = await client.query(
-        "select to_regprocedure('app_public.current_user_id()') as current_user_id, to_regprocedure('app_public.request_export(text,jsonb)') as request_export",
+        "select to_regprocedure('app_public.current_user_id()') as current_user_id, to_regprocedure('app_public.request_export(text,jsonb,text,jsonb)') as request_export",
       );
-      expect(rows[0]).toEqual({ current_user_id: "app_public.current_user_id()", request_export: "app_public.request_export(text,jsonb)" });
+      expect(rows[0]).toEqual({ current_user_id: "app_public.current_user_id()", request_export: "app_public.request_export(text,jsonb,text,jsonb)" });
       const agents = await client.query("select name from app_public.agents order by name");
       expect(agents.rows.map((r) => r.name)).toEqual(["domain", "structure", "syntax"]);
     } finally {

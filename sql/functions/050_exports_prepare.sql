@@ -10,7 +10,6 @@ declare
   window_length constant interval := interval '1 minute';
   recent int;
   wait_seconds int;
-  unknown_options text;
 begin
   if new.user_id is null then
     raise exception 'Sign in to request an export.' using errcode = 'PRLGN';
@@ -20,17 +19,8 @@ begin
       (select string_agg(name, ', ' order by name) from app_public.export_kinds)
       using errcode = 'PRKND';
   end if;
-  if new.options is null or jsonb_typeof(new.options) <> 'object' then
-    raise exception 'Export options must be an object such as {"gzip": true, "excel": false}.'
-      using errcode = 'PROPT';
-  end if;
-  select string_agg(key, ', ' order by key) into unknown_options
-    from jsonb_each(new.options)
-   where key not in ('gzip', 'excel') or jsonb_typeof(value) <> 'boolean';
-  if unknown_options is not null then
-    raise exception 'Unknown or non-boolean export options: %. Allowed: gzip, excel (true or false).',
-      unknown_options using errcode = 'PROPT';
-  end if;
+  new.options := app_hidden.checked_format_options('export', new.format, new.options);
+  perform app_hidden.check_feed_filters(new.kind, new.filters);
 
   -- Serialise this user's requests so concurrent ones cannot all slip under the limit.
   perform app_hidden.lock_export_rate(new.user_id);
@@ -49,9 +39,6 @@ begin
       using errcode = 'PRRTL', detail = json_build_object('retryAfterSeconds', wait_seconds)::text;
   end if;
 
-  new.options := jsonb_build_object(
-    'gzip', coalesce((new.options ->> 'gzip')::boolean, false),
-    'excel', coalesce((new.options ->> 'excel')::boolean, false));
   new.status := 'queued';
   new.requested_role := current_user;
   new.is_global := app_public.current_user_is_admin();

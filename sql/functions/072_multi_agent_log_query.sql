@@ -12,11 +12,11 @@
 -- (a merge join of their primary keys) instead of ranking every version and
 -- looking up every score, which cost about ten times a plain table's COPY.
 -- A score is the JSON number's text, which is how numeric prints it too.
+-- typed (JSONL, Parquet): the timestamp stays timestamptz and scores numeric.
+-- prompt_match: a condition on the prompt p (an export's filters).
 -- RLS applies to whoever runs the query: a user's own prompts, or everyone's.
--- typed: the timestamp stays timestamptz and scores numeric (feeds' JSONL and
--- Parquet); otherwise they are text as exports write them. restriction: a condition on p (the prompt)
--- that feeds use to read only some prompts.
-create or replace function app_hidden.multi_agent_log_select(typed boolean, excel boolean, restriction text) returns text
+create or replace function app_hidden.multi_agent_log_query(excel boolean default false, typed boolean default false,
+                                                            prompt_match text default 'true') returns text
 language plpgsql stable
 set search_path = pg_catalog
 as $$
@@ -31,30 +31,23 @@ begin
     from app_public.agents a
    where a.name <> all (seed_agents);
   select string_agg(format(case when typed then '(log.scores ->> %L)::numeric as %I' else 'log.scores ->> %L as %I' end,
-                           agent, agent || '_score'), E',\n       ' order by position)
+                            agent, agent || '_score'), E',\n       ' order by position)
     into score_columns
     from unnest(agent_names) with ordinality as u(agent, position);
 
   return format($query$select p.id as request_id,
-       %1$s as "timestamp",
-       %2$s as original_prompt,
-       %3$s as final_prompt,
-       %4$s as selected_agent,
-       %5$s
+       %5$s as "timestamp",
+       %1$s as original_prompt,
+       %2$s as final_prompt,
+       %3$s as selected_agent,
+       %4$s
   from app_public.prompts p
-  left join app_hidden.multi_agent_log_rows log on log.prompt_id = p.id
- where %6$s
+  left join app_hidden.multi_agent_log_rows log on log.prompt_id = p.id%6$s
  order by p.id$query$,
+    format(cell, 'p.text'), format(cell, 'log.final_prompt'), format(cell, 'log.selected_agent'), score_columns,
     case when typed then 'p.created_at' else 'app_hidden.export_time(p.created_at)' end,
-    format(cell, 'p.text'), format(cell, 'log.final_prompt'), format(cell, 'log.selected_agent'), score_columns, restriction);
+    case when prompt_match = 'true' then '' else E'\n where ' || prompt_match end);
 end;
 $$;
-comment on function app_hidden.multi_agent_log_select(boolean, boolean, text) is
-  'The SELECT of multi_agent_log rows for the prompts matching restriction (a condition on p), for exports and feeds.';
-
-create or replace function app_hidden.multi_agent_log_query(excel boolean default false) returns text
-language sql stable
-set search_path = pg_catalog
-return app_hidden.multi_agent_log_select(false, excel, 'true');
-comment on function app_hidden.multi_agent_log_query(boolean) is
-  'The SELECT that multi_agent_log.csv is exported from; with excel, text cells are made formula-safe.';
+comment on function app_hidden.multi_agent_log_query(boolean, boolean, text) is
+  'The SELECT that multi_agent_log is exported from; with excel, text cells are made formula-safe; typed keeps timestamps and scores typed.';

@@ -27,29 +27,21 @@ declare
            pg_snapshot_xmax(since)::text, array(select x::text::bigint from pg_snapshot_xip(since) x)::text) end;
   cell constant text := case when excel then 'app_hidden.excel_safe(%s)' else '%s' end;
   time_cell constant text := case when typed then '%s' else 'app_hidden.export_time(%s)' end;
-  created_match text := 'true';
-  agent_match text := 'true';
+  created_match text;
+  agent_match text;
   table_name text;
   columns text;
   key text := 'id';
   matches text;
 begin
-  if filters ? 'created_after' then
-    created_match := format('%%1$s.created_at >= %L::timestamptz', filters->>'created_after');
-  end if;
-  if filters ? 'created_before' then
-    created_match := created_match || format(' and %%1$s.created_at < %L::timestamptz', filters->>'created_before');
-  end if;
-  if filters ? 'agents' then
-    agent_match := format('%%1$s.source = any (%L::text[])', array(select jsonb_array_elements_text(filters->'agents')));
-  end if;
+  select m.created_match, m.agent_match into created_match, agent_match from app_hidden.filter_matches(filters) m;
 
   case kind
     when 'agent_effectiveness' then
       -- A leaderboard per run: all of it, whatever changed.
       return query select 'agent_effectiveness', format(
         'select %s as agent, e.wins, e.total, e.win_rate, e.avg_score, e.scored from app_public.agent_effectiveness e where %s order by e.agent',
-        format(cell, 'e.agent'), format(replace(agent_match, '.source', '.agent'), 'e'));
+        format(cell, 'e.agent'), format(agent_match, 'e', 'agent'));
       return;
     when 'multi_agent_log' then
       return query select 'multi_agent_log', app_hidden.feed_multi_agent_log_query(typed, excel, since, format(created_match, 'p'));
@@ -64,12 +56,12 @@ begin
       table_name := 'prompt_versions';
       columns := format('a.id, a.prompt_id, a.user_id, %s as text, %s as explanation, %s as source, %s as created_at',
         format(cell, 'a.text'), format(cell, 'a.explanation'), format(cell, 'a.source'), format(time_cell, 'a.created_at'));
-      matches := format(created_match, 'a') || ' and ' || format(agent_match, 'a');
+      matches := format(created_match, 'a') || ' and ' || format(agent_match, 'a', 'source');
     when 'judge_scores' then
       table_name := 'judge_scores';
       columns := format('a.id, a.prompt_version_id, a.user_id, %s as source, a.clarity, a.specificity, a.actionability,'
         ' a.structure, a.context_use, a.total, %s as created_at', format(cell, 'a.source'), format(time_cell, 'a.created_at'));
-      matches := format(created_match, 'a') || ' and ' || format(agent_match, 'a');
+      matches := format(created_match, 'a') || ' and ' || format(agent_match, 'a', 'source');
     else
       raise exception 'Unknown feed kind "%"; choose one of: agent_effectiveness, judge_scores, multi_agent_log, prompt_versions, prompts.', kind
         using errcode = 'PFKND';

@@ -16,9 +16,9 @@ declare
            pg_snapshot_xmax(since)::text, array(select x::text::bigint from pg_snapshot_xip(since) x)::text) end;
 begin
   if since is null then
-    return app_hidden.multi_agent_log_select(typed, excel, prompt_match);
+    return app_hidden.multi_agent_log_query(excel, typed, prompt_match);
   end if;
-  return app_hidden.multi_agent_log_select(typed, excel, format($changes$%1$s
+  return app_hidden.multi_agent_log_query(excel, typed, format($changes$%1$s
    and p.id in (select c.id from app_public.prompts c where %2$s
                 union select c.prompt_id from app_public.prompt_versions c where %2$s
                 union select v.prompt_id from app_public.judge_scores c join app_public.prompt_versions v on v.id = c.prompt_version_id where %2$s

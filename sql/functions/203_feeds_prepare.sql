@@ -5,8 +5,6 @@ create or replace function app_private.tg_feeds__prepare() returns trigger
 language plpgsql
 set search_path = pg_catalog
 as $$
-declare
-  unknown text;
 begin
   if new.user_id is null then
     raise exception 'Sign in to create a feed.' using errcode = 'PRLGN';
@@ -15,24 +13,7 @@ begin
     raise exception 'Unknown feed kind "%"; choose one of: agent_effectiveness, judge_scores, multi_agent_log, prompt_versions, prompts.', new.kind
       using errcode = 'PFKND';
   end if;
-  if new.format is null or new.format not in ('csv', 'jsonl', 'parquet') then
-    raise exception 'Unknown feed format "%"; choose one of: csv, jsonl, parquet.', new.format using errcode = 'PFFMT';
-  end if;
-  if new.options is null or jsonb_typeof(new.options) <> 'object' then
-    raise exception 'Feed options must be an object such as {"gzip": true}.' using errcode = 'PROPT';
-  end if;
-  select string_agg(key, ', ' order by key) into unknown
-    from jsonb_each(new.options)
-   where jsonb_typeof(value) <> 'boolean'
-      or key <> all (case new.format when 'csv' then array['gzip', 'excel'] when 'jsonl' then array['gzip'] else array[]::text[] end);
-  if unknown is not null then
-    raise exception 'Options not allowed for % feeds: %. csv takes gzip and excel, jsonl takes gzip (true or false); parquet files are compressed already.',
-      new.format, unknown using errcode = 'PROPT';
-  end if;
-  new.options := case new.format when 'csv' then jsonb_build_object('gzip', coalesce((new.options->>'gzip')::boolean, false),
-                                                                    'excel', coalesce((new.options->>'excel')::boolean, false))
-                                 when 'jsonl' then jsonb_build_object('gzip', coalesce((new.options->>'gzip')::boolean, false))
-                                 else '{}' end;
+  new.options := app_hidden.checked_format_options('feed', new.format, new.options);
   perform app_hidden.check_feed_filters(new.kind, new.filters);
   if new.is_global and not app_public.current_user_is_admin() then
     raise exception 'Only an admin''s feed may hold everyone''s rows (is_global).' using errcode = 'PFGLB';
@@ -46,7 +27,8 @@ $$;
 
 -- Filters a kind takes: created_after and created_before (ISO timestamps; not
 -- for agent_effectiveness) and agents (names of agents; for prompt_versions,
--- judge_scores and agent_effectiveness). Shared with one-off exports' checks.
+-- judge_scores and agent_effectiveness; all of them for an export of all), and
+-- created_after before created_before. Shared with one-off exports' checks.
 create or replace function app_hidden.check_feed_filters(kind text, filters jsonb) returns void
 language plpgsql stable
 set search_path = pg_catalog
@@ -75,11 +57,19 @@ begin
       raise exception '% must be a timestamp such as "2025-01-31T09:15:00Z".', field using errcode = 'PFFLT';
     end if;
   end loop;
-  if filters ? 'agents' and (jsonb_typeof(filters->'agents') <> 'array' or jsonb_array_length(filters->'agents') = 0
-                             or exists (select from jsonb_array_elements(filters->'agents') a
-                                         where jsonb_typeof(a) <> 'string'
-                                            or not exists (select from app_public.agents g where g.name = a #>> '{}'))) then
-    raise exception 'agents must be a list of names of registered agents, such as ["syntax", "domain"].' using errcode = 'PFFLT';
+  -- Nested, so that a request without agents never plans a statement on
+  -- app_public.agents (which would wait for any lock on it).
+  if filters ? 'agents' then
+    if jsonb_typeof(filters->'agents') <> 'array' or jsonb_array_length(filters->'agents') = 0
+       or exists (select from jsonb_array_elements(filters->'agents') a
+                   where jsonb_typeof(a) <> 'string'
+                      or not exists (select from app_public.agents g where g.name = a #>> '{}')) then
+      raise exception 'agents must be a list of names of registered agents, such as ["syntax", "domain"].' using errcode = 'PFFLT';
+    end if;
+  end if;
+  if (filters->>'created_after')::timestamptz >= (filters->>'created_before')::timestamptz then
+    raise exception 'created_after (%) must be before created_before (%): the range holds nothing.', filters->>'created_after', filters->>'created_before'
+      using errcode = 'PFFLT';
   end if;
 end;
 $$;

@@ -4,7 +4,7 @@
 
 -- Exports are requested through requestExport (the same insert, one way to call
 -- it); the worker alone records their outcome.
-comment on table app_public.exports is E'@behavior -insert -update -delete\nA requested CSV export and, once the worker has run it, its outcome.';
+comment on table app_public.exports is E'@behavior -insert -update -delete\nA requested export (CSV, JSONL or Parquet) and, once the worker has run it, its outcome.';
 -- Bookkeeping for the worker and for `stale`, not for clients.
 comment on column app_public.exports.requested_role is E'@behavior -*';
 comment on column app_public.exports.data_version is E'@behavior -*';

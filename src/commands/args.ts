@@ -43,3 +43,19 @@ export async function readPassword(prompt: string): Promise<string> {
     process.stderr.write("\n");
   }
 }
+
+/** The filter flags of `feed add` and `export`. */
+export const FILTER_FLAGS = {
+  agents: { type: "string" },
+  "created-after": { type: "string" },
+  "created-before": { type: "string" },
+} as const;
+
+/** The filters the flags ask for, as SQL takes them (it checks them). */
+export function filtersOf(values: { agents?: string; "created-after"?: string; "created-before"?: string }): Record<string, unknown> {
+  return {
+    ...(values.agents !== undefined ? { agents: values.agents.split(",") } : {}),
+    ...(values["created-after"] !== undefined ? { created_after: values["created-after"] } : {}),
+    ...(values["created-before"] !== undefined ? { created_before: values["created-before"] } : {}),
+  };
+}

@@ -20,7 +20,8 @@ export async function withDatabase<T>(work: (client: pg.Client, database: Databa
     }
   } catch (error) {
     const code = (error as { code?: unknown })?.code;
-    if (typeof code === "string" && code.startsWith("PR")) throw new UsageError((error as Error).message);
+    // The schema's own refusals (requests PR, feeds and their formats and filters PF) explain themselves.
+    if (typeof code === "string" && /^P[RF]/.test(code)) throw new UsageError((error as Error).message);
     throw error;
   } finally {
     await database.stop();

@@ -1,20 +1,22 @@
-// `npx prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]`:
+// `npx prompter export <kind> --username U [--format csv|jsonl|parquet] [--gzip] [--excel]
+//  [--agents a,b] [--created-after T] [--created-before T] [--out FILE] [--wait]`:
 // queues an export as that user (their role and claims, so the SQL rules and
 // RLS apply as for any other request), and with --wait or --out waits for a
-// worker to write it.
+// worker to write it. SQL checks the format, options and filters.
 import { createWriteStream } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { loadConfig } from "../config.ts";
-import { parseCommandArgs, UsageError } from "./args.ts";
+import { filtersOf, FILTER_FLAGS, parseCommandArgs, UsageError } from "./args.ts";
 import { listenToExports } from "../server/export-events.ts";
 import { findUser, withDatabase } from "./connect.ts";
 import { createLogger } from "../log.ts";
 import { createStorage, ExportFileGone } from "../storage/index.ts";
 
-const USAGE = "usage: prompter export <kind> --username U [--out FILE] [--wait] [--gzip] [--excel]";
+const USAGE =
+  "usage: prompter export <kind> --username U [--format csv|jsonl|parquet] [--gzip] [--excel] [--agents a,b] [--created-after T] [--created-before T] [--out FILE] [--wait]";
 
 interface ExportRow {
   id: string;
@@ -36,6 +38,8 @@ export default async function exportCommand(args: string[]): Promise<void> {
     wait: { type: "boolean", default: false },
     gzip: { type: "boolean", default: false },
     excel: { type: "boolean", default: false },
+    format: { type: "string", default: "csv" },
+    ...FILTER_FLAGS,
   });
   const [kind] = positionals;
   if (!kind || positionals.length > 1 || !values.username) throw new UsageError(USAGE);
@@ -47,8 +51,10 @@ export default async function exportCommand(args: string[]): Promise<void> {
     });
   }
   await withDatabase(async (client) => {
-    const id = await requestExportFor(client, values.username!, kind, { gzip: values.gzip, excel: values.excel });
-    process.stdout.write(`Queued export ${id} (${kind}) for ${values.username}.\n`);
+    // Only the flags given: SQL refuses an option the format does not take.
+    const options = { ...(values.gzip ? { gzip: true } : {}), ...(values.excel ? { excel: true } : {}) };
+    const id = await requestExportFor(client, values.username!, kind, options, values.format, filtersOf(values));
+    process.stdout.write(`Queued export ${id} (${kind}) as ${values.format} for ${values.username}.\n`);
     if (!values.wait && !values.out) return;
     process.stderr.write("Waiting for a worker to run it (npx prompter worker, or npx prompter start)...\n");
     const done = await waitForExport(client, id, showProgress);
@@ -85,9 +91,9 @@ export default async function exportCommand(args: string[]): Promise<void> {
   });
 }
 
-async function requestExportFor(client: pg.Client, username: string, kind: string, options: object): Promise<string> {
+async function requestExportFor(client: pg.Client, username: string, kind: string, options: object, format: string, filters: object): Promise<string> {
   const user = await findUser(client, username);
-  return requestExportAs(client, { role: user.role, userId: user.id }, kind, options);
+  return requestExportAs(client, { role: user.role, userId: user.id }, kind, options, format, filters);
 }
 
 /** Requests an export in a transaction of its own, as the given role and user. */
@@ -96,6 +102,8 @@ export async function requestExportAs(
   actor: { role: string; userId: string | number },
   kind: string,
   options: object,
+  format = "csv",
+  filters: object = {},
 ): Promise<string> {
   await client.query("begin");
   try {
@@ -103,9 +111,11 @@ export async function requestExportAs(
       actor.role,
       String(actor.userId),
     ]);
-    const { rows } = await client.query<{ id: string }>("select id from app_public.request_export($1, $2)", [
+    const { rows } = await client.query<{ id: string }>("select id from app_public.request_export($1, $2, $3, $4)", [
       kind,
       JSON.stringify(options),
+      format,
+      JSON.stringify(filters),
     ]);
     await client.query("commit");
     return rows[0].id;

@@ -19,7 +19,7 @@ import { loadConfig } from "../config.ts";
 import { createLogger } from "../log.ts";
 import { listenToExports } from "../server/export-events.ts";
 import { createStorage, type ExportStorage } from "../storage/index.ts";
-import { parseCommandArgs, positiveInteger, UsageError } from "./args.ts";
+import { filtersOf, FILTER_FLAGS, parseCommandArgs, positiveInteger, UsageError } from "./args.ts";
 import { findUser, withDatabase } from "./connect.ts";
 
 const USAGE = `usage: prompter feed add <kind> --username U --format csv|jsonl|parquet [--every 20m|1h|1d|1w] [--gzip] [--excel] [--global] [--agents a,b] [--created-after T] [--created-before T]
@@ -59,9 +59,7 @@ export default async function feedCommand(args: string[]): Promise<void> {
     gzip: { type: "boolean", default: false },
     excel: { type: "boolean", default: false },
     global: { type: "boolean", default: false },
-    agents: { type: "string" },
-    "created-after": { type: "string" },
-    "created-before": { type: "string" },
+    ...FILTER_FLAGS,
     wait: { type: "boolean", default: false },
     dir: { type: "string" },
   });
@@ -74,64 +72,54 @@ export default async function feedCommand(args: string[]): Promise<void> {
   await withDatabase(async (client) => {
     const found = await findUser(client, values.username!);
     const user = { role: found.role, id: found.id };
-    try {
-      if (action === "add") {
-        const filters = {
-          ...(values.agents ? { agents: values.agents.split(",") } : {}),
-          ...(values["created-after"] ? { created_after: values["created-after"] } : {}),
-          ...(values["created-before"] ? { created_before: values["created-before"] } : {}),
-        };
-        const options = values.format === "parquet" ? {} : { gzip: values.gzip, ...(values.format === "csv" ? { excel: values.excel } : {}) };
-        const { rows } = await asUser(client, user, () =>
-          client.query<{ id: string }>("select id from app_public.create_feed($1, $2, $3, $4, $5, $6)", [
-            target, values.format ?? null, values.every ?? null, JSON.stringify(filters), JSON.stringify(options), values.global,
-          ]));
-        process.stdout.write(`Created feed ${rows[0].id} (${target}, ${values.format}${values.every ? `, every ${values.every}` : ", on request"}).\n`);
-      } else if (action === "list") {
-        const { rows } = await asUser(client, user, () =>
-          client.query(
-            `select f.id, f.kind, f.format, f.every::text, f.paused, f.next_run_at, r.number, r.status, r.rows
-               from app_public.feeds f
-               left join lateral (select * from app_public.feed_runs r where r.feed_id = f.id order by r.number desc limit 1) r on true
-              order by f.id`,
-          ));
-        for (const row of rows) {
-          const last = row.number ? `run ${row.number} ${row.status}${row.rows === null ? "" : ` (${row.rows} rows)`}` : "no runs yet";
-          const next = row.paused ? "paused" : row.next_run_at ? `next ${row.next_run_at.toISOString()}` : "on request";
-          process.stdout.write(`${row.id}\t${row.kind}\t${row.format}\t${row.every ?? "-"}\t${next}\t${last}\n`);
-        }
-      } else if (action === "run") {
-        const { rows: [run] } = await asUser(client, user, () =>
-          client.query<{ number: number }>("select number from app_public.request_feed_run($1)", [feedId]));
-        process.stdout.write(`Queued run ${run.number} of feed ${feedId}.\n`);
-        if (!values.wait) return;
-        const done = await waitForRun(client, user, feedId!, run.number);
-        if (done.status === "failed") {
-          process.stderr.write(`Run ${run.number} of feed ${feedId} failed: ${done.error_message}\n`);
-          process.exitCode = 1;
-          return;
-        }
-        process.stdout.write(`Run ${run.number} succeeded: ${done.rows} rows in ${done.files!.map((file) => file.name).join(", ")}.\n`);
-      } else {
-        const { rows: runs } = await asUser(client, user, () =>
-          client.query<RunRow>(
-            "select number, status, rows, files, manifest_key, manifest_sha256, error_message from app_public.feed_runs where feed_id = $1 and status = 'succeeded' order by number",
-            [feedId],
-          ));
-        const storage = createStorage(config, createLogger(config));
-        let pulled = 0;
-        for (const run of runs) {
-          const folder = path.join(values.dir!, String(run.number));
-          if (await access(path.join(folder, "manifest.json")).then(() => true, () => false)) continue;
-          await pullRun(storage, feedId!, run, folder);
-          pulled++;
-        }
-        process.stdout.write(`Pulled ${pulled} run(s) of feed ${feedId} into ${values.dir} (${runs.length - pulled} there already).\n`);
+    if (action === "add") {
+      const filters = filtersOf(values);
+      const options = values.format === "parquet" ? {} : { gzip: values.gzip, ...(values.format === "csv" ? { excel: values.excel } : {}) };
+      const { rows } = await asUser(client, user, () =>
+        client.query<{ id: string }>("select id from app_public.create_feed($1, $2, $3, $4, $5, $6)", [
+          target, values.format ?? null, values.every ?? null, JSON.stringify(filters), JSON.stringify(options), values.global,
+        ]));
+      process.stdout.write(`Created feed ${rows[0].id} (${target}, ${values.format}${values.every ? `, every ${values.every}` : ", on request"}).\n`);
+    } else if (action === "list") {
+      const { rows } = await asUser(client, user, () =>
+        client.query(
+          `select f.id, f.kind, f.format, f.every::text, f.paused, f.next_run_at, r.number, r.status, r.rows
+             from app_public.feeds f
+             left join lateral (select * from app_public.feed_runs r where r.feed_id = f.id order by r.number desc limit 1) r on true
+            order by f.id`,
+        ));
+      for (const row of rows) {
+        const last = row.number ? `run ${row.number} ${row.status}${row.rows === null ? "" : ` (${row.rows} rows)`}` : "no runs yet";
+        const next = row.paused ? "paused" : row.next_run_at ? `next ${row.next_run_at.toISOString()}` : "on request";
+        process.stdout.write(`${row.id}\t${row.kind}\t${row.format}\t${row.every ?? "-"}\t${next}\t${last}\n`);
       }
-    } catch (error) {
-      const code = (error as { code?: unknown }).code;
-      if (typeof code === "string" && code.startsWith("PF")) throw new UsageError((error as Error).message);
-      throw error;
+    } else if (action === "run") {
+      const { rows: [run] } = await asUser(client, user, () =>
+        client.query<{ number: number }>("select number from app_public.request_feed_run($1)", [feedId]));
+      process.stdout.write(`Queued run ${run.number} of feed ${feedId}.\n`);
+      if (!values.wait) return;
+      const done = await waitForRun(client, user, feedId!, run.number);
+      if (done.status === "failed") {
+        process.stderr.write(`Run ${run.number} of feed ${feedId} failed: ${done.error_message}\n`);
+        process.exitCode = 1;
+        return;
+      }
+      process.stdout.write(`Run ${run.number} succeeded: ${done.rows} rows in ${done.files!.map((file) => file.name).join(", ")}.\n`);
+    } else {
+      const { rows: runs } = await asUser(client, user, () =>
+        client.query<RunRow>(
+          "select number, status, rows, files, manifest_key, manifest_sha256, error_message from app_public.feed_runs where feed_id = $1 and status = 'succeeded' order by number",
+          [feedId],
+        ));
+      const storage = createStorage(config, createLogger(config));
+      let pulled = 0;
+      for (const run of runs) {
+        const folder = path.join(values.dir!, String(run.number));
+        if (await access(path.join(folder, "manifest.json")).then(() => true, () => false)) continue;
+        await pullRun(storage, feedId!, run, folder);
+        pulled++;
+      }
+      process.stdout.write(`Pulled ${pulled} run(s) of feed ${feedId} into ${values.dir} (${runs.length - pulled} there already).\n`);
     }
   });
 }

@@ -6,7 +6,7 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { ReadReplicas } from "../db/replicas.ts";
-import { ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
+import { contentTypeOf, ExportFileGone, type ExportStorage, type OpenedFile, type StoredFile } from "../storage/index.ts";
 import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID, setCaller } from "./caller.ts";
 import { DOWNLOAD_LINK_PARAMETERS, downloadLink, linkedCaller, linkStillHolds } from "./download-links.ts";
@@ -20,7 +20,9 @@ interface ExportRow {
   id: string;
   user_id: string;
   kind: string;
+  format: string;
   options: Record<string, boolean>;
+  filters: Record<string, unknown>;
   status: "queued" | "running" | "succeeded" | "failed";
   is_global: boolean;
   requested_at: Date;
@@ -40,7 +42,7 @@ interface ExportRow {
   requested_by: string | null;
 }
 
-const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.options, e.status, e.is_global, e.requested_at, e.started_at,
+const EXPORT_COLUMNS = `e.id, e.user_id, e.kind, e.format, e.options, e.filters, e.status, e.is_global, e.requested_at, e.started_at,
   e.finished_at, e.rows, e.bytes, e.sha256, e.file_name, e.object_key, e.attempts, e.error_message, e.error_code, e.progress_rows,
   app_public.exports_stale(e) as stale, app_public.exports_downloadable(e) as downloadable,
   (select u.username from app_public.users u where u.id = e.user_id) as requested_by`;
@@ -56,7 +58,9 @@ function exportJson(row: ExportRow) {
     user_id: Number(row.user_id),
     requested_by: row.requested_by,
     kind: row.kind,
+    format: row.format,
     options: row.options,
+    filters: row.filters,
     status: row.status,
     is_global: row.is_global,
     requested_at: row.requested_at.toISOString(),
@@ -75,6 +79,8 @@ function exportJson(row: ExportRow) {
     download_url: row.status === "succeeded" && row.downloadable ? `/api/exports/${row.id}/download` : null,
   };
 }
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => typeof value === "object" && value !== null && !Array.isArray(value);
 
 /** Only these query parameters, each matching its pattern. */
 export function queryParameters(req: Request, allowed: Record<string, RegExp>): Record<string, string | undefined> {
@@ -184,9 +190,12 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     if (hasBody && !req.is("application/json")) {
       throw new HttpError(415, "UNSUPPORTED_MEDIA_TYPE", "Send export options as application/json.");
     }
+    // The body holds the options, and format and filters; SQL checks them all (a body that is no object is the options' to refuse).
+    const request: unknown = req.body ?? {};
+    const { format = "csv", filters = {}, ...options } = isPlainObject(request) ? request : {};
     const { rows: [queued] } = await asCaller(req, (client) =>
-      client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.request_export($1, $2) e`,
-        [kind, JSON.stringify(req.body ?? {})]));
+      client.query<ExportRow>(`select ${EXPORT_COLUMNS} from app_public.request_export($1, $2, $3, $4) e`,
+        [kind, JSON.stringify(isPlainObject(request) ? options : request), format, JSON.stringify(filters)]));
     const row = wait === "true"
       ? await events.waitFor(queued.id, config.exportWaitSeconds, () => readExport(req, queued.id), finished, queued)
       : queued;
@@ -286,7 +295,9 @@ export async function sendStoredFile(
     return;
   }
   const localPath = await Promise.resolve(file).then(storage.localPath).catch(whenGone);
-  res.attachment(path.basename(row.fileName)); // Content-Disposition, and Content-Type from the extension
+  res.attachment(path.basename(row.fileName)); // Content-Disposition
+  // The format's type, as S3 serves it (express knows no .parquet or .jsonl).
+  res.set("Content-Type", contentTypeOf(row.fileName));
   if (localPath === undefined) {
     await streamThrough(res, await storage.open(file).catch(whenGone));
     return;

@@ -4,10 +4,10 @@
 import type { Readable, Transform } from "node:stream";
 
 /**
- * Names of the files the export task writes: `<kind>-<export id>-<attempt>-<random>.<csv|csv.gz|zip>[.partial]`
+ * Names of the files the export task writes: `<kind>-<export id>-<attempt>-<random>.<csv|csv.gz|jsonl|jsonl.gz|parquet|zip>[.partial]`
  * (files of the first release have no `<attempt>-`). Captures the kind, the export id and the attempt.
  */
-export const EXPORT_FILE_NAME = /^([a-z_]+)-(\d+)-(?:(\d+)-)?[0-9a-f]{8}\.(?:csv|csv\.gz|zip)(?:\.partial)?$/;
+export const EXPORT_FILE_NAME = /^([a-z_]+)-(\d+)-(?:(\d+)-)?[0-9a-f]{8}\.(?:csv|csv\.gz|jsonl|jsonl\.gz|parquet|zip)(?:\.partial)?$/;
 
 /**
  * Whether `name` is a file of an attempt of export `exportId` (of `kind`) before

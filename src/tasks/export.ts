@@ -1,9 +1,11 @@
 // The "export" job, queued with each row of app_public.exports: writes the export
 // to the export storage (EXPORT_DIR or S3, src/storage/) from one REPEATABLE READ
 // snapshot read as the requester, so RLS decides what it holds. What each kind
-// contains is defined in SQL (app_hidden.export_parts); this streams it:
-// COPY -> (gzip) -> sha256 and byte count -> storage, which makes the file
-// visible only once it is complete. Memory does not grow with the number of rows.
+// contains, filters applied, is defined in SQL (app_hidden.export_parts); this
+// streams it in its format (CSV here, JSONL and Parquet by the feeds' writers,
+// src/formats.ts): rows -> (gzip) -> sha256 and byte count -> storage, which
+// makes the file visible only once it is complete. Memory does not grow with
+// the number of rows.
 import type { JobHelpers } from "graphile-worker";
 import { createHash, randomBytes } from "node:crypto";
 import { Readable, Transform, type TransformCallback } from "node:stream";
@@ -12,6 +14,7 @@ import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 import yazl from "yazl";
 import { isReplicaFault } from "../db/replicas.ts";
+import { formatFile, type FileFormat } from "../formats.ts";
 import { LoggedError } from "../log.ts";
 import type { TaskContext } from "../task-context.ts";
 
@@ -19,7 +22,10 @@ interface ExportJob {
   id: string;
   user_id: string;
   kind: string;
-  options: { gzip: boolean; excel: boolean };
+  format: FileFormat;
+  // As the format takes them: csv gzip and excel, jsonl gzip, parquet none.
+  options: { gzip?: boolean; excel?: boolean };
+  filters: object;
   requested_role: string;
   request_id: string | null;
   status: string;
@@ -51,7 +57,7 @@ export default async function exportTask(payload: unknown, helpers: JobHelpers, 
   const {
     rows: [job],
   } = await pool.query<ExportJob>(
-    "select id, user_id, kind, options, requested_role, request_id, status, error_code, error_message from app_private.export_started($1, $2)",
+    "select id, user_id, kind, format, options, filters, requested_role, request_id, status, error_code, error_message from app_private.export_started($1, $2)",
     [exportId, attempt],
   );
   if (job.id === null) {
@@ -205,45 +211,52 @@ async function writeExportFrom(client: pg.PoolClient, context: TaskContext, job:
   // A failed COPY or file write can leave the connection mid-protocol: destroy it
   // instead of returning it to the pool (release(true)) unless all went well.
   let reusable = false;
-  const files: CsvFile[] = [];
-  const progress = reportProgress(context, job.id, attempt, () => files.reduce((sum, file) => sum + file.rowsSeen, 0));
+  // Each file's rows so far, and once read to the end, all of them.
+  const files: { rowsSoFar(): number; rows(): number }[] = [];
+  const progress = reportProgress(context, job.id, attempt, () => files.reduce((sum, file) => sum + file.rowsSoFar(), 0));
   try {
     await client.query("begin isolation level repeatable read read only");
+    // TimeZone UTC: timestamps in JSONL and Parquet, and filters' timestamps without a zone.
+    // A Parquet file reads its cursor to the end: plan for all rows, as feed runs do.
     await client.query(
       `select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true),
-              set_config('statement_timeout', $4, true)`,
+              set_config('statement_timeout', $4, true), set_config('TimeZone', 'UTC', true),
+              set_config('cursor_tuple_fraction', '1', true)`,
       [job.requested_role, job.user_id, connectionName, `${context.exportStatementTimeoutSeconds}s`],
     );
     const {
       rows: [{ data_version: dataVersion }],
     } = await client.query<{ data_version: string }>("select app_hidden.current_data_version() as data_version");
     const { rows: parts } = await client.query<{ file_name: string; query: string }>(
-      "select file_name, query from app_hidden.export_parts($1, $2)",
-      [job.kind, job.options.excel],
+      "select file_name, query from app_hidden.export_parts($1, $2, $3, $4)",
+      [job.kind, job.options.excel ?? false, job.format !== "csv", job.filters],
     );
-    const startFile = (query: string) => {
-      const file = new CsvFile(client, query, job.options.excel);
-      files.push(file);
-      return file.stream;
+    // A file's stages (and its name's extension); gzip only where the SQL allowed it (never inside the zip).
+    const startFile = (query: string, gzip: boolean): { stages: [Readable, ...Transform[]]; extension: string } => {
+      if (job.format === "csv") {
+        const file = new CsvFile(client, query, job.options.excel ?? false);
+        files.push({ rowsSoFar: () => file.rowsSeen, rows: () => file.copy!.rowCount });
+        return gzip ? { stages: [file.stream, createGzip()], extension: "csv.gz" } : { stages: [file.stream], extension: "csv" };
+      }
+      const file = formatFile(client, query, job.format, { gzip });
+      files.push({ rowsSoFar: file.rows, rows: file.rows });
+      return file;
     };
     let stages: [Readable, ...Transform[]];
     let extension: string;
     if (job.kind === "all") {
-      stages = [zipOf(parts.map((part) => ({ name: part.file_name, open: () => startFile(part.query) })))];
+      const entryExtension = job.format === "csv" ? "csv" : job.format;
+      stages = [zipOf(parts.map((part) => ({ name: `${part.file_name}.${entryExtension}`, open: () => startFile(part.query, false).stages[0] })))];
       extension = "zip";
-    } else if (job.options.gzip) {
-      stages = [startFile(parts[0].query), createGzip()];
-      extension = "csv.gz";
     } else {
-      stages = [startFile(parts[0].query)];
-      extension = "csv";
+      ({ stages, extension } = startFile(parts[0].query, job.options.gzip ?? false));
     }
     const fileName = `${job.kind}-${job.id}-${attempt}-${randomBytes(4).toString("hex")}.${extension}`;
     const meter = new Meter();
     const objectKey = await context.storage.save(fileName, [...stages, meter], helpers.abortSignal);
     await client.query("commit");
     reusable = true;
-    const rows = files.reduce((sum, file) => sum + file.copy!.rowCount, 0);
+    const rows = files.reduce((sum, file) => sum + file.rows(), 0);
     return { fileName, objectKey, rows, bytes: meter.bytes, sha256: meter.digest(), dataVersion };
   } finally {
     await progress.stop();

@@ -18,7 +18,7 @@
 import type { JobHelpers } from "graphile-worker";
 import { createHash } from "node:crypto";
 import { Readable } from "node:stream";
-import { formatFile, type FeedFormat, type FormatOptions } from "../feeds/formats.ts";
+import { formatFile, type FileFormat, type FormatOptions } from "../formats.ts";
 import { LoggedError } from "../log.ts";
 import type { TaskContext } from "../task-context.ts";
 import { Meter } from "./export.ts";
@@ -30,7 +30,7 @@ const FEED_LOCK_CLASS = 1346785870;
 
 interface StartedRun {
   kind: string;
-  format: FeedFormat;
+  format: FileFormat;
   options: FormatOptions;
   filters: object;
   user_id: string;
@@ -50,7 +50,7 @@ export interface FeedManifest {
   feed: number;
   run: number;
   kind: string;
-  format: FeedFormat;
+  format: FileFormat;
   schema_version: number;
   snapshot: { since: string | null; until: string };
   files: FeedFile[];

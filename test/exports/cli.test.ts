@@ -39,6 +39,31 @@ it("queues an export as the user, waits for the worker and copies the file to --
   expect(await readFile(out)).toEqual(await exportFile(exportWorker.dir, row));
 });
 
+it("--format and the filter flags: the user's matching rows, in that format; a bad filter is refused and queues nothing", async () => {
+  const out = path.join(exportWorker.dir, "versions.parquet");
+  const result = await prompter("export", "prompt_versions", "--username", username, "--format", "parquet", "--agents", "syntax,domain",
+    "--created-after", "2000-01-01T00:00:00Z", "--out", out);
+  expect(result.code).toBe(0);
+  const id = /^Queued export (\d+) \(prompt_versions\) as parquet/.exec(result.stdout)![1];
+  const row = await readExport(db.pool, id);
+  expect(row.file_name).toMatch(/\.parquet$/);
+  expect(await readFile(out)).toEqual(await exportFile(exportWorker.dir, row));
+  const { rows: [{ n }] } = await db.pool.query(
+    "select count(*)::int as n from app_public.prompt_versions v join app_public.users u on u.id = v.user_id where u.username = $1 and v.source in ('syntax', 'domain')",
+    [username]);
+  expect(n).toBeGreaterThan(0);
+  expect(Number(row.rows)).toBe(n);
+
+  const before = (await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n;
+  const backwards = await prompter("export", "judge_scores", "--username", username, "--format", "jsonl",
+    "--created-after", "2025-02-01", "--created-before", "2025-01-01");
+  expect(backwards.code).toBe(2);
+  expect(backwards.stderr).toMatch(/^prompter export: created_after \(2025-02-01\) must be before created_before/);
+  const excelJsonl = await prompter("export", "judge_scores", "--username", username, "--format", "jsonl", "--excel");
+  expect(excelJsonl.stderr).toMatch(/^prompter export: Options not allowed for jsonl exports: excel/);
+  expect((await db.pool.query("select count(*)::int as n from app_public.exports")).rows[0].n).toBe(before);
+});
+
 it("creates the directory of --out when it is missing", async () => {
   const out = path.join(exportWorker.dir, "new", "deeper", "log.csv");
   const result = await prompter("export", "multi_agent_log", "--username", username, "--out", out);

@@ -109,10 +109,10 @@ export function spawnWorker(databaseUrl: string, exportDir: string, env: Record<
 }
 
 /** Requests an export as the actor, committed (so the worker sees it); returns its id. */
-export async function requestExport(pool: pg.Pool, actor: SignedIn, kind: string, options: object = {}): Promise<string> {
+export async function requestExport(pool: pg.Pool, actor: SignedIn, kind: string, options: object = {}, format?: string, filters?: object): Promise<string> {
   const client = await pool.connect();
   try {
-    return await requestExportAs(client, actor, kind, options);
+    return await requestExportAs(client, actor, kind, options, format, filters);
   } finally {
     client.release();
   }

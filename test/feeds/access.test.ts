@@ -34,6 +34,7 @@ describe("checks", () => {
     [{ kind: "prompts", format: "csv", filters: { agents: ["syntax"] } }, "PFFLT"],
     [{ kind: "prompt_versions", format: "csv", filters: { agents: ["nobody"] } }, "PFFLT"],
     [{ kind: "prompt_versions", format: "csv", filters: { created_after: "yesterday" } }, "PFFLT"],
+    [{ kind: "prompt_versions", format: "csv", filters: { created_after: "2025-02-01", created_before: "2025-01-01" } }, "PFFLT"],
     [{ kind: "prompts", format: "csv", every: "5 minutes" }, "23514"],
     [{ kind: "prompts", format: "csv", is_global: true }, "PFGLB"],
   ])("%j is refused with %s and changes nothing", async (feed, code) => {

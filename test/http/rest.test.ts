@@ -126,7 +126,9 @@ const EXPORT_SHAPE = {
   user_id: expect.any(Number),
   requested_by: expect.any(String),
   kind: expect.any(String),
+  format: "csv",
   options: { gzip: expect.any(Boolean), excel: expect.any(Boolean) },
+  filters: {},
   status: expect.any(String),
   is_global: expect.any(Boolean),
   requested_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
@@ -451,7 +453,7 @@ describe("bad requests", () => {
   const cases: [string, () => ReturnType<typeof call>, number, string][] = [
     ["no token", () => call("GET", "/api/exports"), 401, "SIGN_IN_REQUIRED"],
     ["malformed JSON", () => postJson("/api/storage/export-all", users.b.token, '{"gzip": tru'), 400, "BAD_JSON"],
-    ["an unknown option", () => postJson("/api/storage/export-all", users.b.token, '{"gzip": true, "format": "xml"}'), 400, "PROPT"],
+    ["an unknown option", () => postJson("/api/storage/export-all", users.b.token, '{"gzip": true, "zip": "xml"}'), 400, "PROPT"],
     ["an option of the wrong type", () => postJson("/api/storage/export-all", users.b.token, '{"excel": "yes"}'), 400, "PROPT"],
     ["options that are not an object", () => postJson("/api/storage/export-all", users.b.token, "[true]"), 400, "PROPT"],
     ["a huge body", () => postJson("/api/storage/export-all", users.b.token, JSON.stringify({ gzip: true, pad: "x".repeat(200_000) })), 413, "BODY_TOO_LARGE"],

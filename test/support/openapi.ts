@@ -118,5 +118,5 @@ export async function callRest(
   });
   const answer = { status: response.status, headers: response.headers, text: await response.text() };
   expectToMatchOpenApi(method, url, answer);
-  return { ...answer, body: /json/.test(response.headers.get("content-type") ?? "") ? JSON.parse(answer.text) : undefined };
+  return { ...answer, body: /json(\s*;|$)/.test(response.headers.get("content-type") ?? "") ? JSON.parse(answer.text) : undefined };
 }

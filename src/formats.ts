@@ -1,5 +1,7 @@
-// The file formats of feed runs (and their streams): each turns a SELECT, read
-// on the run's connection inside its snapshot, into the stages of one file.
+// The file formats of feed runs and exports (and their streams): each turns a
+// SELECT, read on the run's or export's connection inside its snapshot, into
+// the stages of one file. (Exports write CSV with their own stream, which adds
+// Excel's BOM and counts rows as they pass: src/tasks/export.ts.)
 //   csv     COPY ... (FORMAT csv, HEADER), as exports write it; gzip optional.
 //   jsonl   COPY of row_to_json, one object per line; gzip optional.
 //   parquet rows fetched from a cursor in batches, typed Arrow columns
@@ -15,15 +17,15 @@ import { createGzip } from "node:zlib";
 import type pg from "pg";
 import { to as copyTo, type CopyToStreamQuery } from "pg-copy-streams";
 
-export const FEED_FORMATS = ["csv", "jsonl", "parquet"] as const;
-export type FeedFormat = (typeof FEED_FORMATS)[number];
+export const FILE_FORMATS = ["csv", "jsonl", "parquet"] as const;
+export type FileFormat = (typeof FILE_FORMATS)[number];
 
 export interface FormatOptions {
   gzip?: boolean;
   excel?: boolean;
 }
 
-/** A file being written: its stages, its name's extension, and its row count once read to the end. */
+/** A file being written: its stages, its name's extension, and its row count (so far; all once read to the end). */
 export interface FormattedFile {
   stages: [Readable, ...Transform[]];
   extension: string;
@@ -33,7 +35,7 @@ export interface FormattedFile {
 /** Rows per Parquet row group, and per cursor fetch: a few MB of memory at most. */
 const BATCH_ROWS = 10_000;
 
-export function formatFile(client: pg.PoolClient, query: string, format: FeedFormat, options: FormatOptions): FormattedFile {
+export function formatFile(client: pg.PoolClient, query: string, format: FileFormat, options: FormatOptions): FormattedFile {
   if (format === "parquet") return parquetFile(client, query);
   const copy =
     format === "csv"
@@ -41,7 +43,7 @@ export function formatFile(client: pg.PoolClient, query: string, format: FeedFor
       : // CSV mode with a quote and a delimiter that JSON text never holds
         // (it escapes control characters): each line is the JSON as it is,
         // where text mode would double its backslashes.
-        copyStream(client, `COPY (select row_to_json(r) from (${query}) r) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')`);
+        copyStream(client, `COPY (select row_to_json(r) from (${query}) r) TO STDOUT WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')`, true);
   const extension = format === "csv" ? "csv" : "jsonl";
   return {
     stages: options.gzip ? [copy.stream, createGzip()] : [copy.stream],
@@ -50,14 +52,20 @@ export function formatFile(client: pg.PoolClient, query: string, format: FeedFor
   };
 }
 
-/** A COPY TO STDOUT as a stream that starts when first read, so nothing runs for a file never written. */
-function copyStream(client: pg.PoolClient, statement: string) {
+/**
+ * A COPY TO STDOUT as a stream that starts when first read, so nothing runs for
+ * a file never written. With oneLinePerRow (JSONL), rows are counted as their
+ * lines pass; otherwise when the COPY ends.
+ */
+function copyStream(client: pg.PoolClient, statement: string, oneLinePerRow = false) {
   let copy: CopyToStreamQuery | undefined;
+  let lines = 0;
   const stream = new Readable({
     read: () => {
       if (copy) return void copy.resume();
       copy = client.query(copyTo(statement));
       copy.on("data", (chunk: Buffer) => {
+        if (oneLinePerRow) for (let at = chunk.indexOf(0x0a); at !== -1; at = chunk.indexOf(0x0a, at + 1)) lines++;
         if (!stream.push(chunk)) copy!.pause();
       });
       copy.once("end", () => stream.push(null));
@@ -69,7 +77,7 @@ function copyStream(client: pg.PoolClient, statement: string) {
       callback(error);
     },
   });
-  return { stream, rows: () => copy?.rowCount ?? 0 };
+  return { stream, rows: () => copy?.rowCount || lines };
 }
 
 // PostgreSQL type ids and the Arrow type each becomes.
@@ -115,7 +123,7 @@ export function utcMicroseconds(text: string): bigint {
   return BigInt(seconds) * 1000n + BigInt(fraction.padEnd(6, "0"));
 }
 
-// Values as Arrow wants them; the session's TimeZone is UTC (set by the run).
+// Values as Arrow wants them; the session's TimeZone is UTC (set by the feed run or export).
 const PARSERS: Record<number, (text: string) => unknown> = {
   [INT8]: (text) => BigInt(text),
   [NUMERIC]: Number,
