@@ -21,6 +21,7 @@ import feedScheduleTask from "./tasks/feed_schedule.ts";
 import type { ContextTask, TaskContext } from "./task-context.ts";
 import runKeyRetentionTask from "./tasks/run_key_retention.ts";
 import sqlLoginLimitsTask from "./tasks/sql_login_limits.ts";
+import tombstoneRetentionTask from "./tasks/tombstone_retention.ts";
 
 const TASKS: Record<string, ContextTask> = {
   export: exportTask,
@@ -29,6 +30,7 @@ const TASKS: Record<string, ContextTask> = {
   feed_schedule: feedScheduleTask,
   run_key_retention: runKeyRetentionTask,
   sql_login_limits: sqlLoginLimitsTask,
+  tombstone_retention: tombstoneRetentionTask,
 };
 
 /** Hourly (feeds: every minute); runs on whichever worker claims it first. */
@@ -36,6 +38,7 @@ const CRON_ITEMS = [
   { task: "feed_schedule", match: "* * * * *", identifier: "feed_schedule", options: { backfillPeriod: 0 } },
   { task: "export_retention", match: "17 * * * *", identifier: "export_retention", options: { backfillPeriod: 0 } },
   { task: "run_key_retention", match: "47 * * * *", identifier: "run_key_retention", options: { backfillPeriod: 0 } },
+  { task: "tombstone_retention", match: "37 * * * *", identifier: "tombstone_retention", options: { backfillPeriod: 0 } },
 ];
 
 const LEVELS = { error: "error", warning: "warn", info: "info", debug: "debug" } as const;
