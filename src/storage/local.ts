@@ -8,6 +8,19 @@ import { EXPORT_FILE_NAME, ExportFileGone, FEED_FILE_NAME, isEarlierAttempt, typ
 
 const TEMPORARY_SUFFIX = ".partial";
 
+/**
+ * A file of a name no other live writer uses: exports' names are unique to
+ * their attempt, and a feed run's attempts take turns (an advisory lock). So a
+ * temporary file already there is what a killed attempt left, and is replaced.
+ */
+async function openTemporary(temporary: string) {
+  return open(temporary, "wx").catch(async (error: NodeJS.ErrnoException) => {
+    if (error.code !== "EEXIST") throw error;
+    await unlink(temporary);
+    return open(temporary, "wx");
+  });
+}
+
 export function localStorage(dir: string): ExportStorage {
   const pathOf = (file: StoredFile) => {
     if (file.objectKey !== null) {
@@ -36,7 +49,7 @@ export function localStorage(dir: string): ExportStorage {
       const temporary = target + TEMPORARY_SUFFIX;
       // Feed runs' files go in folders of their own (feeds/<feed>/<run>/).
       if (path.dirname(target) !== dir) await mkdir(path.dirname(target), { recursive: true });
-      const file = await open(temporary, "wx").catch((error) => {
+      const file = await openTemporary(temporary).catch((error) => {
         // The content may be flowing already (a zip reads ahead): stop it, so its COPY ends quietly with the connection.
         for (const stage of stages) stage.destroy();
         throw error;

@@ -1,15 +1,17 @@
 // A run that fails anywhere is written again by its retry, with no gap and no
 // duplicate: mid-COPY, at the end of a file, writing the manifest, and after
 // the manifest before the run is recorded (the retry then keeps the written
-// run as it is). Two jobs of one run write it once. The crashes are simulated
-// in this process: a storage whose save fails part-way, a pool whose record
-// of success fails.
+// run as it is). Two jobs of one run write it once. Most crashes are simulated
+// in this process (a storage whose save fails part-way, a pool whose record of
+// success fails); the last tests SIGKILL a worker process mid-run and at the
+// record, and let the next worker take the run over.
 import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUser, useTestDatabase } from "../support/db.ts";
+import { inTransaction, spawnWorker, startTestWorker, waitUntil } from "../exports/support.ts";
 import {
   asOwner,
   createFeed,
@@ -139,6 +141,86 @@ it("two jobs of one run write it once: the second waits for the first and finds 
   // The manifest in storage is the one the database recorded.
   expect((await manifestOf(dir, feedId, run)).snapshot.until).toBe(row.snapshot);
   await writeSomething(`${feedId} race after`);
+  await runFeed(db.pool, owner, feedId, dir);
+  expect(await appliedVersions(feedId, run + 1)).toEqual(await versions());
+});
+
+/** What a database does when it notices a killed client's connections: ends their backends, rolling back what they were doing. */
+const endBackendsOfKilledWorker = () =>
+  db.pool.query(
+    "select pg_terminate_backend(pid) from pg_stat_activity where datname = current_database() and application_name like 'prompter-worker%' and pid <> pg_backend_pid()",
+  );
+
+/** The next worker releases the killed one's job once its heartbeat is silent, and runs it again. */
+async function recoverWithNextWorker(feedId: number, run: number) {
+  const worker = await startTestWorker(db.url, dir, { WORKER_HEARTBEAT_INTERVAL: "1", WORKER_DEAD_AFTER: "2" });
+  try {
+    await waitUntil(() => readRun(db.pool, feedId, run), (row) => row.status === "succeeded", `run ${run} of feed ${feedId} has been written by the next worker`);
+    return worker.lines.filter((line) => line.fields.feedId === feedId);
+  } finally {
+    await worker.stop();
+  }
+}
+
+const runFolder = (feedId: number, run: number) => path.join(dir, "feeds", String(feedId), String(run));
+
+it("a worker SIGKILLed mid-run (its data file written, the deleted keys' file open): the next worker writes the run whole over what it left", async () => {
+  const feedId = await createFeed(db.pool, owner, { kind: "prompt_versions", format: "csv" });
+  await runFeed(db.pool, owner, feedId, dir);
+  await writeSomething(`${feedId} before the kill`);
+  const child = await spawnWorker(db.url, dir);
+  let run = 0;
+  await inTransaction(db.pool, async (blocker) => {
+    // Deterministic: the deleted keys are read from tombstones, after the data file.
+    await blocker.query("lock table app_hidden.tombstones in access exclusive mode");
+    run = await requestRun(db.pool, owner, feedId);
+    await waitUntil(() => readdir(runFolder(feedId, run)).catch(() => [] as string[]),
+      (names) => names.includes("prompt_versions.csv") && names.includes("deleted.csv.partial"), "the run has written its data file and opened the next");
+    child.child.kill("SIGKILL");
+    await child.exited;
+    await endBackendsOfKilledWorker();
+  });
+  expect(await readRun(db.pool, feedId, run)).toMatchObject({ status: "running", attempts: 1 });
+  await writeSomething(`${feedId} after the kill`);
+
+  const lines = await recoverWithNextWorker(feedId, run);
+  expect(await readRun(db.pool, feedId, run)).toMatchObject({ status: "succeeded", attempts: 2 });
+  expect((await readdir(runFolder(feedId, run))).sort()).toEqual(["deleted.csv", "manifest.json", "prompt_versions.csv"]);
+  expect(await appliedVersions(feedId, run)).toEqual(await versions());
+  expect(lines.filter((line) => line.message === "feed run succeeded")).toHaveLength(1);
+});
+
+it("a worker SIGKILLed after writing the manifest, before recording the run: the next worker records the written run as it is", async () => {
+  const feedId = await createFeed(db.pool, owner, { kind: "prompt_versions", format: "jsonl" });
+  await runFeed(db.pool, owner, feedId, dir);
+  await writeSomething(`${feedId} before the kill`);
+  const child = await spawnWorker(db.url, dir);
+  let run = 0;
+  await inTransaction(db.pool, async (rowLock) => {
+    run = await requestRun(db.pool, owner, feedId);
+    await waitUntil(() => readRun(db.pool, feedId, run), (row) => row.status === "running" && row.snapshot !== null, "the run has taken its snapshot");
+    // Deterministic: the run cannot be recorded while this row lock is held.
+    await rowLock.query("select from app_public.feed_runs where feed_id = $1 and number = $2 for update", [feedId, run]);
+    await waitUntil(() => readdir(runFolder(feedId, run)).catch(() => [] as string[]), (names) => names.includes("manifest.json"), "the manifest is written");
+    await waitUntil(
+      async () => (await db.pool.query("select from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like '%feed_run_succeeded%'")).rowCount,
+      (count) => count! > 0,
+      "the worker waits to record the run",
+    );
+    child.child.kill("SIGKILL");
+    await child.exited;
+    await endBackendsOfKilledWorker();
+  });
+  const published = await readFile(path.join(runFolder(feedId, run), "manifest.json"), "utf8");
+  const seenByConsumer = await appliedVersions(feedId, run);
+  await writeSomething(`${feedId} after the kill`);
+
+  const lines = await recoverWithNextWorker(feedId, run);
+  const row = await readRun(db.pool, feedId, run);
+  expect(row).toMatchObject({ status: "succeeded", attempts: 2, snapshot: JSON.parse(published).snapshot.until });
+  expect(await readFile(path.join(runFolder(feedId, run), "manifest.json"), "utf8")).toBe(published);
+  expect(lines.some((line) => line.message.startsWith("feed run found written by an earlier attempt"))).toBe(true);
+  expect(await appliedVersions(feedId, run)).toEqual(seenByConsumer);
   await runFeed(db.pool, owner, feedId, dir);
   expect(await appliedVersions(feedId, run + 1)).toEqual(await versions());
 });
