@@ -32,6 +32,9 @@ export interface FormattedFile {
   rows(): number;
 }
 
+/** The columns that name an agent, of the kinds' files: few distinct values. */
+const AGENT_COLUMNS = ["source", "selected_agent", "agent"];
+
 /** Rows per Parquet row group, and per cursor fetch: a few MB of memory at most. */
 const BATCH_ROWS = 10_000;
 
@@ -131,11 +134,43 @@ const PARSERS: Record<number, (text: string) => unknown> = {
 };
 const types = { getTypeParser: (oid: number) => PARSERS[oid] ?? ((text: string) => text) };
 
+/**
+ * A text column as Arrow's offsets and bytes, encoded in one call: Arrow's own
+ * builder (vectorFromArray) encodes value by value, and was most of the
+ * worker's time in a Parquet file of long texts. Text that is all ASCII (one
+ * byte a character) takes its offsets from the strings' lengths.
+ */
+function utf8VectorOf(type: arrow.Utf8, values: unknown[]): arrow.Data {
+  const length = values.length;
+  const nullBitmap = new Uint8Array(Math.ceil(length / 8));
+  const valueOffsets = new Int32Array(length + 1);
+  let nullCount = 0;
+  let characters = 0;
+  for (let i = 0; i < length; i++) {
+    const value = values[i] as string | null;
+    if (value === null) nullCount++;
+    else {
+      nullBitmap[i >> 3] |= 1 << (i & 7);
+      characters += value.length;
+    }
+    valueOffsets[i + 1] = characters;
+  }
+  const joined = (values as (string | null)[]).join("");
+  const data = Buffer.from(joined, "utf8");
+  if (data.length !== characters) {
+    for (let i = 0, bytes = 0; i < length; i++) {
+      const value = values[i] as string | null;
+      if (value !== null) bytes += Buffer.byteLength(value, "utf8");
+      valueOffsets[i + 1] = bytes;
+    }
+  }
+  return arrow.makeData({ type, length, nullCount, nullBitmap, valueOffsets, data } as never);
+}
+
 function vectorOf(column: Column): arrow.Data {
   const { type } = column.field;
-  if (arrow.DataType.isUtf8(type) || arrow.DataType.isBool(type)) {
-    return arrow.vectorFromArray(column.values, type).data[0];
-  }
+  if (arrow.DataType.isUtf8(type)) return utf8VectorOf(type, column.values);
+  if (arrow.DataType.isBool(type)) return arrow.vectorFromArray(column.values, type).data[0];
   const length = column.values.length;
   const nullBitmap = new Uint8Array(Math.ceil(length / 8));
   let nullCount = 0;
@@ -187,9 +222,14 @@ function parquetFile(client: pg.PoolClient, query: string): FormattedFile {
     await client.query("close feed_rows");
   }
   async function* bytes(): AsyncGenerator<Buffer> {
-    const properties = new parquet.WriterPropertiesBuilder()
+    // Dictionaries only for the agent columns: for long texts, mostly unique,
+    // building one costs more time than it saves bytes after zstd.
+    let builder = new parquet.WriterPropertiesBuilder()
       .setCompression(parquet.Compression.ZSTD)
       .setMaxRowGroupSize(BATCH_ROWS * 10)
+      .setDictionaryEnabled(false);
+    for (const column of AGENT_COLUMNS) builder = builder.setColumnDictionaryEnabled(column, true);
+    const properties = builder
       .setCreatedBy("prompter")
       .build();
     const parquetStream = await parquet.transformParquetStream(ReadableStream.from(batches()) as unknown as globalThis.ReadableStream, properties);
