@@ -156,13 +156,15 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
       return;
     }
     const { rows } = await readAsCaller(req, (client) =>
-      client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
-        "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
+      client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number; win_rate_lower: number; win_rate_upper: number }>(
+        "select agent, wins, total, win_rate, avg_score, win_rate_lower, win_rate_upper from app_public.agent_effectiveness order by agent"));
     const effectiveness = Object.fromEntries(rows.map((row) => [row.agent, {
       wins: Number(row.wins),
       total: Number(row.total),
       win_rate: row.win_rate,
       avg_score: row.avg_score,
+      win_rate_lower: row.win_rate_lower,
+      win_rate_upper: row.win_rate_upper,
     }]));
     res.json({ success: true, effectiveness });
   }] });
