@@ -238,24 +238,30 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   }] });
 
   route("/exports/:id/download", { get: [async (req, res) => {
-    // A signed link stands for its caller; without one, the request's own token does.
-    let proxy: string | undefined;
-    let linked: ReturnType<typeof linkedCaller> | undefined;
-    if (req.query.signature !== undefined) {
-      const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
-      linked = linkedCaller(config.jwtSecret, exportId(req), parameters);
-      setCaller(req, linked);
-      proxy = parameters.proxy;
-    } else {
-      proxy = queryParameters(req, PROXY_PARAMETER).proxy;
-      signedInCaller(req);
-    }
+    const { proxy, afterSessionCheck } = downloadCaller(req, config.jwtSecret, exportId(req));
     const row = await downloadableExport(req);
-    if (linked) linkStillHolds(linked);
+    afterSessionCheck();
     await sendStoredFile(req, res, storage, storedFile(row), { fileName: row.file_name, sha256: row.sha256, bytes: row.bytes }, proxy);
   }] });
 
   return router;
+}
+
+/**
+ * Who downloads: a signed link (made for `subject`) stands for its caller;
+ * without one, the request's own token does. `afterSessionCheck` refuses an
+ * admin's link once SQL has found its user no longer is one.
+ */
+export function downloadCaller(req: Request, secret: string, subject: string): { proxy: string | undefined; afterSessionCheck: () => void } {
+  if (req.query.signature === undefined) {
+    const { proxy } = queryParameters(req, PROXY_PARAMETER);
+    signedInCaller(req);
+    return { proxy, afterSessionCheck: () => {} };
+  }
+  const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
+  const linked = linkedCaller(secret, subject, parameters);
+  setCaller(req, linked);
+  return { proxy: parameters.proxy, afterSessionCheck: () => linkStillHolds(linked) };
 }
 
 /**
