@@ -67,6 +67,11 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   return response.json() as Promise<T>;
 }
 
+/** A DELETE, whose answer (204) has no body. */
+export async function deleteResource(path: string): Promise<void> {
+  await send(path, { method: "DELETE" });
+}
+
 interface GraphqlResponse<T> {
   data?: T | null;
   errors?: { message: string; extensions?: { code?: unknown } }[];

@@ -1,7 +1,7 @@
 // The export page: a button per kind, and the history of the caller's exports,
 // polled every second while any of them is queued or running.
 import { ApiError, download, getJson, graphql, postJson, SessionEnded } from "./api.ts";
-import { byId, h, say, type Child } from "./dom.ts";
+import { byId, cell, h, say } from "./dom.ts";
 import { formatBytes, formatCount, formatDuration, formatTime } from "./format.ts";
 import type { Page } from "./page.ts";
 
@@ -74,12 +74,6 @@ function expectedRows(kind: Kind, counts: RowCounts): number {
 
 const POLL_MILLISECONDS = 1000;
 const isActive = (item: ExportJson) => item.status === "queued" || item.status === "running";
-
-/** A labelled cell; on a phone the label is shown beside the content, so the content is one block. */
-function cell(label: string, ...content: Child[]): HTMLElement {
-  const present = content.filter((part) => part !== false && part !== null && part !== undefined && part !== "");
-  return h("td", { "data-label": label }, present.length ? h("div", {}, ...present) : null);
-}
 
 function timeTaken(item: ExportJson): string | undefined {
   if (!item.finished_at) return undefined;
