@@ -1,9 +1,10 @@
 // The agent trends page in Debian's Chromium: the range picker, a win-rate
 // trend per agent, the head-to-head table and the ratings with their
 // intervals, each as the REST API answers the signed-in user; a bad range shows
-// the server's message; the page fits a phone.
+// the server's message; axe finds nothing to fix; the page fits a phone.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { chromium, type Browser, type Page } from "playwright-core";
+import { axeViolations } from "../support/axe.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -83,6 +84,13 @@ it("shows each agent's trend, the head-to-head table and the ratings with interv
   await shown();
   const weekly = await api<{ series: { agent: string; bucket_start: string }[] }>(`/api/agents/effectiveness/series?bucket=week&from=${day(-6)}&to=${to}`);
   await page.waitForFunction((n) => document.querySelectorAll("figure.trend circle").length === n, weekly.series.length);
+
+  // Nothing for axe to fix, light or dark.
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    expect(await axeViolations(page), colorScheme).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
 
   // No page is wider than a phone.
   await page.setViewportSize({ width: 390, height: 844 });

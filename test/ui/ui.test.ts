@@ -1,6 +1,7 @@
 // The web UI in Debian's Chromium against a real `prompter start` (gateway and
 // worker) and the test file's database: sign-in, the effectiveness dashboard,
-// exports from click to download, isolation between users, sign-out and 401s.
+// exports from click to download, isolation between users, sign-out and 401s;
+// axe finds nothing to fix on the sign-in, dashboard and export pages.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
@@ -8,6 +9,7 @@ import { gunzipSync } from "node:zlib";
 import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
 import { expectedExport } from "../exports/oracle.ts";
 import { parseCsv, unzip } from "../exports/support.ts";
+import { axeViolations } from "../support/axe.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -31,6 +33,8 @@ interface Figures {
   wins: number;
   total: number;
   win_rate: number;
+  win_rate_lower: number;
+  win_rate_upper: number;
   avg_score: number;
 }
 
@@ -59,14 +63,14 @@ async function api<T>(path: string, token: string): Promise<T> {
   return response.json() as Promise<T>;
 }
 
-/** What the cards say: for each agent and figure, the exact value (<data value>) and the text shown. */
-async function dashboardFigures(on: Page): Promise<Record<string, Record<string, { value: number; text: string }>>> {
+/** What the cards say: for each agent and figure, the exact values (<data value>) and the text shown. */
+async function dashboardFigures(on: Page): Promise<Record<string, Record<string, { value: number[]; text: string }>>> {
   return on.$$eval("#agent-cards [data-agent]", (cards) =>
     Object.fromEntries(cards.map((card) => [
       (card as HTMLElement).dataset.agent,
       Object.fromEntries(Array.from(card.querySelectorAll("dt")).map((term) => {
-        const data = term.nextElementSibling!.querySelector("data")!;
-        return [term.textContent, { value: Number(data.value), text: data.textContent }];
+        const figure = term.nextElementSibling!;
+        return [term.textContent, { value: Array.from(figure.querySelectorAll("data"), (data) => Number(data.value)), text: figure.textContent }];
       })),
     ])));
 }
@@ -78,10 +82,12 @@ async function expectDashboardToShow(effectiveness: Record<string, Figures>, on:
   expect(Object.keys(shown)).toEqual(Object.keys(effectiveness));
   for (const [agent, figures] of Object.entries(effectiveness)) {
     expect(shown[agent], agent).toEqual({
-      Wins: { value: figures.wins, text: String(figures.wins) },
-      Total: { value: figures.total, text: String(figures.total) },
-      "Win rate": { value: figures.win_rate, text: percent.format(figures.win_rate) },
-      "Average score": { value: figures.avg_score, text: score.format(figures.avg_score) },
+      Wins: { value: [figures.wins], text: String(figures.wins) },
+      Total: { value: [figures.total], text: String(figures.total) },
+      "Win rate": { value: [figures.win_rate], text: percent.format(figures.win_rate) },
+      "95% interval": { value: [figures.win_rate_lower, figures.win_rate_upper],
+        text: `${percent.format(figures.win_rate_lower)} to ${percent.format(figures.win_rate_upper)}` },
+      "Average score": { value: [figures.avg_score], text: score.format(figures.avg_score) },
     });
   }
   // One bar per agent in each chart, labelled with the same figures.
@@ -236,6 +242,11 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   await expectDashboardToShow(seeded.effectiveness);
   expect(await howTo.isHidden()).toBe(true);
   expect(await page.locator("#scope").textContent()).toBe("Your figures.");
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    expect(await axeViolations(page), `dashboard, ${colorScheme}`).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
   await screenshots("dashboard");
   expect(takeConsoleErrors()).toEqual([]);
 });
@@ -244,6 +255,7 @@ it("signs out, refuses a wrong password with a message, and signs in with the ke
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   expect(await page.locator("#notice").textContent()).toBe("You have signed out.");
+  expect(await axeViolations(page), "sign-in").toEqual([]);
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
   expect(await page.locator("[data-agent], #charts svg").count()).toBe(0);
 
@@ -335,6 +347,7 @@ it("runs exports from their buttons, shows progress and outcome, and downloads w
   await page.getByRole("link", { name: "Export data" }).click();
   await page.waitForFunction((id) => document.querySelector(`#history-rows tr[data-export-id="${id}"] td[data-label=Stale]`)?.textContent === "yes", logId);
   expect(await historyRow(allId).locator("td[data-label=Stale]").textContent()).toBe("yes");
+  expect(await axeViolations(page), "exports").toEqual([]);
   expect(takeConsoleErrors()).toEqual([]);
 });
 
