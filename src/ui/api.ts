@@ -103,3 +103,19 @@ export async function download(linkPath: string): Promise<void> {
   link.click();
   link.remove();
 }
+
+/**
+ * Runs what a button asks for with the button disabled, and `explain`s a
+ * failure; one that ended the session is not explained here, as the page
+ * has already gone back to sign-in and said why.
+ */
+export async function whileBusy(button: HTMLButtonElement, work: () => Promise<void>, explain: (failure: Error) => void): Promise<void> {
+  button.disabled = true;
+  try {
+    await work();
+  } catch (failure) {
+    if (!(failure instanceof SessionEnded)) explain(failure as Error);
+  } finally {
+    button.disabled = false;
+  }
+}

@@ -1,6 +1,6 @@
 // A feed's runs, below the list of feeds: each run's status, rows, finish time
 // and its files and manifest, each downloaded through a signed link as exports are.
-import { download, getJson, SessionEnded } from "./api.ts";
+import { download, getJson, SessionEnded, whileBusy } from "./api.ts";
 import { byId, cell, h } from "./dom.ts";
 import { formatBytes, formatCount, formatTime } from "./format.ts";
 
@@ -34,16 +34,9 @@ export function feedRuns(onError: (message: string | undefined) => void) {
   function fileButton(run: RunJson, name: string, url: string, detail?: string): HTMLElement {
     const button = h("button", { type: "button", class: "link", "data-focus-key": `file-${run.feed_id}-${run.number}-${name}`,
       "aria-label": `Download ${name} of run ${run.number}` }, name);
-    button.addEventListener("click", async () => {
-      button.disabled = true;
+    button.addEventListener("click", () => {
       onError(undefined);
-      try {
-        await download(`${url}/download-link`);
-      } catch (failure) {
-        if (!(failure instanceof SessionEnded)) onError(`Could not download ${name}: ${(failure as Error).message}`);
-      } finally {
-        button.disabled = false;
-      }
+      void whileBusy(button, () => download(`${url}/download-link`), (failure) => onError(`Could not download ${name}: ${failure.message}`));
     });
     return h("li", {}, button, detail && h("span", { class: "file-name" }, detail));
   }

@@ -3,11 +3,12 @@
 // shown), and the caller's feeds with their last and next run; pause, resume,
 // run now, delete, and each run's files. Polled every second while a run is
 // queued or running.
-import { ApiError, deleteResource, getJson, postJson, SessionEnded } from "./api.ts";
+import { ApiError, deleteResource, getJson, postJson, SessionEnded, whileBusy } from "./api.ts";
 import { byId, cell, h, say } from "./dom.ts";
 import { feedRuns, runIsActive, statusText, type RunJson } from "./feed-runs.ts";
 import { formatCount, formatTime } from "./format.ts";
 import type { Page } from "./page.ts";
+import { poller } from "./poller.ts";
 
 interface FeedJson {
   id: number;
@@ -23,7 +24,6 @@ interface FeedJson {
 }
 
 const SCHEDULES: Record<string, string> = { "20m": "Every 20 minutes", "1h": "Every hour", "1d": "Every day", "1w": "Every week" };
-const POLL_MILLISECONDS = 1000;
 
 /** What failed, in the API's words: its message and its code. */
 function explain(what: string, failure: unknown): string {
@@ -46,8 +46,6 @@ export function feedsPage(): Page {
   const empty = byId("feeds-empty");
   const runs = feedRuns((message) => say(error, message));
   const field = (id: string) => byId<HTMLInputElement>(id);
-  let timer: number | undefined;
-  let visible = false;
   let latestRead = 0;
 
   /** The form as the API takes it: only what was filled in; the server says what is wrong. */
@@ -101,17 +99,14 @@ export function feedsPage(): Page {
         actionButton(feed, "delete", "Delete", `Delete feed #${feed.id}`))));
   }
 
-  function pollSoon(): void {
-    window.clearTimeout(timer);
-    timer = visible ? window.setTimeout(() => void refresh(), POLL_MILLISECONDS) : undefined;
-  }
+  const polling = poller(refresh);
 
   async function refresh(): Promise<void> {
     // Only the newest read may render: an older answer, or one from before a sign-out, is dropped.
     const read = ++latestRead;
     try {
       const { feeds } = await getJson<{ feeds: FeedJson[] }>("/api/feeds");
-      if (read !== latestRead || !visible) return;
+      if (read !== latestRead || !polling.visible) return;
       const focused = document.activeElement?.getAttribute("data-focus-key");
       rowsBody.replaceChildren(...feeds.map(row));
       empty.hidden = feeds.length > 0;
@@ -119,11 +114,11 @@ export function feedsPage(): Page {
       const shown = runs.shownFeed;
       if (shown !== undefined && !feeds.some((feed) => feed.id === shown)) runs.clear();
       const runsActive = shown !== undefined && feeds.some((feed) => feed.id === shown) ? await runs.show(shown) : false;
-      if (runsActive || feeds.some((feed) => runIsActive(feed.last_run))) pollSoon();
+      if (runsActive || feeds.some((feed) => runIsActive(feed.last_run))) polling.soon();
     } catch (failure) {
       if (failure instanceof SessionEnded || read !== latestRead) return;
       say(error, explain("Could not read your feeds", failure));
-      pollSoon();
+      polling.soon();
     }
   }
 
@@ -156,43 +151,24 @@ export function feedsPage(): Page {
     const button = (event.target as Element).closest<HTMLButtonElement>("button[data-action]");
     if (!button) return;
     const feedId = Number(button.dataset.feed);
-    button.disabled = true;
     say(error, undefined);
-    try {
-      await act(button.dataset.action!, feedId);
-    } catch (failure) {
-      if (!(failure instanceof SessionEnded)) say(error, explain(`Could not ${button.textContent?.toLowerCase()} feed #${feedId}`, failure));
-    } finally {
-      button.disabled = false;
-    }
+    await whileBusy(button, () => act(button.dataset.action!, feedId),
+      (failure) => say(error, explain(`Could not ${button.textContent?.toLowerCase()} feed #${feedId}`, failure)));
   });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
-    const button = form.querySelector("button")!;
-    button.disabled = true;
     say(formError, undefined);
-    try {
+    await whileBusy(form.querySelector("button")!, async () => {
       const { feed } = await postJson<{ feed: FeedJson }>("/api/feeds", feedFromForm());
       say(announcement, `Feed #${feed.id} (${feed.kind}, ${feed.format}) created.`);
       await refresh();
-    } catch (failure) {
-      if (!(failure instanceof SessionEnded)) say(formError, explain("Could not create the feed", failure));
-    } finally {
-      button.disabled = false;
-    }
+    }, (failure) => say(formError, explain("Could not create the feed", failure)));
   });
 
   return {
-    async show() {
-      visible = true;
-      await refresh();
-    },
-    hide() {
-      visible = false;
-      window.clearTimeout(timer);
-      timer = undefined;
-    },
+    show: polling.show,
+    hide: polling.hide,
     clear() {
       latestRead += 1;
       runs.clear();

@@ -7,9 +7,10 @@
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createHash } from "node:crypto";
 import { mkdir, readFile } from "node:fs/promises";
-import { chromium, type Browser, type Locator, type Page } from "playwright-core";
+import type { Browser, Locator, Page } from "playwright-core";
 import { parseCsv } from "../exports/support.ts";
 import { axeViolations } from "../support/axe.ts";
+import { launchChromium, signedInPage } from "../support/browser.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -20,7 +21,7 @@ let browser: Browser;
 let page: Page;
 const alice = { id: "", token: "" };
 const bob = { id: "", feedId: 0 };
-const consoleErrors: string[] = [];
+let consoleErrors: string[];
 let feedId: number;
 
 interface RunJson { number: number; status: string; rows: number; finished_at: string; files: { name: string; rows: number; sha256: string }[] }
@@ -45,7 +46,7 @@ async function downloadFile(name: string, run: number): Promise<{ url: URL; cont
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startServer({ databaseUrl: db.url, args: ["start"] }),
-    chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] }),
+    launchChromium(),
   ]);
   alice.id = await createUser(db.pool, { username: "feeds_alice" });
   alice.token = signTestToken(alice.id);
@@ -60,15 +61,7 @@ beforeAll(async () => {
   expect(created.status).toBe(201);
   bob.feedId = (await created.json()).feed.id;
 
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", timezoneId: "UTC", acceptDownloads: true });
-  await context.addInitScript(([token]) => {
-    sessionStorage.setItem("prompter.token", token);
-    sessionStorage.setItem("prompter.username", "feeds_alice");
-  }, [alice.token]);
-  page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
-  page.on("pageerror", (error) => consoleErrors.push(`page error: ${error.message}`));
+  ({ page, consoleErrors } = await signedInPage(browser, { token: alice.token, username: "feeds_alice" }, { acceptDownloads: true }));
 });
 
 afterAll(async () => {
@@ -103,16 +96,15 @@ it("creates a feed from the form and lists it as the API answers it, and no one 
   const listedOn = (on: Page) => on.locator("#feed-rows tr").evaluateAll((rows) => rows.map((r) => Number(r.getAttribute("data-feed-id"))));
   expect(await listedOn(page)).toEqual([feedId]);
   expect((await db.pool.query("select from app_public.feeds where id = $1", [bob.feedId])).rowCount).toBe(1);
-  const bobs = await browser.newContext({ locale: "en-US", timezoneId: "UTC" });
+  const bobs = await signedInPage(browser, { token: signTestToken(bob.id), username: "feeds_bob" });
   try {
-    await bobs.addInitScript((token) => sessionStorage.setItem("prompter.token", token), signTestToken(bob.id));
-    const bobsPage = await bobs.newPage();
-    await bobsPage.goto(`${server.baseUrl}/#/feeds`);
-    await bobsPage.locator(`#feed-rows tr[data-feed-id="${bob.feedId}"]`).waitFor();
-    expect(await listedOn(bobsPage)).toEqual([bob.feedId]);
-    expect(await bobsPage.locator("#feed-rows").textContent()).not.toContain("prompt_versions");
+    await bobs.page.goto(`${server.baseUrl}/#/feeds`);
+    await bobs.page.locator(`#feed-rows tr[data-feed-id="${bob.feedId}"]`).waitFor();
+    expect(await listedOn(bobs.page)).toEqual([bob.feedId]);
+    expect(await bobs.page.locator("#feed-rows").textContent()).not.toContain("prompt_versions");
+    expect(bobs.consoleErrors).toEqual([]);
   } finally {
-    await bobs.close();
+    await bobs.page.context().close();
   }
   expect(consoleErrors).toEqual([]);
 });

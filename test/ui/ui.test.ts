@@ -6,10 +6,11 @@ import { afterAll, beforeAll, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { expectedExport } from "../exports/oracle.ts";
 import { parseCsv, unzip } from "../exports/support.ts";
 import { axeViolations } from "../support/axe.ts";
+import { launchChromium } from "../support/browser.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -160,10 +161,7 @@ const asAlice = () => ({ role: "app_user" as const, userId: alice.id });
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startServer({ databaseUrl: db.url, args: ["start"] }),
-    chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }),
+    launchChromium(),
   ]);
   // Bob: data, a prompt only he has, and a finished export of his own.
   bob.id = await createUser(db.pool);
