@@ -11,6 +11,7 @@ import { expectedExport } from "../exports/oracle.ts";
 import { parseCsv, unzip } from "../exports/support.ts";
 import { axeViolations } from "../support/axe.ts";
 import { launchChromium } from "../support/browser.ts";
+import { expectDashboardToShow, type Figures } from "./dashboard.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -30,14 +31,6 @@ let consoleErrors: string[] = [];
 const alice = { username: `alice_${randomBytes(3).toString("hex")}`, password: "correct horse battery", id: "", token: "" };
 const bob = { id: "", marker: `bob-only-${randomBytes(4).toString("hex")}`, exportId: 0, fileName: "" };
 
-interface Figures {
-  wins: number;
-  total: number;
-  win_rate: number;
-  win_rate_lower: number;
-  win_rate_upper: number;
-  avg_score: number;
-}
 
 async function openContext(): Promise<{ context: BrowserContext; page: Page }> {
   const opened = await browser.newContext({ viewport: LAPTOP, locale: "en-US", timezoneId: "UTC", acceptDownloads: true });
@@ -62,39 +55,6 @@ async function api<T>(path: string, token: string): Promise<T> {
   const response = await fetch(`${server.baseUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
   expect(response.status, path).toBe(200);
   return response.json() as Promise<T>;
-}
-
-/** What the cards say: for each agent and figure, the exact values (<data value>) and the text shown. */
-async function dashboardFigures(on: Page): Promise<Record<string, Record<string, { value: number[]; text: string }>>> {
-  return on.$$eval("#agent-cards [data-agent]", (cards) =>
-    Object.fromEntries(cards.map((card) => [
-      (card as HTMLElement).dataset.agent,
-      Object.fromEntries(Array.from(card.querySelectorAll("dt")).map((term) => {
-        const figure = term.nextElementSibling!;
-        return [term.textContent, { value: Array.from(figure.querySelectorAll("data"), (data) => Number(data.value)), text: figure.textContent }];
-      })),
-    ])));
-}
-
-async function expectDashboardToShow(effectiveness: Record<string, Figures>, on: Page = page): Promise<void> {
-  const percent = new Intl.NumberFormat("en-US", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const score = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const shown = await dashboardFigures(on);
-  expect(Object.keys(shown)).toEqual(Object.keys(effectiveness));
-  for (const [agent, figures] of Object.entries(effectiveness)) {
-    expect(shown[agent], agent).toEqual({
-      Wins: { value: [figures.wins], text: String(figures.wins) },
-      Total: { value: [figures.total], text: String(figures.total) },
-      "Win rate": { value: [figures.win_rate], text: percent.format(figures.win_rate) },
-      "95% interval": { value: [figures.win_rate_lower, figures.win_rate_upper],
-        text: `${percent.format(figures.win_rate_lower)} to ${percent.format(figures.win_rate_upper)}` },
-      "Average score": { value: [figures.avg_score], text: score.format(figures.avg_score) },
-    });
-  }
-  // One bar per agent in each chart, labelled with the same figures.
-  const bars = async (chart: string) => on.locator(`figure.${chart} .bar title`).allTextContents();
-  expect(await bars("win-rate")).toEqual(Object.entries(effectiveness).map(([agent, f]) => `${agent}: ${percent.format(f.win_rate)}`));
-  expect(await bars("avg-score")).toEqual(Object.entries(effectiveness).map(([agent, f]) => `${agent}: ${score.format(f.avg_score)}`));
 }
 
 /** Clicks Refresh and waits until the figures have been read again. */
@@ -225,7 +185,7 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   alice.id = (await db.pool.query("select id from app_public.users where username = $1", [alice.username])).rows[0].id;
   const empty = await api<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness", alice.token);
   expect(Object.values(empty.effectiveness).every((figures) => figures.total === 0)).toBe(true);
-  await expectDashboardToShow(empty.effectiveness);
+  await expectDashboardToShow(empty.effectiveness, page);
   // A dashboard of zeros says how data gets in.
   const howTo = page.locator("#effectiveness-empty");
   await howTo.waitFor();
@@ -237,7 +197,7 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   const seeded = await api<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness", alice.token);
   // Alice's own 30 prompts, one version each per agent: none of Bob's.
   expect(Object.values(seeded.effectiveness).map((figures) => figures.total)).toEqual([30, 30, 30]);
-  await expectDashboardToShow(seeded.effectiveness);
+  await expectDashboardToShow(seeded.effectiveness, page);
   expect(await howTo.isHidden()).toBe(true);
   expect(await page.locator("#scope").textContent()).toBe("Your figures.");
   for (const colorScheme of ["light", "dark"] as const) {
