@@ -67,6 +67,7 @@ export function feedsPage(): Page {
       every: every || null,
       filters,
       options,
+      is_global: field("feed-global").checked,
     };
   }
 

@@ -156,7 +156,7 @@ it("pauses and resumes the feed", async () => {
   expect(consoleErrors).toEqual([]);
 });
 
-it("shows the server's code and message for a bad filter, and creates nothing", async () => {
+it("shows the server's code and message for a bad filter or a global feed of a user, and creates nothing", async () => {
   const count = async () => (await db.pool.query("select count(*)::int as n from app_public.feeds where user_id = $1", [alice.id])).rows[0].n;
   const before = await count();
   await page.getByRole("textbox", { name: "Agents" }).fill("");
@@ -165,6 +165,15 @@ it("shows the server's code and message for a bad filter, and creates nothing", 
   await page.locator("#feed-form-error").waitFor();
   expect(await page.locator("#feed-form-error").textContent())
     .toBe('Could not create the feed: created_after must be a timestamp such as "2025-01-31T09:15:00Z". (PFFLT)');
+  expect(await count()).toBe(before);
+  // Everyone's rows: the server refuses it to a user who is not an admin (403).
+  await page.getByLabel("Created after").fill("");
+  await page.getByLabel("Everyone's rows").check();
+  await page.getByRole("button", { name: "Create feed" }).click();
+  await page.locator("#feed-form-error").filter({ hasText: "PFGLB" }).waitFor();
+  expect(await page.locator("#feed-form-error").textContent())
+    .toBe("Could not create the feed: Only an admin's feed may hold everyone's rows (is_global). (PFGLB)");
+  await page.getByLabel("Everyone's rows").uncheck();
   expect(await count()).toBe(before);
   expect(await page.locator("#feed-rows tr").count()).toBe(1);
   consoleErrors.length = 0; // Chromium logs the 400 answer
