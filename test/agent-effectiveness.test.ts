@@ -1,12 +1,13 @@
 // agent_effectiveness reads per-(user, agent) counters that triggers maintain.
 // This drives random writes (inserts, updates, deletes, source changes, best-head
 // moves, whole runs through record_run) and after every step compares each column of the view, for each user
-// and for an admin, with a plain recomputation of the seed's algorithm; then
+// and for an admin, with a plain recomputation of the seed's algorithm (and of the win rate's Wilson interval); then
 // many connections write at once, committing and rolling back, and the view and
 // the exports' stale flags are compared with what the committed writes imply.
 import { beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import pg from "pg";
+import { wilson } from "./analytics/oracle.ts";
 import { createUser, useTestDatabase } from "./support/db.ts";
 
 const db = useTestDatabase();
@@ -168,6 +169,9 @@ async function expectViewMatches(client: pg.PoolClient, viewedUsers = users) {
         .toEqual({ wins: want.wins, total: want.total, scored: want.scored });
       expect(row.win_rate).toBeCloseTo(want.win_rate, 9);
       expect(row.avg_score).toBeCloseTo(want.avg_score, 9);
+      const [lower, upper] = wilson(want.wins, want.total);
+      expect(row.win_rate_lower).toBeCloseTo(lower, 9);
+      expect(row.win_rate_upper).toBeCloseTo(upper, 9);
     }
   }
 }
@@ -192,13 +196,13 @@ describe("agent_effectiveness", () => {
     );
   });
 
-  it("shows every registered agent, with zeros when it has no versions", async () => {
+  it("shows every registered agent, with zeros (and a win rate anywhere in [0, 1]) when it has no versions", async () => {
     const client = await db.pool.connect();
     try {
       await client.query("begin");
       await client.query("insert into app_public.agents (name, description) values ('tone', 'Adjusts tone.')");
       const { rows } = await as(client, users[0], "app_user", "select * from app_public.agent_effectiveness where agent = 'tone'");
-      expect(rows).toEqual([{ agent: "tone", wins: "0", total: "0", win_rate: 0, avg_score: 0, scored: "0" }]);
+      expect(rows).toEqual([{ agent: "tone", wins: "0", total: "0", win_rate: 0, avg_score: 0, scored: "0", win_rate_lower: 0, win_rate_upper: 1 }]);
     } finally {
       await client.query("rollback");
       client.release();

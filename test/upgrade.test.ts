@@ -2,7 +2,8 @@
 // sql/, taken from git) upgrades with the current migrate and keeps every row and
 // every figure: the counters it kept in one row per user move into slot 0 of the
 // striped counters, which readers now sum; its SQL logins get a transaction
-// limit and may still connect; multi_agent_log's rows are filled.
+// limit and may still connect; multi_agent_log's rows are filled; agent_effectiveness
+// gains each win rate's Wilson interval.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import pg from "pg";
@@ -10,7 +11,7 @@ import { createDatabase, createUser } from "./support/db.ts";
 import { buildPreviousRelease } from "./support/previous-release.ts";
 import { migrateDatabase } from "../src/db/migrate.ts";
 import { expectedExport } from "./exports/oracle.ts";
-import { effectiveness, headToHead, readRows, utcDay } from "./analytics/oracle.ts";
+import { effectiveness, headToHead, readRows, utcDay, wilson } from "./analytics/oracle.ts";
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
 let pool: pg.Pool;
@@ -50,7 +51,8 @@ async function figures(viewers: { id: string; role: string }[]) {
       await client.query("begin");
       await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [viewer.role, viewer.id]);
       seen[`${viewer.role} ${viewer.id}`] = {
-        effectiveness: (await client.query("select * from app_public.agent_effectiveness order by agent")).rows,
+        // The previous release's columns; the win rate's interval came after it (checked below).
+        effectiveness: (await client.query("select agent, wins, total, win_rate, avg_score, scored from app_public.agent_effectiveness order by agent")).rows,
         dataVersion: (await client.query("select app_hidden.current_data_version()::text as v")).rows[0].v,
       };
       await client.query("rollback");
@@ -107,6 +109,27 @@ async function multiAgentLogAs(actor: { role: string; userId: string }): Promise
   }
 }
 
+/** After the upgrade each viewer's agent_effectiveness has the Wilson interval of its kept wins and total. */
+async function expectIntervals(viewers: { id: string; role: string }[]) {
+  const client = await pool.connect();
+  try {
+    for (const viewer of viewers) {
+      await client.query("begin");
+      await client.query("select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true)", [viewer.role, viewer.id]);
+      const { rows } = await client.query("select agent, wins, total, win_rate_lower, win_rate_upper from app_public.agent_effectiveness order by agent");
+      await client.query("rollback");
+      expect(rows.length).toBeGreaterThan(0);
+      for (const row of rows) {
+        const [lower, upper] = wilson(Number(row.wins), Number(row.total));
+        expect(row.win_rate_lower, `${viewer.role} ${viewer.id} ${row.agent}`).toBeCloseTo(lower, 12);
+        expect(row.win_rate_upper, `${viewer.role} ${viewer.id} ${row.agent}`).toBeCloseTo(upper, 12);
+      }
+    }
+  } finally {
+    client.release();
+  }
+}
+
 describe("upgrade from the previous release", () => {
   it("keeps every row, every agent_effectiveness figure and every data version", async () => {
     const alice = await createUser(pool);
@@ -150,6 +173,7 @@ describe("upgrade from the previous release", () => {
     await migrateDatabase(database.url);
 
     expect(await figures(viewers)).toEqual(before);
+    await expectIntervals(viewers);
     // The upgrade fills the rows multi_agent_log now reads from what the tables hold.
     for (const viewer of viewers) {
       const actor = { role: viewer.role as "app_user" | "app_admin", userId: viewer.id };

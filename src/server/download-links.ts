@@ -1,6 +1,6 @@
 // Short-lived signed download URLs. The web UI hands one to the browser, which
 // streams the file to disk itself (no blob in the page's memory). The URL names
-// the export, who may download it (user id and whether as admin, so RLS still
+// what it downloads (an export, or a feed run's file), who may download it (user id and whether as admin, so RLS still
 // decides), the session of the token it was made with, and until when; it
 // carries no bearer token, and its signature uses a key derived from JWT_SECRET
 // for this purpose alone, so it cannot sign tokens. The session is checked in
@@ -26,13 +26,20 @@ export const DOWNLOAD_LINK_PARAMETERS = {
 
 type LinkParameters = Partial<Record<keyof typeof DOWNLOAD_LINK_PARAMETERS, string>>;
 
-function signature(secret: string, exportId: string, parameters: Required<Omit<LinkParameters, "signature">>): Buffer {
+/**
+ * What a link downloads: an export's id, or `feed:<feed>/<run>/<file>`. The
+ * two never look alike (an export's id is digits only), so a link for one
+ * never opens the other.
+ */
+export const feedFileSubject = (feedId: string, run: string | number, name: string) => `feed:${feedId}/${run}/${name}`;
+
+function signature(secret: string, subject: string, parameters: Required<Omit<LinkParameters, "signature">>): Buffer {
   const key = createHmac("sha256", secret).update("prompter download links v1").digest();
-  return createHmac("sha256", key).update([exportId, parameters.user, parameters.as, parameters.session, parameters.expires].join("\n")).digest();
+  return createHmac("sha256", key).update([subject, parameters.user, parameters.as, parameters.session, parameters.expires].join("\n")).digest();
 }
 
-/** A URL that lets `caller` download export `exportId` for the next DOWNLOAD_LINK_SECONDS. */
-export function downloadLink(secret: string, exportId: string, caller: Caller, now = Date.now()): { url: string; expiresAt: Date } {
+/** A URL that lets `caller` download `subject` (an export's id by default) at `path` for the next DOWNLOAD_LINK_SECONDS. */
+export function downloadLink(secret: string, subject: string, caller: Caller, now = Date.now(), path = `/api/exports/${subject}/download`): { url: string; expiresAt: Date } {
   const expiresAt = new Date((Math.floor(now / 1000) + DOWNLOAD_LINK_SECONDS) * 1000);
   const parameters = {
     user: caller.userId,
@@ -40,21 +47,21 @@ export function downloadLink(secret: string, exportId: string, caller: Caller, n
     session: `${caller.session?.generation ?? ""}.${caller.session?.issuedAt ?? ""}`,
     expires: String(expiresAt.getTime() / 1000),
   };
-  const query = new URLSearchParams({ ...parameters, signature: signature(secret, exportId, parameters).toString("base64url") });
-  return { url: `/api/exports/${exportId}/download?${query}`, expiresAt };
+  const query = new URLSearchParams({ ...parameters, signature: signature(secret, subject, parameters).toString("base64url") });
+  return { url: `${path}?${query}`, expiresAt };
 }
 
 /**
- * The caller a signed download URL stands for, with the session SQL checks;
+ * The caller a signed download URL for `subject` stands for, with the session SQL checks;
  * refused with 403 when forged, altered or expired. `linkedRole` is the role
  * the link was made for: see linkStillHolds.
  */
-export function linkedCaller(secret: string, exportId: string, parameters: LinkParameters, now = Date.now()): Caller & { linkedRole: SignedInRole } {
+export function linkedCaller(secret: string, subject: string, parameters: LinkParameters, now = Date.now()): Caller & { linkedRole: SignedInRole } {
   const { user, as, session, expires, signature: given } = parameters;
   if (!user || !as || session === undefined || !expires || !given) {
     throw new HttpError(403, "DOWNLOAD_LINK_INVALID", "A download link needs user, as, session, expires and signature; ask for a new link.");
   }
-  const expected = signature(secret, exportId, { user, as, session, expires });
+  const expected = signature(secret, subject, { user, as, session, expires });
   const received = Buffer.from(given, "base64url");
   if (received.length !== expected.length || !timingSafeEqual(received, expected)) {
     throw new HttpError(403, "DOWNLOAD_LINK_INVALID", "The download link is not valid; ask for a new link.");

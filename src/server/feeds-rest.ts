@@ -1,17 +1,18 @@
 // REST for feeds: create, list, read, pause, resume and delete feeds; queue a
 // run (?wait=true waits for it as exports do); list runs with their files and
-// download them. Every call runs as the caller, so RLS decides what each sees;
+// download them, with the token or a signed link as exports are. Every call runs as the caller, so RLS decides what each sees;
 // SQL checks everything it is given (sql/functions/203, 204).
 import { Router, type Request, type RequestHandler } from "express";
 import type pg from "pg";
 import type { Config } from "../config.ts";
 import type { ExportStorage, StoredFile } from "../storage/index.ts";
-import { callerTransactions, requireCaller } from "./auth.ts";
+import { callerTransactions, requireCaller, signedInCaller } from "./auth.ts";
 import { DATABASE_ID } from "./caller.ts";
+import { downloadLink, feedFileSubject } from "./download-links.ts";
 import { HttpError } from "./errors.ts";
 import type { ExportEvents } from "./export-events.ts";
 import { refuseOtherMethods } from "./methods.ts";
-import { PROXY_PARAMETER, queryParameters, sendStoredFile } from "./rest.ts";
+import { downloadCaller, queryParameters, sendStoredFile } from "./rest.ts";
 
 interface FeedRow {
   id: string;
@@ -205,19 +206,38 @@ export function feedRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
     res.json({ success: true, run: runJson(row) });
   }] });
 
-  route("/feeds/:id/runs/:number/files/:name", { get: [requireCaller, async (req, res) => {
-    const { proxy } = queryParameters(req, PROXY_PARAMETER);
-    const feedId = idParameter(req, "id", "feed id");
-    const row = await readRun(req, feedId, idParameter(req, "number", "run number"));
+  /** A file the run lists (or its manifest), once the run has succeeded; 404 or 409 otherwise. */
+  async function runFile(req: Request, feedId: string, number: string, name: string): Promise<{ file: StoredFile; sha256: string; bytes: number | null }> {
+    const row = await readRun(req, feedId, number);
     if (!row) throw new HttpError(404, "NOT_FOUND", "There is no run with this number of a feed you may see.");
     if (row.status !== "succeeded") throw new HttpError(409, "FEED_RUN_NOT_READY", `The run is ${row.status}; download its files once it has succeeded.`);
-    const name = String(req.params.name);
     const listed = row.files?.find((file) => file.name === name);
     const sha256 = name === "manifest.json" ? row.manifest_sha256 : listed?.sha256;
     if (!FILE_NAME.test(name) || !sha256) throw new HttpError(404, "NOT_FOUND", "The run has no file of this name; its manifest lists them.");
     const fileName = `feeds/${feedId}/${row.number}/${name}`;
-    const file: StoredFile = { fileName, objectKey: row.manifest_key === null ? null : row.manifest_key.replace(/manifest\.json$/, name) };
-    await sendStoredFile(req, res, storage, file, { fileName, sha256, bytes: listed?.bytes ?? null }, proxy);
+    const objectKey = row.manifest_key === null ? null : row.manifest_key.replace(/manifest\.json$/, name);
+    return { file: { fileName, objectKey }, sha256, bytes: listed?.bytes ?? null };
+  }
+
+  const fileParameters = (req: Request) =>
+    [idParameter(req, "id", "feed id"), idParameter(req, "number", "run number"), String(req.params.name)] as const;
+
+  route("/feeds/:id/runs/:number/files/:name", { get: [async (req, res) => {
+    const [feedId, number, name] = fileParameters(req);
+    const { proxy, afterSessionCheck } = downloadCaller(req, config.jwtSecret, feedFileSubject(feedId, number, name));
+    const { file, sha256, bytes } = await runFile(req, feedId, number, name);
+    afterSessionCheck();
+    await sendStoredFile(req, res, storage, file, { fileName: file.fileName, sha256, bytes }, proxy);
+  }] });
+
+  // As for exports: a link the browser can follow without the token (src/server/download-links.ts).
+  route("/feeds/:id/runs/:number/files/:name/download-link", { post: [requireCaller, async (req, res) => {
+    queryParameters(req, {});
+    const [feedId, number, name] = fileParameters(req);
+    await runFile(req, feedId, number, name);
+    const path = `/api/feeds/${feedId}/runs/${number}/files/${name}`;
+    const link = downloadLink(config.jwtSecret, feedFileSubject(feedId, number, name), signedInCaller(req), Date.now(), path);
+    res.json({ success: true, url: link.url, expires_at: link.expiresAt.toISOString() });
   }] });
 
   return router;

@@ -162,13 +162,15 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
       return;
     }
     const { rows } = await readAsCaller(req, (client) =>
-      client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number }>(
-        "select agent, wins, total, win_rate, avg_score from app_public.agent_effectiveness order by agent"));
+      client.query<{ agent: string; wins: string; total: string; win_rate: number; avg_score: number; win_rate_lower: number; win_rate_upper: number }>(
+        "select agent, wins, total, win_rate, avg_score, win_rate_lower, win_rate_upper from app_public.agent_effectiveness order by agent"));
     const effectiveness = Object.fromEntries(rows.map((row) => [row.agent, {
       wins: Number(row.wins),
       total: Number(row.total),
       win_rate: row.win_rate,
       avg_score: row.avg_score,
+      win_rate_lower: row.win_rate_lower,
+      win_rate_upper: row.win_rate_upper,
     }]));
     res.json({ success: true, effectiveness });
   }] });
@@ -245,24 +247,30 @@ export function restRoutes(config: Config, pool: pg.Pool, events: ExportEvents, 
   }] });
 
   route("/exports/:id/download", { get: [async (req, res) => {
-    // A signed link stands for its caller; without one, the request's own token does.
-    let proxy: string | undefined;
-    let linked: ReturnType<typeof linkedCaller> | undefined;
-    if (req.query.signature !== undefined) {
-      const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
-      linked = linkedCaller(config.jwtSecret, exportId(req), parameters);
-      setCaller(req, linked);
-      proxy = parameters.proxy;
-    } else {
-      proxy = queryParameters(req, PROXY_PARAMETER).proxy;
-      signedInCaller(req);
-    }
+    const { proxy, afterSessionCheck } = downloadCaller(req, config.jwtSecret, exportId(req));
     const row = await downloadableExport(req);
-    if (linked) linkStillHolds(linked);
+    afterSessionCheck();
     await sendStoredFile(req, res, storage, storedFile(row), { fileName: row.file_name, sha256: row.sha256, bytes: row.bytes }, proxy);
   }] });
 
   return router;
+}
+
+/**
+ * Who downloads: a signed link (made for `subject`) stands for its caller;
+ * without one, the request's own token does. `afterSessionCheck` refuses an
+ * admin's link once SQL has found its user no longer is one.
+ */
+export function downloadCaller(req: Request, secret: string, subject: string): { proxy: string | undefined; afterSessionCheck: () => void } {
+  if (req.query.signature === undefined) {
+    const { proxy } = queryParameters(req, PROXY_PARAMETER);
+    signedInCaller(req);
+    return { proxy, afterSessionCheck: () => {} };
+  }
+  const parameters = queryParameters(req, { ...DOWNLOAD_LINK_PARAMETERS, ...PROXY_PARAMETER });
+  const linked = linkedCaller(secret, subject, parameters);
+  setCaller(req, linked);
+  return { proxy: parameters.proxy, afterSessionCheck: () => linkStillHolds(linked) };
 }
 
 /**

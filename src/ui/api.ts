@@ -67,6 +67,11 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   return response.json() as Promise<T>;
 }
 
+/** A DELETE, whose answer (204) has no body. */
+export async function deleteResource(path: string): Promise<void> {
+  await send(path, { method: "DELETE" });
+}
+
 interface GraphqlResponse<T> {
   data?: T | null;
   errors?: { message: string; extensions?: { code?: unknown } }[];
@@ -97,4 +102,20 @@ export async function download(linkPath: string): Promise<void> {
   document.body.append(link);
   link.click();
   link.remove();
+}
+
+/**
+ * Runs what a button asks for with the button disabled, and `explain`s a
+ * failure; one that ended the session is not explained here, as the page
+ * has already gone back to sign-in and said why.
+ */
+export async function whileBusy(button: HTMLButtonElement, work: () => Promise<void>, explain: (failure: Error) => void): Promise<void> {
+  button.disabled = true;
+  try {
+    await work();
+  } catch (failure) {
+    if (!(failure instanceof SessionEnded)) explain(failure as Error);
+  } finally {
+    button.disabled = false;
+  }
 }

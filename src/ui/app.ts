@@ -1,16 +1,17 @@
 // The page's entry point: sign-in, and the pages behind it, chosen by the
-// URL's hash (#/effectiveness, #/exports, #/account) so back/forward and bookmarks work.
+// URL's hash (#/effectiveness, #/trends, #/exports, #/feeds, #/account) so back/forward and bookmarks work.
 import { accountPage } from "./account.ts";
 import { ApiError, graphql, whenSessionEnds } from "./api.ts";
 import { byId, say } from "./dom.ts";
 import { effectivenessPage } from "./effectiveness.ts";
 import { exportsPage } from "./exports.ts";
+import { feedsPage } from "./feeds.ts";
 import { trendsPage } from "./trends.ts";
 import type { Page } from "./page.ts";
 import { clearSession, currentSession, saveSession } from "./session.ts";
 
-type PageName = "effectiveness" | "trends" | "exports" | "account";
-const PAGE_NAMES: PageName[] = ["effectiveness", "trends", "exports", "account"];
+type PageName = "effectiveness" | "trends" | "exports" | "feeds" | "account";
+const PAGE_NAMES: PageName[] = ["effectiveness", "trends", "exports", "feeds", "account"];
 
 const SIGN_IN = {
   authenticate: `mutation SignIn($username: String!, $password: String!) {
@@ -21,7 +22,9 @@ const SIGN_IN = {
   }`,
 };
 
-const pages: Record<PageName, Page> = { effectiveness: effectivenessPage(), trends: trendsPage(), exports: exportsPage(), account: accountPage(signOut) };
+const pages: Record<PageName, Page> = {
+  effectiveness: effectivenessPage(), trends: trendsPage(), exports: exportsPage(), feeds: feedsPage(), account: accountPage(signOut),
+};
 const signInSection = byId("sign-in");
 const signInForm = byId<HTMLFormElement>("sign-in-form");
 const signInError = byId("sign-in-error");

@@ -34,3 +34,9 @@ export function say(element: HTMLElement, message: string | undefined): void {
   element.textContent = message ?? "";
   element.hidden = !message;
 }
+
+/** A labelled table cell; on a phone the label is shown beside the content, so the content is one block. */
+export function cell(label: string, ...content: Child[]): HTMLElement {
+  const present = content.filter((part) => part !== false && part !== null && part !== undefined && part !== "");
+  return h("td", { "data-label": label }, present.length ? h("div", {}, ...present) : null);
+}

@@ -1,5 +1,6 @@
 // The agent effectiveness page: figures read from /api/agents/effectiveness
-// (the database's view, as the caller sees it), as cards and bar charts.
+// (the database's view, as the caller sees it), as cards (each win rate with
+// its 95% Wilson interval beside it) and bar charts.
 import { getJson, SessionEnded } from "./api.ts";
 import { barChart } from "./chart.ts";
 import { byId, h, say } from "./dom.ts";
@@ -11,6 +12,8 @@ interface Figures {
   wins: number;
   total: number;
   win_rate: number;
+  win_rate_lower: number;
+  win_rate_upper: number;
   avg_score: number;
 }
 
@@ -29,6 +32,9 @@ function agentCard(agent: string, figures: Figures): HTMLElement {
       ...figure("Wins", figures.wins, formatCount(figures.wins)),
       ...figure("Total", figures.total, formatCount(figures.total)),
       ...figure("Win rate", figures.win_rate, formatRate(figures.win_rate)),
+      h("dt", {}, "95% interval"),
+      h("dd", {}, h("data", { value: figures.win_rate_lower }, formatRate(figures.win_rate_lower)), " to ",
+        h("data", { value: figures.win_rate_upper }, formatRate(figures.win_rate_upper))),
       ...figure("Average score", figures.avg_score, formatScore(figures.avg_score))));
 }
 

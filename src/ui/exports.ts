@@ -1,9 +1,10 @@
 // The export page: a button per kind, and the history of the caller's exports,
 // polled every second while any of them is queued or running.
-import { ApiError, download, getJson, graphql, postJson, SessionEnded } from "./api.ts";
-import { byId, h, say, type Child } from "./dom.ts";
+import { ApiError, download, getJson, graphql, postJson, SessionEnded, whileBusy } from "./api.ts";
+import { byId, cell, h, say } from "./dom.ts";
 import { formatBytes, formatCount, formatDuration, formatTime } from "./format.ts";
 import type { Page } from "./page.ts";
+import { poller } from "./poller.ts";
 
 type Kind = "multi_agent_log" | "prompt_versions" | "judge_scores" | "agent_effectiveness" | "all";
 
@@ -72,14 +73,7 @@ function expectedRows(kind: Kind, counts: RowCounts): number {
   return kind === "all" ? Object.values(byKind).reduce((sum, rows) => sum + rows, 0) : byKind[kind];
 }
 
-const POLL_MILLISECONDS = 1000;
 const isActive = (item: ExportJson) => item.status === "queued" || item.status === "running";
-
-/** A labelled cell; on a phone the label is shown beside the content, so the content is one block. */
-function cell(label: string, ...content: Child[]): HTMLElement {
-  const present = content.filter((part) => part !== false && part !== null && part !== undefined && part !== "");
-  return h("td", { "data-label": label }, present.length ? h("div", {}, ...present) : null);
-}
 
 function timeTaken(item: ExportJson): string | undefined {
   if (!item.finished_at) return undefined;
@@ -100,8 +94,6 @@ export function exportsPage(): Page {
   const shownStatus = new Map<number, ExportJson["status"]>();
   /** Rows each running export is expected to write, read once per export for its progress bar. */
   const expected = new Map<number, number>();
-  let timer: number | undefined;
-  let visible = false;
   let latestRead = 0;
 
   function statusCell(item: ExportJson): HTMLElement {
@@ -121,16 +113,10 @@ export function exportsPage(): Page {
     if (!item.download_url) return cell("File");
     const name = item.file_name ?? `export-${item.id}`;
     const button = h("button", { type: "button", class: "link", "data-focus-key": `download-${item.id}`, "aria-label": `Download ${name}` }, "Download");
-    button.addEventListener("click", async () => {
-      button.disabled = true;
+    button.addEventListener("click", () => {
       say(error, undefined);
-      try {
-        await download(`/api/exports/${item.id}/download-link`);
-      } catch (failure) {
-        if (!(failure instanceof SessionEnded)) say(error, `Could not download ${name}: ${(failure as Error).message}`);
-      } finally {
-        button.disabled = false;
-      }
+      void whileBusy(button, () => download(`/api/exports/${item.id}/download-link`),
+        (failure) => say(error, `Could not download ${name}: ${failure.message}`));
     });
     return cell("File", button, h("span", { class: "file-name" }, name));
   }
@@ -171,10 +157,7 @@ export function exportsPage(): Page {
     for (const item of unknown) expected.set(item.id, expectedRows(item.kind, counts));
   }
 
-  function pollSoon(): void {
-    window.clearTimeout(timer);
-    timer = visible ? window.setTimeout(() => void refresh(), POLL_MILLISECONDS) : undefined;
-  }
+  const polling = poller(refresh);
 
   async function refresh(): Promise<void> {
     // Only the newest read may render: an older answer, or one from before a sign-out, is dropped.
@@ -182,14 +165,14 @@ export function exportsPage(): Page {
     try {
       const { exports } = await getJson<{ exports: ExportJson[] }>("/api/exports");
       await readExpected(exports);
-      if (read !== latestRead || !visible) return;
+      if (read !== latestRead || !polling.visible) return;
       say(historyError, undefined);
       render(exports);
-      if (exports.some(isActive)) pollSoon();
+      if (exports.some(isActive)) polling.soon();
     } catch (failure) {
       if (failure instanceof SessionEnded || read !== latestRead) return;
       say(historyError, `Could not read the export history: ${(failure as Error).message}`);
-      pollSoon();
+      polling.soon();
     }
   }
 
@@ -206,33 +189,19 @@ export function exportsPage(): Page {
     const button = event.submitter;
     const kind = button?.dataset.kind as Kind | undefined;
     if (!(button instanceof HTMLButtonElement) || !kind) return;
-    button.disabled = true;
     say(error, undefined);
-    try {
+    await whileBusy(button, async () => {
       await requestExport(kind);
       say(announcement, `Export ${KIND_NAMES[kind]}: queued.`);
       await refresh();
-    } catch (failure) {
-      if (failure instanceof SessionEnded) return;
-      const message = (failure as Error).message;
-      say(error, failure instanceof ApiError && failure.code === "PRRTL"
-        ? `Rate limit reached: ${message}`
-        : `Could not start the ${KIND_NAMES[kind]} export: ${message}`);
-    } finally {
-      button.disabled = false;
-    }
+    }, (failure) => say(error, failure instanceof ApiError && failure.code === "PRRTL"
+      ? `Rate limit reached: ${failure.message}`
+      : `Could not start the ${KIND_NAMES[kind]} export: ${failure.message}`));
   });
 
   return {
-    async show() {
-      visible = true;
-      await refresh();
-    },
-    hide() {
-      visible = false;
-      window.clearTimeout(timer);
-      timer = undefined;
-    },
+    show: polling.show,
+    hide: polling.hide,
     clear() {
       latestRead += 1;
       expected.clear();

@@ -35,7 +35,8 @@ async function sqlCodes(): Promise<Set<string>> {
  * (src/ui) never reach a client of the API.
  */
 async function gatewayCodes(): Promise<Set<string>> {
-  const files = (await filesUnder("src", ".ts")).filter((file) => !file.includes(`${path.sep}ui${path.sep}`));
+  // Relative to the project: its own folder may be called ui too.
+  const files = (await filesUnder("src", ".ts")).filter((file) => !path.relative(root, file).startsWith(`src${path.sep}ui${path.sep}`));
   const codes = new Set<string>();
   for (const text of await read(files)) {
     for (const match of text.matchAll(/\b(?:HttpError|limitError|armored)\(\s*(?:[^,()"]+,\s*)?"([A-Z][A-Z0-9_]{2,})"/g)) codes.add(match[1]);

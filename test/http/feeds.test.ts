@@ -1,6 +1,6 @@
 // Feeds through REST and GraphQL in one `prompter start` process (gateway and
 // worker): create, run with ?wait=true, list runs with their files, download
-// them (with the export download rules), pause, resume, delete; others see none
+// them (with the export download rules, the token or a signed link), pause, resume, delete; others see none
 // of it. Every answer is checked against the OpenAPI document.
 import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -77,6 +77,39 @@ describe("REST", () => {
     expect((await callRest(server.baseUrl, "GET", `/api/feeds/${feed.id}`)).status).toBe(401);
     expect((await callRest(server.baseUrl, "GET", `/api/feeds/${feed.id}/runs/1/files/nope.csv`, { token: tokens.owner })).status).toBe(404);
     expect((await callRest(server.baseUrl, "GET", `/api/feeds/${feed.id}/runs/1/files/..%2F..%2Fx.csv`, { token: tokens.owner })).status).toBe(404);
+  });
+
+  it("downloads a run's files with a signed link, made for that file and that user only, as exports are", async () => {
+    const { body } = await callRest(server.baseUrl, "POST", "/api/feeds", { token: tokens.owner, ...json({ kind: "prompts", format: "csv" }) });
+    const ran = await callRest(server.baseUrl, "POST", `/api/feeds/${body.feed.id}/runs?wait=true`, { token: tokens.owner });
+    const [dataFile] = ran.body.run.files;
+    const linkOf = (file: string, token = tokens.owner) =>
+      callRest(server.baseUrl, "POST", `/api/feeds/${body.feed.id}/runs/1/files/${file}/download-link`, { token });
+    const made = await linkOf(dataFile.name);
+    expect(made.status).toBe(200);
+    expect(Date.parse(made.body.expires_at) - Date.now()).toBeLessThanOrEqual(60_000);
+    const url = new URL(made.body.url, server.baseUrl);
+    expect(url.pathname).toBe(dataFile.download_url);
+    // No token: the link alone.
+    const download = await fetch(url);
+    expect(download.status).toBe(200);
+    expect(createHash("sha256").update(Buffer.from(await download.arrayBuffer())).digest("hex")).toBe(dataFile.sha256);
+    const manifest = await fetch(new URL((await linkOf("manifest.json")).body.url, server.baseUrl));
+    expect((await manifest.json()).files.map((file: { name: string }) => file.name)).toEqual(["prompts.csv", "deleted.csv"]);
+
+    // The link opens neither another file of the run, nor an export of the same number, nor for another user.
+    const refused = async (path: string, changed: Record<string, string> = {}) => {
+      const query = new URLSearchParams({ ...Object.fromEntries(url.searchParams), ...changed });
+      return (await callRest(server.baseUrl, "GET", `${path}?${query}`)).body.error?.code;
+    };
+    expect(await refused(`/api/feeds/${body.feed.id}/runs/1/files/deleted.csv`)).toBe("DOWNLOAD_LINK_INVALID");
+    expect(await refused(`/api/exports/${body.feed.id}/download`)).toBe("DOWNLOAD_LINK_INVALID");
+    expect(await refused(url.pathname, { user: String(Number(ownerId) + 1) })).toBe("DOWNLOAD_LINK_INVALID");
+    expect(await refused(url.pathname, { expires: String(Math.floor(Date.now() / 1000) - 1) })).toBe("DOWNLOAD_LINK_INVALID");
+    // Another user gets no link to it; anonymous neither; nor to a file the run does not have.
+    expect((await linkOf(dataFile.name, tokens.other)).status).toBe(404);
+    expect((await callRest(server.baseUrl, "POST", `/api/feeds/${body.feed.id}/runs/1/files/${dataFile.name}/download-link`)).status).toBe(401);
+    expect((await linkOf("nope.csv")).status).toBe(404);
   });
 
   it("pauses, resumes and deletes", async () => {

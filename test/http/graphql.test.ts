@@ -2,6 +2,7 @@
 // reading them back filtered and paginated, aggregates by agent, RLS between
 // users, and which errors reach the client (and which are masked).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { wilson } from "../analytics/oracle.ts";
 import { waitUntil } from "../exports/support.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { graphql, signTestToken, startServer, type RunningServer } from "../support/server.ts";
@@ -78,7 +79,7 @@ afterAll(() => server?.stop());
 const GROUPED = `{
   allPromptVersions { totalCount groupedAggregates(groupBy: [SOURCE]) { keys distinctCount { rowId } } }
   allJudgeScores { aggregates { sum { total } } groupedAggregates(groupBy: [SOURCE]) { keys sum { total } average { total } } }
-  allAgentEffectivenesses(orderBy: AGENT_ASC) { nodes { agent wins total winRate avgScore } }
+  allAgentEffectivenesses(orderBy: AGENT_ASC) { nodes { agent wins total winRate avgScore winRateLower winRateUpper } }
 }`;
 
 function expectedGrouped(versions: typeof A_VERSIONS) {
@@ -95,6 +96,9 @@ function expectedGrouped(versions: typeof A_VERSIONS) {
         total: String(s.total),
         winRate: s.total ? s.wins / s.total : 0,
         avgScore: s.scores.length ? sum(s.scores) / s.scores.length : 0,
+        // Floating point: the recomputed interval to 12 places.
+        winRateLower: expect.closeTo(wilson(s.wins, s.total)[0], 12),
+        winRateUpper: expect.closeTo(wilson(s.wins, s.total)[1], 12),
       };
     }),
   };

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, createHmac } from "node:crypto";
 import { rm, writeFile } from "node:fs/promises";
 import path from "node:path";
+import { wilson } from "../analytics/oracle.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { callRest } from "../support/openapi.ts";
 import { graphql as graphqlAs, signTestToken, startServer, TEST_JWT_SECRET, type RunningServer } from "../support/server.ts";
@@ -96,28 +97,32 @@ beforeAll(async () => {
 afterAll(() => Promise.all([server?.stop(), impatient?.stop()]));
 
 describe("GET /api/agents/effectiveness", () => {
-  it("answers the caller's own figures in the seed's shape", async () => {
-    expect(await call("GET", "/api/agents/effectiveness", users.a.token)).toMatchObject({
-      status: 200,
-      body: {
-        success: true,
-        effectiveness: {
-          syntax: { wins: 1, total: 2, win_rate: 0.5, avg_score: 30 },
-          structure: { wins: 1, total: 2, win_rate: 0.5, avg_score: 37.5 },
-          domain: { wins: 0, total: 1, win_rate: 0, avg_score: 0 },
-        },
-      },
+  /** The figures, the win rate's 95% Wilson interval recomputed in TypeScript (to 12 places: floating point). */
+  const figures = (wins: number, total: number, avg_score: number) => {
+    const [lower, upper] = wilson(wins, total);
+    return {
+      wins, total, win_rate: total ? wins / total : 0, avg_score,
+      win_rate_lower: expect.closeTo(lower, 12), win_rate_upper: expect.closeTo(upper, 12),
+    };
+  };
+
+  it("answers the caller's own figures in the seed's shape, each win rate with its interval", async () => {
+    const answer = await call("GET", "/api/agents/effectiveness", users.a.token);
+    expect(answer).toMatchObject({ status: 200, body: { success: true } });
+    expect(answer.body.effectiveness).toEqual({
+      syntax: figures(1, 2, 30),
+      structure: figures(1, 2, 37.5),
+      domain: figures(0, 1, 0),
     });
-    expect((await call("GET", "/api/agents/effectiveness", users.b.token)).body.effectiveness).toEqual({
-      syntax: { wins: 0, total: 0, win_rate: 0, avg_score: 0 },
-      structure: { wins: 0, total: 0, win_rate: 0, avg_score: 0 },
-      domain: { wins: 1, total: 1, win_rate: 1, avg_score: 50 },
-    });
+    // No versions: the interval is all of [0, 1].
+    const b = (await call("GET", "/api/agents/effectiveness", users.b.token)).body.effectiveness;
+    expect(b).toEqual({ syntax: figures(0, 0, 0), structure: figures(0, 0, 0), domain: figures(1, 1, 50) });
+    expect(b.syntax).toMatchObject({ win_rate_lower: 0, win_rate_upper: 1 });
   });
 
   it("gives an admin everyone's figures", async () => {
     const { body } = await call("GET", "/api/agents/effectiveness", users.admin.token);
-    expect(body.effectiveness.domain).toEqual({ wins: 1, total: 2, win_rate: 0.5, avg_score: 50 });
+    expect(body.effectiveness.domain).toEqual(figures(1, 2, 50));
   });
 });
 

@@ -34,7 +34,8 @@ async function snapshot(client: pg.Client) {
   const counts = Object.fromEntries(await Promise.all(tables.map(async (t) => [t, await count(t)])));
   await client.query("begin");
   await client.query("set local role app_admin");
-  const effectiveness = (await client.query("select * from app_public.agent_effectiveness order by agent")).rows;
+  // The previous release's columns (the interval after them is new: test/upgrade.test.ts).
+  const effectiveness = (await client.query("select agent, wins, total, win_rate, avg_score, scored from app_public.agent_effectiveness order by agent")).rows;
   await client.query("rollback");
   return { counts, effectiveness };
 }

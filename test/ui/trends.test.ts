@@ -1,9 +1,11 @@
 // The agent trends page in Debian's Chromium: the range picker, a win-rate
 // trend per agent, the head-to-head table and the ratings with their
 // intervals, each as the REST API answers the signed-in user; a bad range shows
-// the server's message; the page fits a phone.
+// the server's message; axe finds nothing to fix; the page fits a phone.
 import { afterAll, beforeAll, expect, it } from "vitest";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { axeViolations } from "../support/axe.ts";
+import { launchChromium, signedInPage } from "../support/browser.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -12,7 +14,7 @@ let server: RunningServer;
 let browser: Browser;
 let page: Page;
 let token: string;
-const consoleErrors: string[] = [];
+let consoleErrors: string[];
 const day = (offset: number) => new Date(Date.now() + offset * 86_400_000).toISOString().slice(0, 10);
 
 async function api<T>(path: string): Promise<T> {
@@ -24,22 +26,14 @@ async function api<T>(path: string): Promise<T> {
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startServer({ databaseUrl: db.url }),
-    chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"] }),
+    launchChromium(),
   ]);
   const user = await createUser(db.pool, { username: "trends_user" });
   await db.pool.query("select app_private.generate_demo($1, 9)", [user]);
   await db.pool.query("update app_public.prompts set created_at = now() - interval '4 days' where user_id = $1 and id % 2 = 0", [user]);
   await db.pool.query("update app_public.prompt_versions set created_at = now() - interval '4 days' where user_id = $1 and id % 2 = 0", [user]);
   token = signTestToken(user);
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: "en-US", timezoneId: "UTC" });
-  await context.addInitScript(([saved]) => {
-    sessionStorage.setItem("prompter.token", saved);
-    sessionStorage.setItem("prompter.username", "trends_user");
-  }, [token]);
-  page = await context.newPage();
-  page.setDefaultTimeout(15_000);
-  page.on("console", (message) => { if (message.type() === "error") consoleErrors.push(message.text()); });
-  page.on("pageerror", (error) => consoleErrors.push(`page error: ${error.message}`));
+  ({ page, consoleErrors } = await signedInPage(browser, { token, username: "trends_user" }));
 });
 
 afterAll(async () => {
@@ -83,6 +77,13 @@ it("shows each agent's trend, the head-to-head table and the ratings with interv
   await shown();
   const weekly = await api<{ series: { agent: string; bucket_start: string }[] }>(`/api/agents/effectiveness/series?bucket=week&from=${day(-6)}&to=${to}`);
   await page.waitForFunction((n) => document.querySelectorAll("figure.trend circle").length === n, weekly.series.length);
+
+  // Nothing for axe to fix, light or dark.
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    expect(await axeViolations(page), colorScheme).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
 
   // No page is wider than a phone.
   await page.setViewportSize({ width: 390, height: 844 });

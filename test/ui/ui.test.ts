@@ -1,13 +1,17 @@
 // The web UI in Debian's Chromium against a real `prompter start` (gateway and
 // worker) and the test file's database: sign-in, the effectiveness dashboard,
-// exports from click to download, isolation between users, sign-out and 401s.
+// exports from click to download, isolation between users, sign-out and 401s;
+// axe finds nothing to fix on the sign-in, dashboard and export pages.
 import { afterAll, beforeAll, expect, it } from "vitest";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { gunzipSync } from "node:zlib";
-import { chromium, type Browser, type BrowserContext, type Locator, type Page } from "playwright-core";
+import type { Browser, BrowserContext, Locator, Page } from "playwright-core";
 import { expectedExport } from "../exports/oracle.ts";
 import { parseCsv, unzip } from "../exports/support.ts";
+import { axeViolations } from "../support/axe.ts";
+import { launchChromium } from "../support/browser.ts";
+import { expectDashboardToShow, type Figures } from "./dashboard.ts";
 import { createUser, useTestDatabase } from "../support/db.ts";
 import { signTestToken, startServer, type RunningServer } from "../support/server.ts";
 
@@ -27,12 +31,6 @@ let consoleErrors: string[] = [];
 const alice = { username: `alice_${randomBytes(3).toString("hex")}`, password: "correct horse battery", id: "", token: "" };
 const bob = { id: "", marker: `bob-only-${randomBytes(4).toString("hex")}`, exportId: 0, fileName: "" };
 
-interface Figures {
-  wins: number;
-  total: number;
-  win_rate: number;
-  avg_score: number;
-}
 
 async function openContext(): Promise<{ context: BrowserContext; page: Page }> {
   const opened = await browser.newContext({ viewport: LAPTOP, locale: "en-US", timezoneId: "UTC", acceptDownloads: true });
@@ -57,37 +55,6 @@ async function api<T>(path: string, token: string): Promise<T> {
   const response = await fetch(`${server.baseUrl}${path}`, { headers: { authorization: `Bearer ${token}` } });
   expect(response.status, path).toBe(200);
   return response.json() as Promise<T>;
-}
-
-/** What the cards say: for each agent and figure, the exact value (<data value>) and the text shown. */
-async function dashboardFigures(on: Page): Promise<Record<string, Record<string, { value: number; text: string }>>> {
-  return on.$$eval("#agent-cards [data-agent]", (cards) =>
-    Object.fromEntries(cards.map((card) => [
-      (card as HTMLElement).dataset.agent,
-      Object.fromEntries(Array.from(card.querySelectorAll("dt")).map((term) => {
-        const data = term.nextElementSibling!.querySelector("data")!;
-        return [term.textContent, { value: Number(data.value), text: data.textContent }];
-      })),
-    ])));
-}
-
-async function expectDashboardToShow(effectiveness: Record<string, Figures>, on: Page = page): Promise<void> {
-  const percent = new Intl.NumberFormat("en-US", { style: "percent", minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const score = new Intl.NumberFormat("en-US", { minimumFractionDigits: 1, maximumFractionDigits: 1 });
-  const shown = await dashboardFigures(on);
-  expect(Object.keys(shown)).toEqual(Object.keys(effectiveness));
-  for (const [agent, figures] of Object.entries(effectiveness)) {
-    expect(shown[agent], agent).toEqual({
-      Wins: { value: figures.wins, text: String(figures.wins) },
-      Total: { value: figures.total, text: String(figures.total) },
-      "Win rate": { value: figures.win_rate, text: percent.format(figures.win_rate) },
-      "Average score": { value: figures.avg_score, text: score.format(figures.avg_score) },
-    });
-  }
-  // One bar per agent in each chart, labelled with the same figures.
-  const bars = async (chart: string) => on.locator(`figure.${chart} .bar title`).allTextContents();
-  expect(await bars("win-rate")).toEqual(Object.entries(effectiveness).map(([agent, f]) => `${agent}: ${percent.format(f.win_rate)}`));
-  expect(await bars("avg-score")).toEqual(Object.entries(effectiveness).map(([agent, f]) => `${agent}: ${score.format(f.avg_score)}`));
 }
 
 /** Clicks Refresh and waits until the figures have been read again. */
@@ -154,10 +121,7 @@ const asAlice = () => ({ role: "app_user" as const, userId: alice.id });
 beforeAll(async () => {
   [server, browser] = await Promise.all([
     startServer({ databaseUrl: db.url, args: ["start"] }),
-    chromium.launch({
-      executablePath: "/usr/bin/chromium",
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-    }),
+    launchChromium(),
   ]);
   // Bob: data, a prompt only he has, and a finished export of his own.
   bob.id = await createUser(db.pool);
@@ -221,7 +185,7 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   alice.id = (await db.pool.query("select id from app_public.users where username = $1", [alice.username])).rows[0].id;
   const empty = await api<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness", alice.token);
   expect(Object.values(empty.effectiveness).every((figures) => figures.total === 0)).toBe(true);
-  await expectDashboardToShow(empty.effectiveness);
+  await expectDashboardToShow(empty.effectiveness, page);
   // A dashboard of zeros says how data gets in.
   const howTo = page.locator("#effectiveness-empty");
   await howTo.waitFor();
@@ -233,9 +197,14 @@ it("registers a new user, whose dashboard shows the API's figures, and again aft
   const seeded = await api<{ effectiveness: Record<string, Figures> }>("/api/agents/effectiveness", alice.token);
   // Alice's own 30 prompts, one version each per agent: none of Bob's.
   expect(Object.values(seeded.effectiveness).map((figures) => figures.total)).toEqual([30, 30, 30]);
-  await expectDashboardToShow(seeded.effectiveness);
+  await expectDashboardToShow(seeded.effectiveness, page);
   expect(await howTo.isHidden()).toBe(true);
   expect(await page.locator("#scope").textContent()).toBe("Your figures.");
+  for (const colorScheme of ["light", "dark"] as const) {
+    await page.emulateMedia({ colorScheme });
+    expect(await axeViolations(page), `dashboard, ${colorScheme}`).toEqual([]);
+  }
+  await page.emulateMedia({ colorScheme: "light" });
   await screenshots("dashboard");
   expect(takeConsoleErrors()).toEqual([]);
 });
@@ -244,6 +213,7 @@ it("signs out, refuses a wrong password with a message, and signs in with the ke
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.getByRole("heading", { name: "Sign in" }).waitFor();
   expect(await page.locator("#notice").textContent()).toBe("You have signed out.");
+  expect(await axeViolations(page), "sign-in").toEqual([]);
   expect(await page.evaluate(() => sessionStorage.length)).toBe(0);
   expect(await page.locator("[data-agent], #charts svg").count()).toBe(0);
 
@@ -335,6 +305,7 @@ it("runs exports from their buttons, shows progress and outcome, and downloads w
   await page.getByRole("link", { name: "Export data" }).click();
   await page.waitForFunction((id) => document.querySelector(`#history-rows tr[data-export-id="${id}"] td[data-label=Stale]`)?.textContent === "yes", logId);
   expect(await historyRow(allId).locator("td[data-label=Stale]").textContent()).toBe("yes");
+  expect(await axeViolations(page), "exports").toEqual([]);
   expect(takeConsoleErrors()).toEqual([]);
 });
 
