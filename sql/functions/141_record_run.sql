@@ -191,11 +191,11 @@ begin
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
   end if;
   if new_run is not null then
-    new_run := app_private.add_new_run_figures(me, run, best);
+    new_run := app_private.add_new_run_figures(me, run, best, new_prompt_id);
+  else
+    perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id]);
   end if;
-
-  perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id], run ? 'prompt'),
-          set_config('prompter.multi_agent_log_rows', '', true);
+  perform set_config('prompter.multi_agent_log_rows', '', true);
 
   outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
                                'best_version_id', version_ids[best + 1]);

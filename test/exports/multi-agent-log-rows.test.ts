@@ -108,6 +108,10 @@ describe("multi_agent_log rows", () => {
       {"agent": "domain", "text": "d", "scores": {"clarity": 1, "specificity": 1, "actionability": 1, "structure": 1, "context_use": 1.5}},
       {"agent": "domain", "text": "d, later", "scores": {"clarity": 2, "specificity": 2, "actionability": 2, "structure": 2, "context_use": 2}}]}')`);
     await expectExact("recordRun with a new prompt");
+    await as(alice, `select app_public.record_run('{"prompt": "an unjudged run", "versions": [
+      {"agent": "syntax", "text": "s", "scores": {"clarity": 3, "specificity": 3, "actionability": 3, "structure": 3, "context_use": 3}},
+      {"agent": "syntax", "text": "s, later"}, {"agent": "domain", "text": "d", "scores": null}]}')`);
+    await expectExact("recordRun with a new prompt, no best version, each agent's newest version unscored");
     await db.pool.query("select app_private.generate_demo($1, 120, 50)", [bob.userId]);
     await expectExact("bulk demo data");
     await as(alice, "delete from app_public.best_heads where prompt_id = $1", [prompt]);
