@@ -80,12 +80,14 @@ describe("multi_agent_log rows", () => {
     const domain = await as(alice, "insert into app_public.prompt_versions (prompt_id, text, source) values ($1, 'domain one', 'domain') returning id", [prompt]);
     await expectExact("unscored versions");
     await as(alice, scoreSql(4), [syntax]);
+    await expectExact("a version scored");
     const domainScore = await as(alice, scoreSql(6), [domain]);
     await as(alice, "select app_public.set_best_head($1)", [domain]);
     await expectExact("scored, with a best head");
     const newerSyntax = await as(alice, "insert into app_public.prompt_versions (prompt_id, text, source) values ($1, 'syntax two', 'syntax') returning id", [prompt]);
     await expectExact("a newer, unscored syntax version");
     await as(alice, scoreSql(9), [newerSyntax]);
+    await expectExact("the newer syntax version scored");
     await as(alice, "update app_public.judge_scores set clarity = 1 where id = $1", [domainScore]);
     await expectExact("a score added and one changed");
     await as(alice, "update app_public.prompt_versions set text = 'domain, edited' where id = $1", [domain]);
