@@ -106,6 +106,16 @@ describe("multi_agent_log rows", () => {
       jsonb_build_object('agent', 'zeta', 'text', 'zeta one', 'scores', jsonb_build_object('clarity', 1, 'specificity', 2, 'actionability', 3, 'structure', 4, 'context_use', 5)),
       jsonb_build_object('agent', 'syntax', 'text', 'syntax three'))))`, [prompt]);
     await expectExact("recordRun on an existing prompt, for an agent registered later");
+    const session = await sessionOf(alice);
+    try {
+      const { rows } = await session.query(`select app_public.record_run(jsonb_build_object('prompt_id', $1::bigint, 'versions', jsonb_build_array(
+        jsonb_build_object('agent', 'zeta', 'text', 'zeta two'))))->'version_ids'->>0 as id`, [prompt]);
+      await session.query(scoreSql(7), [rows[0].id]);
+      await session.query("commit");
+    } finally {
+      session.release();
+    }
+    await expectExact("a score written after recordRun, in its transaction");
     await as(alice, `select app_public.record_run('{"prompt": "a run''s prompt", "best_version": 1, "versions": [
       {"agent": "domain", "text": "d", "scores": {"clarity": 1, "specificity": 1, "actionability": 1, "structure": 1, "context_use": 1.5}},
       {"agent": "domain", "text": "d, later", "scores": {"clarity": 2, "specificity": 2, "actionability": 2, "structure": 2, "context_use": 2}}]}')`);
