@@ -7,12 +7,33 @@
 --     sql/functions/260_refresh_multi_agent_log_rows.sql), unless the writer
 --     refreshes them itself at its end (prompter.multi_agent_log_rows 'deferred').
 -- One trigger, not one per kind of figure: recordRun's new prompts skip it
--- (its WHEN clause, as the owner only; app_private.add_new_run_figures adds
--- their figures), and PostgreSQL reads and prepares each trigger's WHEN clause
--- again for every statement, which for three triggers a table cost recordRun
--- more than a tenth of its work. Each function runs its statements without a
--- PL/pgSQL expression of its own (the first one a transaction evaluates costs
--- about as much as a small query): the deferral is the refresh's WHERE.
+-- (its WHEN clause, app_hidden.record_run_adds_figures; app_private.add_new_run_figures
+-- adds their figures), and PostgreSQL reads and prepares each trigger's WHEN
+-- clause again for every statement, which for three triggers a table cost
+-- recordRun more than a tenth of its work. Each function runs its statements
+-- without a PL/pgSQL expression of its own (the first one a transaction
+-- evaluates costs about as much as a small query): the deferral is the refresh's WHERE.
+
+-- Whether recordRun, as the owner, is adding a new prompt's figures itself
+-- (prompter.new_run 'on', which only the owner's writes honour: a caller
+-- setting it in their own session changes nothing). The insert triggers' WHEN
+-- clause calls it: a call is a few nodes to read and prepare per statement,
+-- where the same test written out in the clause (a setting, a role name) cost
+-- three times as much. Made with the owner's name, which it compares with.
+do $do$
+begin
+  execute format($function$
+    create or replace function app_hidden.record_run_adds_figures() returns boolean
+    language plpgsql stable
+    set search_path = pg_catalog
+    as $body$
+    begin
+      return coalesce(pg_catalog.current_setting('prompter.new_run', true) = 'on', false) and current_user = %L;
+    end;
+    $body$
+  $function$, current_user);
+end
+$do$;
 create or replace function app_private.tg__version_inserts() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
