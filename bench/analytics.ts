@@ -11,6 +11,7 @@
 //     schema before the analytics (BEFORE_ANALYTICS, or BENCH_ANALYTICS_BASE),
 //     side by side in alternating turns.
 // Run alone: BENCH_ONLY=analytics npm run bench (or node bench/analytics.ts).
+// BENCH_ANALYTICS_PROMPTS=0 measures recordRun side by side only (no reads).
 import { spawn, execFileSync, type ChildProcess } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import http from "node:http";
@@ -211,6 +212,7 @@ export async function benchAnalytics(options: { superuserUrl?: string; database?
   log("recordRun side by side");
   const recordRun = await recordRunSideBySide(superuserUrl, database, port);
   log(JSON.stringify(recordRun));
+  if (prompts === 0) return { record_run: recordRun };
   const { url, authUrl } = await freshDatabase(superuserUrl, database);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   let server: ChildProcess | undefined;

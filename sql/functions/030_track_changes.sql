@@ -10,10 +10,11 @@
 -- The queries are static (PL/pgSQL keeps their plans for the session), so a
 -- one-row write does not plan SQL each time.
 --
--- Inserts, nearly every write, have a function per table that runs one
--- statement and evaluates no PL/pgSQL expression of its own: the first time a
--- transaction evaluates one, it costs about as much as a small query. The slot
--- of each user is worked out inside the statement
+-- Inserts, nearly every write, have a function per table (the prompts' here,
+-- the others' in sql/functions/236_bookkeeping_inserts.sql, with the per-day
+-- figures and multi_agent_log rows) that evaluates no PL/pgSQL expression of
+-- its own: the first time a transaction evaluates one, it costs about as much
+-- as a small query. The slot of each user is worked out inside the statement
 -- (app_private.transaction_counter_slot). The users of inserted rows exist: the
 -- foreign keys, checked before these triggers, say so.
 -- Judge scores and best heads count in rows of their own, 32 and 64 slots up
@@ -27,45 +28,6 @@ set search_path = pg_catalog
 as $$
 begin
   perform app_private.transaction_counter_slot(u.user_id) from (select distinct n.user_id from new_rows n) u;
-  return null;
-end;
-$$;
-
-create or replace function app_private.tg__track_version_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  insert into app_hidden.agent_stats as s (user_id, agent, slot, total)
-  select n.user_id, n.source, app_private.transaction_counter_slot(n.user_id), count(*)
-    from new_rows n group by n.user_id, n.source order by 1, 2
-  on conflict (user_id, agent, slot) do update set total = s.total + excluded.total;
-  return null;
-end;
-$$;
-
-create or replace function app_private.tg__track_score_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  insert into app_hidden.agent_stats as s (user_id, agent, slot, scored, score_sum)
-  select n.user_id, n.source, app_private.transaction_counter_slot(n.user_id) + 32, count(*), sum(n.total)
-    from new_rows n group by n.user_id, n.source order by 1, 2
-  on conflict (user_id, agent, slot) do update set scored = s.scored + excluded.scored, score_sum = s.score_sum + excluded.score_sum;
-  return null;
-end;
-$$;
-
-create or replace function app_private.tg__track_best_head_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  insert into app_hidden.agent_stats as s (user_id, agent, slot, wins)
-  select n.user_id, n.source, app_private.transaction_counter_slot(n.user_id) + 64, count(*)
-    from new_rows n group by n.user_id, n.source order by 1, 2
-  on conflict (user_id, agent, slot) do update set wins = s.wins + excluded.wins;
   return null;
 end;
 $$;

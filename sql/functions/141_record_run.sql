@@ -50,7 +50,9 @@ declare
   new_prompt_id bigint;
   version_ids bigint[];
   outcome jsonb;
+  -- What set_config returns: an assignment costs less than PERFORM, which runs a whole query.
   new_run text;
+  deferred text;
 begin
   if me is null then
     raise exception 'Sign in to record a run.' using errcode = 'PRLGN';
@@ -148,13 +150,14 @@ begin
     end if;
   end if;
 
-  -- Its multi_agent_log row is written once, below, not after each statement.
-  perform set_config('prompter.multi_agent_log_rows', 'deferred', true);
   if run ? 'prompt' then
-    -- The per-day analytics of a new prompt's run are added at once below.
+    -- The figures and multi_agent_log row of a new prompt's run are added at
+    -- once below; the insert triggers that would add them skip this run.
     new_run := set_config('prompter.new_run', 'on', true);
     insert into app_public.prompts (user_id, text) values (me, run->>'prompt') returning id into new_prompt_id;
   else
+    -- Its multi_agent_log row is written once, below, not after each statement.
+    deferred := set_config('prompter.multi_agent_log_rows', 'deferred', true);
     -- Another user's prompt and a missing one read the same.
     select p.id into new_prompt_id from app_public.prompts p where p.id = (run->>'prompt_id')::bigint and p.user_id = me;
     if not found then
@@ -191,11 +194,11 @@ begin
     on conflict (prompt_id) do update set prompt_version_id = excluded.prompt_version_id;
   end if;
   if new_run is not null then
-    new_run := app_private.add_new_run_figures(me, run, best);
+    new_run := app_private.add_new_run_figures(me, run, best, new_prompt_id);
+  else
+    perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id]),
+            set_config('prompter.multi_agent_log_rows', '', true);
   end if;
-
-  perform app_private.refresh_multi_agent_log_rows(array[new_prompt_id], run ? 'prompt'),
-          set_config('prompter.multi_agent_log_rows', '', true);
 
   outcome := jsonb_build_object('prompt_id', new_prompt_id, 'version_ids', to_jsonb(version_ids),
                                'best_version_id', version_ids[best + 1]);

@@ -99,18 +99,6 @@ begin
 end;
 $$;
 
-create or replace function app_private.tg__analytics_version_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  perform app_private.add_agent_days(array(
-    select row(n.user_id, app_private.utc_day(n.created_at), n.source, count(*), 0, 0, 0, 0, 0, 0, 0, 0)::app_private.agent_day_change
-      from new_rows n group by n.user_id, app_private.utc_day(n.created_at), n.source));
-  return null;
-end;
-$$;
-
 -- A version's new agent or day: the version moves; when its day moves, so do its
 -- score and win. Those the cascades to judge_scores and best_heads (which run
 -- first) have already moved to the new agent, counting from the version's new
@@ -213,18 +201,6 @@ begin
 end;
 $$;
 
-create or replace function app_private.tg__analytics_score_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  perform app_private.apply_score_changes('{}', array(
-    select row(n.prompt_version_id, n.source, n.total, n.clarity, n.specificity, n.actionability, n.structure, n.context_use)::app_private.judged_version
-      from new_rows n));
-  return null;
-end;
-$$;
-
 create or replace function app_private.tg__analytics_score_changes() returns trigger
 language plpgsql security definer
 set search_path = pg_catalog
@@ -239,17 +215,6 @@ begin
   perform app_private.apply_score_changes(array(
     select row(o.prompt_version_id, o.source, o.total, o.clarity, o.specificity, o.actionability, o.structure, o.context_use)::app_private.judged_version
       from old_rows o), added);
-  return null;
-end;
-$$;
-
-create or replace function app_private.tg__analytics_head_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  perform app_private.apply_head_changes('{}', '{}', array(select n.prompt_version_id from new_rows n order by n.prompt_id),
-                                         array(select n.source from new_rows n order by n.prompt_id));
   return null;
 end;
 $$;

@@ -1,14 +1,17 @@
 -- recordRun's fast path for a new prompt: its versions, scores, matches and
 -- best head are known from the run itself, and no other transaction can see
 -- the prompt yet (so nothing to lock and no other score to compare with), so
--- the per-day figures and agent_stats' counts are added in one statement here
--- instead of by six insert triggers (three of sql/rules/170_agent_analytics.sql,
--- three of sql/rules/020_triggers.sql), which record_run skips while
--- prompter.new_run is 'on' (their WHEN clause honours it only as the owner, so
--- no caller can make their own writes skip them). The prompt's own insert
--- trigger still takes the user's counter slot and moves their data version.
--- It turns the setting off again, and returns what set_config returns.
-create or replace function app_private.add_new_run_figures(me bigint, run jsonb, best int) returns text
+-- the per-day figures, agent_stats' counts and the prompt's multi_agent_log row
+-- are added in one statement here instead of by six insert triggers (three of
+-- sql/rules/170_agent_analytics.sql, three of sql/rules/020_triggers.sql),
+-- which record_run skips while prompter.new_run is 'on' (their WHEN clause
+-- honours it only as the owner, so no caller can make their own writes skip
+-- them), and a refresh of the prompt (which re-reads what the run holds). The
+-- prompt's own insert trigger still takes the user's counter slot and moves
+-- their data version. It turns the setting off again, and returns what
+-- set_config returns.
+drop function if exists app_private.add_new_run_figures(bigint, jsonb, int);
+create or replace function app_private.add_new_run_figures(me bigint, run jsonb, best int, new_prompt_id bigint) returns text
 language plpgsql volatile
 set search_path = pg_catalog
 as $$
@@ -21,6 +24,15 @@ begin
            (e.v->'scores'->>'actionability')::numeric as actionability, (e.v->'scores'->>'structure')::numeric as structure,
            (e.v->'scores'->>'context_use')::numeric as context_use, e.n - 1 = best as won
       from jsonb_array_elements(run->'versions') with ordinality e(v, n)
+  ), log_row as (
+    -- As app_private.refresh_multi_agent_log_rows computes it: the best head's
+    -- text and agent, and each agent's newest version's total (the versions
+    -- share created_at, so the newest is the last of the run), JSON null when unscored.
+    insert into app_hidden.multi_agent_log_rows (prompt_id, user_id, final_prompt, selected_agent, scores)
+    select new_prompt_id, me, run->'versions'->best->>'text', run->'versions'->best->>'agent',
+           (select jsonb_object_agg(newest.agent, newest.clarity + newest.specificity + newest.actionability
+                                                  + newest.structure + newest.context_use)
+              from (select distinct on (v.agent) v.* from v order by v.agent, v.n desc) newest)
   ), days as materialized (
     select v.agent, count(*) as versions, count(*) filter (where v.won) as wins, count(*) filter (where v.scored) as scored,
            coalesce(sum(v.clarity + v.specificity + v.actionability + v.structure + v.context_use), 0) as score_sum,

@@ -12,9 +12,10 @@
 --
 -- Writers that refresh the prompts they wrote themselves, once at their end
 -- (app_public.record_run), set prompter.multi_agent_log_rows to 'deferred' for
--- their duration: the triggers (sql/rules/180_multi_agent_log_rows.sql) then
--- do not fire for each of their statements. Only the gateway's sessions
--- become app_user, and they cannot set it.
+-- their duration: the triggers (sql/rules/180_multi_agent_log_rows.sql, and the
+-- inserts' one, sql/functions/236_bookkeeping_inserts.sql) then do not refresh
+-- after each of their statements. Only the gateway's sessions become app_user,
+-- and they cannot set it.
 create or replace function app_private.refresh_multi_agent_log_rows(prompt_ids bigint[], created_here boolean default false)
 returns void
 language plpgsql volatile security definer
@@ -52,31 +53,6 @@ end;
 $$;
 comment on function app_private.refresh_multi_agent_log_rows(bigint[], boolean) is
   'Computes the multi_agent_log rows of these (distinct) prompts again from their versions, scores and best head.';
-
--- Inserts (nearly every write) run one statement each and no PL/pgSQL
--- expression: the first expression a transaction evaluates costs about as much
--- as a small query (see sql/functions/030_track_changes.sql).
-create or replace function app_private.tg__multi_agent_log_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  -- prompt_versions and best_heads both name their prompt.
-  perform app_private.refresh_multi_agent_log_rows(array(select distinct n.prompt_id from new_rows n));
-  return null;
-end;
-$$;
-
-create or replace function app_private.tg__multi_agent_log_score_inserts() returns trigger
-language plpgsql security definer
-set search_path = pg_catalog
-as $$
-begin
-  perform app_private.refresh_multi_agent_log_rows(array(
-    select distinct v.prompt_id from new_rows n join app_public.prompt_versions v on v.id = n.prompt_version_id));
-  return null;
-end;
-$$;
 
 -- Updates and deletes: the prompts of the old rows and of the new ones. A
 -- deleted version's scores and best head go with it, and its prompt is

@@ -7,8 +7,10 @@ declare
 begin
   foreach tracked in array array['prompts', 'prompt_versions', 'judge_scores', 'best_heads'] loop
     foreach op in array array['insert', 'update', 'delete'] loop
-      -- recordRun adds a new prompt's versions, scores and best head to the
-      -- counters itself (app_private.add_new_run_figures), as the owner only.
+      -- The inserts' one trigger also keeps the per-day figures and the
+      -- multi_agent_log rows (sql/functions/236_bookkeeping_inserts.sql).
+      -- recordRun adds a new prompt's versions, scores and best head to them
+      -- itself (app_private.add_new_run_figures), as the owner only.
       execute format(
         'create or replace trigger _500_track_%2$s after %2$s on app_public.%1$I referencing %3$s
            for each statement %5$s execute function app_private.%4$I()',
@@ -17,17 +19,20 @@ begin
                 when 'delete' then 'old table as old_rows'
                 else 'new table as new_rows old table as old_rows' end,
         case op when 'insert' then case tracked when 'prompts' then 'tg__track_prompt_inserts'
-                                                when 'prompt_versions' then 'tg__track_version_inserts'
-                                                when 'judge_scores' then 'tg__track_score_inserts'
-                                                else 'tg__track_best_head_inserts' end
+                                                when 'prompt_versions' then 'tg__version_inserts'
+                                                when 'judge_scores' then 'tg__score_inserts'
+                                                else 'tg__best_head_inserts' end
                 else 'tg__track_changes' end,
-        case when op = 'insert' and tracked <> 'prompts'
-             then format('when (pg_catalog.current_setting(''prompter.new_run'', true) is distinct from ''on'' or current_user <> %L)', current_user)
-             else '' end);
+        case when op = 'insert' and tracked <> 'prompts' then 'when (not app_hidden.record_run_adds_figures())' else '' end);
     end loop;
   end loop;
 end
 $$;
+-- Every writer of the tables runs it (the triggers' WHEN clause).
+grant execute on function app_hidden.record_run_adds_figures() to app_user;
+-- Before the inserts' one trigger (236_bookkeeping_inserts.sql), each kind of figure had its own.
+drop function if exists app_private.tg__track_version_inserts(), app_private.tg__track_score_inserts(),
+  app_private.tg__track_best_head_inserts();
 
 create or replace trigger _100_fill_source before insert on app_public.judge_scores
   for each row when (new.source is null) execute function app_private.tg__fill_version_source();

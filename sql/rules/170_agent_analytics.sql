@@ -1,24 +1,12 @@
 -- The per-day figures' triggers (sql/functions/231_track_agent_days.sql), who
 -- reads their tables, and the analytics functions' grants and GraphQL shape.
--- Inserts are skipped while recordRun adds a new prompt's figures itself
--- (app_private.add_new_run_figures), as the owner only: a caller setting
--- prompter.new_run in their own session changes nothing.
-do $$
-declare
-  tracked text;
-begin
-  foreach tracked in array array['prompt_versions', 'judge_scores', 'best_heads'] loop
-    execute format(
-      'create or replace trigger _510_analytics_insert after insert on app_public.%1$I referencing new table as new_rows
-         for each statement
-         when (pg_catalog.current_setting(''prompter.new_run'', true) is distinct from ''on'' or current_user <> %2$L)
-         execute function app_private.%3$I()',
-      tracked, current_user,
-      case tracked when 'prompt_versions' then 'tg__analytics_version_inserts'
-                   when 'judge_scores' then 'tg__analytics_score_inserts' else 'tg__analytics_head_inserts' end);
-  end loop;
-end
-$$;
+-- Inserts are counted by the tables' one insert trigger (_500_track_insert,
+-- sql/functions/236_bookkeeping_inserts.sql), which had a trigger of its own here.
+drop trigger if exists _510_analytics_insert on app_public.prompt_versions;
+drop trigger if exists _510_analytics_insert on app_public.judge_scores;
+drop trigger if exists _510_analytics_insert on app_public.best_heads;
+drop function if exists app_private.tg__analytics_version_inserts(), app_private.tg__analytics_score_inserts(),
+  app_private.tg__analytics_head_inserts();
 
 create or replace trigger _510_analytics_update after update on app_public.prompt_versions
   referencing new table as new_rows old table as old_rows

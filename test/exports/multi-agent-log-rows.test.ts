@@ -80,12 +80,14 @@ describe("multi_agent_log rows", () => {
     const domain = await as(alice, "insert into app_public.prompt_versions (prompt_id, text, source) values ($1, 'domain one', 'domain') returning id", [prompt]);
     await expectExact("unscored versions");
     await as(alice, scoreSql(4), [syntax]);
+    await expectExact("a version scored");
     const domainScore = await as(alice, scoreSql(6), [domain]);
     await as(alice, "select app_public.set_best_head($1)", [domain]);
     await expectExact("scored, with a best head");
     const newerSyntax = await as(alice, "insert into app_public.prompt_versions (prompt_id, text, source) values ($1, 'syntax two', 'syntax') returning id", [prompt]);
     await expectExact("a newer, unscored syntax version");
     await as(alice, scoreSql(9), [newerSyntax]);
+    await expectExact("the newer syntax version scored");
     await as(alice, "update app_public.judge_scores set clarity = 1 where id = $1", [domainScore]);
     await expectExact("a score added and one changed");
     await as(alice, "update app_public.prompt_versions set text = 'domain, edited' where id = $1", [domain]);
@@ -104,10 +106,24 @@ describe("multi_agent_log rows", () => {
       jsonb_build_object('agent', 'zeta', 'text', 'zeta one', 'scores', jsonb_build_object('clarity', 1, 'specificity', 2, 'actionability', 3, 'structure', 4, 'context_use', 5)),
       jsonb_build_object('agent', 'syntax', 'text', 'syntax three'))))`, [prompt]);
     await expectExact("recordRun on an existing prompt, for an agent registered later");
+    const session = await sessionOf(alice);
+    try {
+      const { rows } = await session.query(`select app_public.record_run(jsonb_build_object('prompt_id', $1::bigint, 'versions', jsonb_build_array(
+        jsonb_build_object('agent', 'zeta', 'text', 'zeta two'))))->'version_ids'->>0 as id`, [prompt]);
+      await session.query(scoreSql(7), [rows[0].id]);
+      await session.query("commit");
+    } finally {
+      session.release();
+    }
+    await expectExact("a score written after recordRun, in its transaction");
     await as(alice, `select app_public.record_run('{"prompt": "a run''s prompt", "best_version": 1, "versions": [
       {"agent": "domain", "text": "d", "scores": {"clarity": 1, "specificity": 1, "actionability": 1, "structure": 1, "context_use": 1.5}},
       {"agent": "domain", "text": "d, later", "scores": {"clarity": 2, "specificity": 2, "actionability": 2, "structure": 2, "context_use": 2}}]}')`);
     await expectExact("recordRun with a new prompt");
+    await as(alice, `select app_public.record_run('{"prompt": "an unjudged run", "versions": [
+      {"agent": "syntax", "text": "s", "scores": {"clarity": 3, "specificity": 3, "actionability": 3, "structure": 3, "context_use": 3}},
+      {"agent": "syntax", "text": "s, later"}, {"agent": "domain", "text": "d", "scores": null}]}')`);
+    await expectExact("recordRun with a new prompt, no best version, each agent's newest version unscored");
     await db.pool.query("select app_private.generate_demo($1, 120, 50)", [bob.userId]);
     await expectExact("bulk demo data");
     await as(alice, "delete from app_public.best_heads where prompt_id = $1", [prompt]);
