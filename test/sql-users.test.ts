@@ -285,7 +285,7 @@ describe("a login mapped to a user", () => {
     const bobVersion = (await db.pool.query("select sum(version)::int as version from app_hidden.data_versions where user_id = $1", [bob])).rows[0].version;
     const forged = (version: number, global: boolean) => client.query<{ stale: boolean }>(
       `select app_public.exports_stale(row(1, $1, 'all', '{}', 'succeeded', 'x', $3, now(), null, null, null, null,
-         null, null, 0, null, 0, $2, null, null, null)::app_public.exports) as stale`, [bob, version, global]);
+         null, null, 0, null, 0, $2, null, null, null, 'csv', '{}')::app_public.exports) as stale`, [bob, version, global]);
     // Bob's counter is invisible to this login, so even the right guess reads as "changed".
     expect((await forged(bobVersion, false)).rows[0].stale).toBe(true);
     const everyone = (await db.pool.query("select sum(version)::int as sum from app_hidden.data_versions")).rows[0].sum;

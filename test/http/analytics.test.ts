@@ -47,9 +47,9 @@ describe("GET /api/agents/effectiveness?from=&to=", () => {
     }
   });
 
-  it("keeps the all-time answer without a range", async () => {
+  it("keeps the all-time answer without a range, with the win rate's interval beside it", async () => {
     const { body } = await call("/api/agents/effectiveness", users.b.token);
-    expect(Object.keys(body.effectiveness.domain).sort()).toEqual(["avg_score", "total", "win_rate", "wins"]);
+    expect(Object.keys(body.effectiveness.domain).sort()).toEqual(["avg_score", "total", "win_rate", "win_rate_lower", "win_rate_upper", "wins"]);
   });
 });
 
