@@ -8,7 +8,7 @@ import { formatCount, formatRate, formatScore, formatTime, formatWholePercent } 
 import type { Page } from "./page.ts";
 import { currentSession } from "./session.ts";
 
-interface Figures {
+export interface Figures {
   wins: number;
   total: number;
   win_rate: number;

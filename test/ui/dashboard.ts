@@ -2,15 +2,9 @@
 // figures the API answered (test/ui/ui.test.ts).
 import { expect } from "vitest";
 import type { Page } from "playwright-core";
+import type { Figures } from "../../src/ui/effectiveness.ts";
 
-export interface Figures {
-  wins: number;
-  total: number;
-  win_rate: number;
-  win_rate_lower: number;
-  win_rate_upper: number;
-  avg_score: number;
-}
+export type { Figures };
 
 /** What the cards say: for each agent and figure, the exact values (<data value>) and the text shown. */
 async function dashboardFigures(on: Page): Promise<Record<string, Record<string, { value: number[]; text: string }>>> {
