@@ -14,6 +14,8 @@ drop function if exists app_private.add_new_run_figures(bigint, jsonb, int);
 create or replace function app_private.add_new_run_figures(me bigint, run jsonb, best int, new_prompt_id bigint) returns text
 language plpgsql volatile
 set search_path = pg_catalog
+-- One plan for every run (see app_public.record_run).
+set plan_cache_mode = force_generic_plan
 as $$
 declare
   today constant date := app_private.utc_day(now());
