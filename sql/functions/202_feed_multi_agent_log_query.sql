@@ -1,10 +1,11 @@
 -- multi_agent_log for feeds: the export's rows (sql/functions/072) for the
 -- prompts whose row may have changed after the snapshot `since` (null: every
--- prompt). A prompt's row changes with the prompt, any of its versions or
--- scores, or its best head, written or deleted, so the prompts are gathered
--- from each table's changes (by the written_in indexes); their rows are then
--- read from app_hidden.multi_agent_log_rows, kept exact by the same writing
--- transactions, so a run reads what changed and nothing else.
+-- prompt). A row shows the prompt's own columns and its row of
+-- app_hidden.multi_agent_log_rows, which the writing transactions keep exact
+-- and stamp when its figures change (a version, score or best head written or
+-- deleted), so the changed rows are two lookups in written_in indexes: the
+-- changed prompts and the changed log rows. A run reads what changed and
+-- nothing else; changes that leave a row as it was do not send it again.
 create or replace function app_hidden.feed_multi_agent_log_query(typed boolean, excel boolean, since pg_snapshot, prompt_match text)
 returns text
 language plpgsql stable
@@ -20,10 +21,7 @@ begin
   end if;
   return app_hidden.multi_agent_log_query(excel, typed, format($changes$%1$s
    and p.id in (select c.id from app_public.prompts c where %2$s
-                union select c.prompt_id from app_public.prompt_versions c where %2$s
-                union select v.prompt_id from app_public.judge_scores c join app_public.prompt_versions v on v.id = c.prompt_version_id where %2$s
-                union select c.prompt_id from app_public.best_heads c where %2$s
-                union select c.prompt_id from app_hidden.tombstones c where c.kind <> 'prompts' and c.prompt_id is not null and %2$s)$changes$,
+                union select c.prompt_id from app_hidden.multi_agent_log_rows c where %2$s)$changes$,
     prompt_match, changed));
 end;
 $$;

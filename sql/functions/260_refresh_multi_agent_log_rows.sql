@@ -1,6 +1,9 @@
 -- Keeps app_hidden.multi_agent_log_rows exact: after every statement that
 -- writes versions, judge scores or best heads, the rows of the prompts it
--- touched are computed again from those tables, in the same transaction.
+-- touched are computed again from those tables, in the same transaction. A
+-- row whose figures differ is written again, stamped with the writing
+-- transaction (written_in), which is how multi_agent_log's feed runs find the
+-- rows that changed (sql/functions/202_feed_multi_agent_log_query.sql).
 --
 -- Two writers of one prompt take turns: each first locks the prompt's row
 -- (FOR NO KEY UPDATE, which foreign key checks do not wait for), then computes
@@ -47,7 +50,8 @@ begin
     left join app_public.prompt_versions final on final.id = head.prompt_version_id
    order by p.id
   on conflict (prompt_id) do update
-    set final_prompt = excluded.final_prompt, selected_agent = excluded.selected_agent, scores = excluded.scores
+    set final_prompt = excluded.final_prompt, selected_agent = excluded.selected_agent, scores = excluded.scores,
+        written_in = excluded.written_in
     where (r.final_prompt, r.selected_agent, r.scores) is distinct from (excluded.final_prompt, excluded.selected_agent, excluded.scores);
 end;
 $$;

@@ -47,7 +47,7 @@ it.each(["prompts", "prompt_versions", "judge_scores", "multi_agent_log"])("an i
     return explained;
   });
   for (const plan of plans) {
-    expect(plan).not.toMatch(/Seq Scan on (prompts|prompt_versions|judge_scores|best_heads|tombstones)\b/);
+    expect(plan).not.toMatch(/Seq Scan on (prompts|prompt_versions|judge_scores|best_heads|tombstones|multi_agent_log_rows)\b/);
     expect(plan).toMatch(/(Index|Bitmap Index) Scan (using|on) \w+_written_in_idx/);
   }
 });

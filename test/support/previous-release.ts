@@ -13,10 +13,13 @@ export const PREVIOUS_RELEASE = "1b82daa";
 
 const projectRoot = fileURLToPath(new URL("../..", import.meta.url));
 
-export async function buildPreviousRelease(databaseUrl: string): Promise<void> {
+/** The last release before multi_agent_log's rows were stamped for feeds (migration 000014). */
+export const BEFORE_LOG_STAMPS = "b42dec9";
+
+export async function buildPreviousRelease(databaseUrl: string, release = PREVIOUS_RELEASE): Promise<void> {
   const root = await mkdtemp(path.join(tmpdir(), "prompter-previous-release-"));
   try {
-    const archive = execFileSync("git", ["archive", PREVIOUS_RELEASE, ".gmrc", "migrations", "sql"], { cwd: projectRoot });
+    const archive = execFileSync("git", ["archive", release, ".gmrc", "migrations", "sql"], { cwd: projectRoot });
     execFileSync("tar", ["-x", "-C", root], { input: archive });
     await migrateDatabase(databaseUrl, { root });
   } finally {
