@@ -216,12 +216,12 @@ async function writeExportFrom(client: pg.PoolClient, context: TaskContext, job:
   const progress = reportProgress(context, job.id, attempt, () => files.reduce((sum, file) => sum + file.rowsSoFar(), 0));
   try {
     await client.query("begin isolation level repeatable read read only");
-    // TimeZone UTC: timestamps in JSONL and Parquet, and filters' timestamps without a zone.
-    // A Parquet file reads its cursor to the end: plan for all rows, as feed runs do.
+    // TimeZone UTC and DateStyle ISO: timestamps as JSONL and Parquet read them
+    // (src/formats.ts), and filters' timestamps without a zone.
     await client.query(
       `select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true),
               set_config('statement_timeout', $4, true), set_config('TimeZone', 'UTC', true),
-              set_config('cursor_tuple_fraction', '1', true)`,
+              set_config('DateStyle', 'ISO', true)`,
       [job.requested_role, job.user_id, connectionName, `${context.exportStatementTimeoutSeconds}s`],
     );
     const {

@@ -168,7 +168,7 @@ async function writeRun(
     await client.query(
       `select set_config('role', $1, true), set_config('jwt.claims.user_id', $2, true), set_config('application_name', $3, true),
               set_config('statement_timeout', $4, true), set_config('TimeZone', 'UTC', true),
-              set_config('cursor_tuple_fraction', '1', true)`,
+              set_config('DateStyle', 'ISO', true)`,
       [started.role, started.user_id, `prompter-worker feed=${feedId} run=${run} job=${helpers.job.id}`, `${context.exportStatementTimeoutSeconds}s`],
     );
     // The first query takes the transaction's snapshot: this one.
