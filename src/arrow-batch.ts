@@ -4,16 +4,7 @@
 // bytes copied as they come, never decoded into JavaScript strings).
 import * as arrow from "apache-arrow";
 import type { Field } from "./copy-csv.ts";
-
-// PostgreSQL type ids.
-const INT8 = 20;
-const INT2 = 21;
-const INT4 = 23;
-const BOOL = 16;
-const FLOAT4 = 700;
-const FLOAT8 = 701;
-const NUMERIC = 1700;
-const TIMESTAMPTZ = 1184;
+import { BOOL, FLOAT4, FLOAT8, INT2, INT4, INT8, NUMERIC, TIMESTAMPTZ } from "./pg-types.ts";
 
 export function arrowTypeOf(oid: number): arrow.DataType {
   switch (oid) {

@@ -4,16 +4,8 @@
 // strings, timestamps in ISO 8601 with a T and a +hh:mm offset, everything
 // else a JSON string escaped as JSON.stringify escapes it).
 import type { Field } from "./copy-csv.ts";
+import { BOOL, FLOAT4, FLOAT8, INT2, INT4, INT8, NUMERIC, TIMESTAMPTZ } from "./pg-types.ts";
 
-// PostgreSQL type ids.
-const INT8 = 20;
-const INT2 = 21;
-const INT4 = 23;
-const BOOL = 16;
-const FLOAT4 = 700;
-const FLOAT8 = 701;
-const NUMERIC = 1700;
-const TIMESTAMPTZ = 1184;
 const NUMBER_TYPES = new Set([INT8, INT2, INT4, FLOAT4, FLOAT8, NUMERIC]);
 
 const QUOTE = 0x22;
